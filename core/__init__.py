@@ -1,0 +1,27 @@
+"""Understudy's vocabulary: plain frozen values and Protocols, no I/O."""
+
+from core.errors import ConfigError, UnderstudyError, UpstreamError
+from core.exchange import ErrorKind, Exchange, Observation, Role, Route, ToolCall, Usage
+from core.ports import ExchangeSink, FlagSource, Upstream, UpstreamRequest, UpstreamResponse
+from core.routing import FlagState, RolloutMode, RoutingDecision
+
+__all__ = [
+    "ConfigError",
+    "ErrorKind",
+    "Exchange",
+    "ExchangeSink",
+    "FlagSource",
+    "FlagState",
+    "Observation",
+    "Role",
+    "RolloutMode",
+    "Route",
+    "RoutingDecision",
+    "ToolCall",
+    "UnderstudyError",
+    "Upstream",
+    "UpstreamError",
+    "UpstreamRequest",
+    "UpstreamResponse",
+    "Usage",
+]

@@ -1,0 +1,99 @@
+"""What one proxied request produced: an Exchange holding one Observation per arm."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from core.routing import RoutingDecision
+
+
+class Route(StrEnum):
+    """The OpenAI endpoints Understudy mirrors or splits."""
+
+    CHAT = "chat.completions"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+
+
+class Role(StrEnum):
+    """Why an upstream was called for this exchange."""
+
+    SERVED = "served"  # its answer went to the client
+    SHADOW = "shadow"  # a candidate mirrored in the background
+    NOISE = "noise"  # the primary called a second time, for run-to-run noise
+
+
+class ErrorKind(StrEnum):
+    """The closed set of ways an upstream call can fail."""
+
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    HTTP_STATUS = "http_status"
+    INVALID_RESPONSE = "invalid_response"
+    CLIENT_ABORTED = "client_aborted"
+    INCOMPLETE_STREAM = "incomplete_stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call as the model emitted it; ``arguments`` is the raw JSON text."""
+
+    name: str
+    arguments: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One arm of an exchange: what a single upstream did with the request."""
+
+    upstream: str
+    role: Role
+    model: str  # the model name actually sent to this upstream
+    status: int | None  # HTTP status, None when no response arrived
+    latency_ms: float | None
+    ttft_ms: float | None  # time to first token (first content byte for non-streaming)
+    usage: Usage = field(default_factory=Usage)
+    text: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+    error_kind: ErrorKind | None = None
+    truncated: bool = False  # the text was cut at the recorder's size limit
+    embedding_dims: int | None = None  # for embeddings: the vector length, not the vector
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None and self.status is not None and self.status < 400
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One client request and every upstream call made for it."""
+
+    id: uuid.UUID
+    created_at: datetime
+    route: Route
+    requested_model: str
+    subject_hash: str
+    stream: bool
+    decision: RoutingDecision
+    served_by: str  # the upstream whose answer the client received
+    fallback: bool  # the candidate failed before its first byte and the primary answered
+    request: Mapping[str, Any]  # the request body as parsed JSON (never headers or keys)
+    observations: tuple[Observation, ...] = ()
+
+    def arm(self, role: Role) -> Observation | None:
+        """The first observation with ``role``, if any."""
+        return next((o for o in self.observations if o.role is role), None)

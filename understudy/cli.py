@@ -1,0 +1,42 @@
+"""The ``understudy`` command line. Each subcommand lives in ``understudy/commands/``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+from understudy import __version__
+
+# One module per subcommand; each exposes ``register(subparsers)`` which sets ``func``.
+COMMAND_MODULES = (
+    "understudy.commands.serve",
+    "understudy.commands.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="understudy",
+        description="A drop-in OpenAI proxy that shadows and rolls out self-hosted models.",
+    )
+    parser.add_argument("--version", action="version", version=f"understudy {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return 2
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``understudy`` subcommand, listed in ``understudy.cli.COMMAND_MODULES``."""

@@ -1,0 +1,30 @@
+"""Helpers every subcommand shares: loading settings and reporting config errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from core import ConfigError
+from understudy.settings import Settings, load_settings
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+EXIT_CONFIG = 2
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, default=None, metavar="FILE", help="a TOML settings file"
+    )
+
+
+def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
+    """Load settings, or exit 2 with one line naming the bad setting (never its value)."""
+    try:
+        return load_settings(getattr(args, "config", None), **overrides)
+    except ConfigError as exc:
+        sys.stderr.write(f"understudy: configuration error: {exc}\n")
+        raise SystemExit(EXIT_CONFIG) from None

@@ -1,0 +1,173 @@
+"""All configuration, from ``UNDERSTUDY_*`` environment variables or a TOML file."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from core import ConfigError, RolloutMode
+
+
+class UpstreamKind(StrEnum):
+    OPENAI = "openai"  # any OpenAI-compatible server: OpenAI, vLLM, llama.cpp, TGI, LM Studio
+    OLLAMA = "ollama"  # Ollama's native /api/* endpoints
+
+
+def _check_base_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/")
+
+
+class PrimarySettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    name: str = "openai"
+    base_url: str = "https://api.openai.com/v1"
+    api_key: SecretStr | None = None  # unset: forward the client's own Authorization
+    timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    _url = field_validator("base_url")(_check_base_url)
+
+
+class CandidateSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    base_url: str
+    kind: UpstreamKind = UpstreamKind.OPENAI
+    api_key: SecretStr | None = None
+    model_map: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_concurrency: int = Field(default=64, ge=1)
+
+    _url = field_validator("base_url")(_check_base_url)
+
+    def mapped_model(self, requested: str) -> str:
+        return self.model_map.get(requested, requested)
+
+
+class RolloutSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    mode: RolloutMode = RolloutMode.OFF
+    candidate: str | None = None
+    percent: float = Field(default=0.0, ge=0, le=100)
+    shadow_rate: float = Field(default=1.0, ge=0, le=1)
+    flag_key: str = "default"
+
+
+class LimitAction(StrEnum):
+    CLAMP = "clamp"
+    REJECT = "reject"
+
+
+class LimitSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_n: int = Field(default=8, ge=1)
+    max_tokens: int = Field(default=32768, ge=1)
+    on_exceed: LimitAction = LimitAction.CLAMP
+    max_recorded_chars: int = Field(default=200_000, ge=1000)
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # JSON when stderr is not a terminal
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="UNDERSTUDY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    primary: PrimarySettings = Field(default_factory=PrimarySettings)
+    candidates: list[CandidateSettings] = Field(default_factory=list)
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    noise_rate: float = Field(default=0.0, ge=0, le=1)
+    database_url: str = "sqlite+aiosqlite:///understudy.db"
+    admin_token: SecretStr | None = None
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    log_level: str = "info"
+    log_format: LogFormat = LogFormat.AUTO
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _rollout_names_a_candidate(self) -> Self:
+        names = [c.name for c in self.candidates]
+        if len(set(names)) != len(names):
+            raise ValueError("candidate names must be unique")
+        if self.primary.name in names:
+            raise ValueError("a candidate may not share the primary's name")
+        wanted = self.rollout.candidate
+        if wanted is not None and wanted not in names:
+            raise ValueError(f"rollout.candidate {wanted!r} is not among the configured candidates")
+        if self.rollout.mode is not RolloutMode.OFF and wanted is None:
+            if len(names) != 1:
+                raise ValueError("rollout.mode needs rollout.candidate when there is not exactly one candidate")
+            self.rollout.candidate = names[0]
+        return self
+
+    def candidate(self, name: str) -> CandidateSettings:
+        for c in self.candidates:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    # Precedence: explicit arguments, then environment, then the TOML file.
+    toml_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_file))
+        return tuple(sources)
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if not str(p).startswith("function-after")]
+    if not parts:
+        return "UNDERSTUDY settings"
+    return "UNDERSTUDY_" + "__".join(parts).upper()
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings, or raise ConfigError naming the first bad setting (values never shown)."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError("--config", f"no such file: {config_file}")
+
+    class _Loaded(Settings):
+        toml_file = config_file
+
+    try:
+        loaded = _Loaded(**overrides)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        raise ConfigError(_setting_name(first["loc"]), first["msg"]) from None
+    except ValueError as exc:  # malformed JSON in a complex env value, bad TOML
+        raise ConfigError("UNDERSTUDY settings", str(exc).splitlines()[0]) from None
+    return Settings.model_validate(loaded.model_dump())

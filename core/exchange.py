@@ -26,6 +26,7 @@ class Role(StrEnum):
     SERVED = "served"  # its answer went to the client
     SHADOW = "shadow"  # a candidate mirrored in the background
     NOISE = "noise"  # the primary called a second time, for run-to-run noise
+    FAILED_OVER = "failed_over"  # the candidate was to serve, failed before its first byte
 
 
 class ErrorKind(StrEnum):

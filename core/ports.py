@@ -15,6 +15,8 @@ class UpstreamRequest:
     """An OpenAI-shaped request, ready for one upstream.
 
     ``body`` is the JSON object with the model already mapped for this upstream.
+    ``raw_body`` is the client's original bytes when ``body`` is unchanged from
+    them, so OpenAI-compatible upstreams get exactly what the client sent.
     ``headers`` holds only what may be forwarded to this upstream.
     """
 
@@ -22,13 +24,14 @@ class UpstreamRequest:
     body: Mapping[str, Any]
     stream: bool
     headers: Mapping[str, str]
+    raw_body: bytes | None = None
 
 
 class UpstreamResponse(Protocol):
     """A response in OpenAI's wire format: a JSON body, or SSE when streaming.
 
-    Iterating yields raw bytes as they arrive. Once iteration has started the
-    adapter reports later failures by raising ``core.UpstreamError``.
+    Iterating yields raw bytes as they arrive; an error status (4xx/5xx) is a
+    response like any other. Failures while reading raise ``core.UpstreamError``.
     """
 
     status: int

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible aiohttp proxy: handlers, upstream adapters, routing and shadowing."""

@@ -1,0 +1,40 @@
+"""What an upstream call looked like on the wire: status, timed chunks, and how it ended.
+
+Capturing is just appending; parsing happens after the client has its answer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from core import ErrorKind
+
+
+@dataclass(slots=True)
+class Capture:
+    started: float = field(default_factory=time.perf_counter)
+    status: int | None = None
+    chunks: list[tuple[float, bytes]] = field(default_factory=list)
+    ended: float | None = None
+    error: ErrorKind | None = None
+
+    def add(self, chunk: bytes) -> None:
+        self.chunks.append((time.perf_counter(), chunk))
+
+    def finish(self, error: ErrorKind | None = None) -> None:
+        if self.ended is None:
+            self.ended = time.perf_counter()
+        if error is not None and self.error is None:
+            self.error = error
+
+    @property
+    def first_byte_ms(self) -> float | None:
+        return (self.chunks[0][0] - self.started) * 1000 if self.chunks else None
+
+    @property
+    def latency_ms(self) -> float | None:
+        return None if self.ended is None else (self.ended - self.started) * 1000
+
+    def body(self) -> bytes:
+        return b"".join(chunk for _, chunk in self.chunks)

@@ -1,0 +1,30 @@
+"""Plain configuration the proxy is built from (the composition root maps Settings onto it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    name: str
+    base_url: str  # ends in the API root, e.g. https://api.openai.com/v1
+    kind: str = "openai"
+    api_key: str | None = None  # None: no Authorization (or the client's, for the primary)
+    model_map: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    max_concurrency: int = 64
+
+    def mapped_model(self, requested: str) -> str:
+        return self.model_map.get(requested, requested)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_n: int = 8
+    max_tokens: int = 32768
+    clamp: bool = True  # False: reject oversized n / max_tokens with a 400
+    max_recorded_chars: int = 200_000

@@ -1,0 +1,50 @@
+"""Errors in OpenAI's JSON shape, so SDKs raise their usual exceptions."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+
+class RequestError(Exception):
+    """A client request Understudy refuses, with the status and OpenAI error fields to send."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        error_type: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.error_type = error_type
+
+    def response(self) -> web.Response:
+        return error_response(
+            self.status, self.message, error_type=self.error_type, param=self.param, code=self.code
+        )
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    error_type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers=headers,
+    )

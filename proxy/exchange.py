@@ -1,0 +1,427 @@
+"""The handler for mirrored routes: validate, decide, serve, shadow, record."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from core import (
+    ErrorKind,
+    Exchange,
+    ExchangeSink,
+    FlagSource,
+    Observation,
+    Role,
+    Route,
+    RoutingDecision,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamResponse,
+)
+from proxy.arms import ConcurrencyCaps, call_to_end
+from proxy.capture import Capture
+from proxy.config import Limits
+from proxy.errors import RequestError, error_response
+from proxy.metrics import ProxyMetrics
+from proxy.observe import observe
+from proxy.routing import decide
+from proxy.subject import subject_hash, subject_of
+from proxy.tasks import BackgroundTasks
+from proxy.upstream_set import UpstreamSet
+from proxy.upstreams import HttpUpstream
+from proxy.validation import ParsedRequest, parse_request
+
+log = structlog.get_logger("understudy.exchange")
+
+EXCHANGE_ID_HEADER = "x-understudy-exchange-id"
+SERVED_BY_HEADER = "x-understudy-served-by"
+# Client headers the primary may see; candidates get none of the client's headers.
+PRIMARY_HEADERS = ("OpenAI-Organization", "OpenAI-Project", "OpenAI-Beta")
+
+
+@dataclass(slots=True)
+class _Arm:
+    upstream: str
+    role: Role
+    model: str
+    capture: Capture
+
+
+class _ClientGone(Exception):
+    """The client disconnected while its answer was being relayed."""
+
+
+class ExchangeHandler:
+    def __init__(
+        self,
+        *,
+        upstreams: UpstreamSet,
+        flags: FlagSource,
+        sink: ExchangeSink,
+        metrics: ProxyMetrics,
+        tasks: BackgroundTasks,
+        limits: Limits,
+    ) -> None:
+        self._upstreams = upstreams
+        self._flags = flags
+        self._sink = sink
+        self._metrics = metrics
+        self._tasks = tasks
+        self._limits = limits
+        self._caps = ConcurrencyCaps(upstreams.caps())
+
+    # -- entry point -------------------------------------------------------------------
+
+    async def handle(self, request: web.Request, route: Route) -> web.StreamResponse:
+        exchange_id = uuid.uuid4()
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(exchange_id=str(exchange_id), route=route.value)
+        try:
+            parsed = parse_request(route, await self._read_body(request), self._limits)
+        except RequestError as exc:
+            self._metrics.rejected.labels(route.value, exc.code or str(exc.status)).inc()
+            log.info("request_rejected", status=exc.status, code=exc.code, param=exc.param)
+            return exc.response()
+
+        subject = subject_of(parsed.body, request.headers)
+        flag = self._flags.current(route)
+        decision = decide(
+            flag, subject, primary=self._upstreams.primary.name,
+            shadow_draw=random.random(), noise_draw=random.random(),
+        )
+        record = _Record(exchange_id, datetime.now(UTC), parsed, subject_hash(subject), decision)
+        primary_headers = self._primary_headers(request.headers)
+        background = self._start_background(record, primary_headers)
+        try:
+            return await self._serve(request, record, primary_headers)
+        except asyncio.CancelledError:  # the client went away while we waited on the upstream
+            for arm in record.arms:
+                if arm.role is Role.SERVED:
+                    arm.capture.finish(ErrorKind.CLIENT_ABORTED)
+            raise
+        finally:
+            # Runs on success, on our error responses and when the client aborts.
+            self._finish(record, background)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        if request.content_length is not None and request.content_length > self._limits.max_body_bytes:
+            raise _too_large(self._limits.max_body_bytes)
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large(self._limits.max_body_bytes) from None
+
+    def _primary_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        out = {name: headers[name] for name in PRIMARY_HEADERS if name in headers}
+        if self._upstreams.primary.config.api_key is None and "Authorization" in headers:
+            out["Authorization"] = headers["Authorization"]
+        return out
+
+    # -- background arms ---------------------------------------------------------------
+
+    def _start_background(
+        self, record: _Record, primary_headers: dict[str, str]
+    ) -> list[asyncio.Task[None]]:
+        started = []
+        decision, parsed = record.decision, record.parsed
+        if decision.shadow is not None:
+            candidate = self._upstreams.candidates[decision.shadow]
+            if self._caps.try_acquire(candidate.name):
+                body = _shadow_body(parsed, candidate.config.mapped_model(parsed.model))
+                started.append(self._spawn(record, candidate, Role.SHADOW, body, {}))
+            else:
+                self._metrics.shadows_skipped.labels(candidate.name).inc()
+                record.shadow_skipped = True
+        if decision.noise:
+            noise = self._upstreams.noise
+            if self._caps.try_acquire(noise.name):
+                started.append(self._spawn(record, noise, Role.NOISE, parsed.body, primary_headers))
+            else:
+                self._metrics.shadows_skipped.labels(noise.name).inc()
+        return started
+
+    def _spawn(
+        self,
+        record: _Record,
+        upstream: HttpUpstream,
+        role: Role,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str],
+    ) -> asyncio.Task[None]:
+        arm = _Arm(upstream.name, role, str(body["model"]), Capture())
+        record.arms.append(arm)
+        request = UpstreamRequest(record.parsed.route, body, record.parsed.stream, headers)
+        return self._tasks.spawn(
+            self._run_background(upstream, request, arm.capture),
+            name=f"{role.value}:{upstream.name}:{record.id}",
+        )
+
+    async def _run_background(
+        self, upstream: HttpUpstream, request: UpstreamRequest, capture: Capture
+    ) -> None:
+        gauge = self._metrics.shadows_in_flight.labels(upstream.name)
+        gauge.inc()
+        try:
+            await call_to_end(upstream, request, capture, upstream.config.timeout_s)
+        except asyncio.CancelledError:
+            capture.finish(ErrorKind.TIMEOUT)  # cancelled at shutdown after the grace period
+            raise
+        finally:
+            gauge.dec()
+            self._caps.release(upstream.name)
+
+    # -- serving the client --------------------------------------------------------------
+
+    async def _serve(
+        self, request: web.Request, record: _Record, primary_headers: dict[str, str]
+    ) -> web.StreamResponse:
+        parsed, decision = record.parsed, record.decision
+        if decision.served_is_candidate:
+            candidate = self._upstreams.candidates[decision.served]
+            response = await self._try_candidate(request, record, candidate)
+            if response is not None:
+                return response
+        primary = self._upstreams.primary
+        arm = _Arm(primary.name, Role.SERVED, parsed.model, Capture())
+        record.arms.append(arm)
+        record.served_by = primary.name
+        upstream_request = UpstreamRequest(parsed.route, parsed.body, parsed.stream, primary_headers, parsed.raw)
+        try:
+            upstream_response = await primary.send(upstream_request)
+            arm.capture.status = upstream_response.status
+            return await self._relay(request, record, arm, upstream_response, first=None)
+        except UpstreamError as exc:
+            arm.capture.finish(exc.kind)
+            return _upstream_failure(exc, record)
+
+    async def _try_candidate(
+        self, request: web.Request, record: _Record, candidate: HttpUpstream
+    ) -> web.StreamResponse | None:
+        """Serve from the candidate, or return None to fall back before the client saw a byte."""
+        parsed = record.parsed
+        if not self._caps.try_acquire(candidate.name):
+            self._fall_back(record, candidate.name, "at_capacity")
+            return None
+        try:
+            model = candidate.config.mapped_model(parsed.model)
+            arm = _Arm(candidate.name, Role.SERVED, model, Capture())
+            body = {**parsed.body, "model": model}
+            upstream_request = UpstreamRequest(parsed.route, body, parsed.stream, {})
+            first: bytes | None = None
+            response: UpstreamResponse | None = None
+            try:
+                async with asyncio.timeout(candidate.config.timeout_s):
+                    response = await candidate.send(upstream_request)
+                    arm.capture.status = response.status
+                    if response.status < 400:
+                        first = await _first_chunk(response)
+            except (UpstreamError, TimeoutError) as exc:
+                kind = exc.kind if isinstance(exc, UpstreamError) else ErrorKind.TIMEOUT
+                arm.capture.finish(kind)
+            if first is None or response is None:
+                if response is not None:
+                    await response.aclose()
+                arm.capture.finish(ErrorKind.HTTP_STATUS if arm.capture.status else None)
+                arm.role = Role.FAILED_OVER
+                record.arms.append(arm)
+                self._fall_back(record, candidate.name, (arm.capture.error or ErrorKind.INVALID_RESPONSE).value)
+                return None
+            arm.capture.add(first)
+            record.arms.append(arm)
+            record.served_by = candidate.name
+            return await self._relay(request, record, arm, response, first=first)
+        finally:
+            self._caps.release(candidate.name)
+
+    def _fall_back(self, record: _Record, candidate: str, reason: str) -> None:
+        record.fallback = True
+        self._metrics.fallbacks.labels(record.parsed.route.value, candidate, reason).inc()
+
+    async def _relay(
+        self,
+        request: web.Request,
+        record: _Record,
+        arm: _Arm,
+        upstream: UpstreamResponse,
+        first: bytes | None,
+    ) -> web.StreamResponse:
+        """Send the upstream's answer to the client as it arrives."""
+        capture = arm.capture
+        chunks = _chunks(upstream, first)
+        headers = {**upstream.headers, EXCHANGE_ID_HEADER: str(record.id), SERVED_BY_HEADER: arm.upstream}
+        streaming = record.parsed.stream and upstream.status < 400
+        response: web.StreamResponse = web.StreamResponse(status=upstream.status, headers=headers)
+        try:
+            if streaming:
+                await _send(request, response, prepare_only=True)
+            async for chunk in chunks:
+                if chunk is not first:
+                    capture.add(chunk)
+                if streaming:
+                    await _write(response, chunk)
+            capture.finish()
+            if not streaming:
+                response = web.Response(status=upstream.status, body=capture.body(), headers=headers)
+            await _send(request, response)
+        except UpstreamError as exc:
+            capture.finish(exc.kind)
+            if not response.prepared:
+                return _upstream_failure(exc, record)
+            # Mid-stream failure: cut the client's connection too, as the upstream did.
+            if request.transport is not None:
+                request.transport.close()
+        except _ClientGone:
+            capture.finish(ErrorKind.CLIENT_ABORTED)
+        except asyncio.CancelledError:  # the client disconnected and aiohttp cancelled us
+            capture.finish(ErrorKind.CLIENT_ABORTED)
+            raise
+        finally:
+            await upstream.aclose()
+        return response
+
+    # -- recording ---------------------------------------------------------------------
+
+    def _finish(self, record: _Record, background: list[asyncio.Task[None]]) -> None:
+        pending = [t for t in background if not t.done()]
+        if pending:
+            self._tasks.spawn(self._finish_later(record, pending), name=f"record:{record.id}")
+        else:
+            self._emit(record)
+
+    async def _finish_later(self, record: _Record, pending: list[asyncio.Task[None]]) -> None:
+        await asyncio.wait(pending)
+        self._emit(record)
+
+    def _emit(self, record: _Record) -> None:
+        route, stream = record.parsed.route, record.parsed.stream
+        observations = []
+        for arm in record.arms:
+            arm.capture.finish()
+            obs = observe(
+                arm.capture, upstream=arm.upstream, role=arm.role, model=arm.model,
+                route=route, stream=stream, max_chars=self._limits.max_recorded_chars,
+            )
+            self._metrics.observe_arm(route, obs)
+            observations.append(obs)
+        exchange = Exchange(
+            id=record.id,
+            created_at=record.created_at,
+            route=route,
+            requested_model=record.parsed.model,
+            subject_hash=record.subject_hash,
+            stream=stream,
+            decision=record.decision,
+            served_by=record.served_by,
+            fallback=record.fallback,
+            request=record.parsed.body,
+            observations=tuple(observations),
+        )
+        try:
+            self._sink.put(exchange)
+        except Exception as exc:  # a sink must never take the proxy down; count and log it
+            self._metrics.sink_dropped.inc()
+            log.error("exchange_dropped", error=repr(exc))
+        _log_exchange(exchange, record)
+
+
+@dataclass(slots=True)
+class _Record:
+    id: uuid.UUID
+    created_at: datetime
+    parsed: ParsedRequest
+    subject_hash: str
+    decision: RoutingDecision
+    served_by: str = ""
+    fallback: bool = False
+    shadow_skipped: bool = False
+    arms: list[_Arm] = field(default_factory=list)
+
+
+def _shadow_body(parsed: ParsedRequest, model: str) -> dict[str, Any]:
+    body = {**parsed.body, "model": model}
+    if parsed.stream:
+        # Usage in the stream lets the shadow's tokens be counted; only the shadow gets this.
+        body["stream_options"] = {**(parsed.body.get("stream_options") or {}), "include_usage": True}
+    return body
+
+
+async def _first_chunk(response: UpstreamResponse) -> bytes | None:
+    async for chunk in response:
+        if chunk:
+            return chunk
+    return None
+
+
+async def _chunks(upstream: UpstreamResponse, first: bytes | None) -> AsyncIterator[bytes]:
+    if first is not None:
+        yield first
+    async for chunk in upstream:
+        yield chunk
+
+
+async def _send(request: web.Request, response: web.StreamResponse, prepare_only: bool = False) -> None:
+    try:
+        if prepare_only:
+            await response.prepare(request)
+        else:
+            if not response.prepared:
+                await response.prepare(request)
+            await response.write_eof()
+    except ConnectionResetError as exc:
+        raise _ClientGone from exc
+
+
+async def _write(response: web.StreamResponse, chunk: bytes) -> None:
+    try:
+        await response.write(chunk)
+    except ConnectionResetError as exc:
+        raise _ClientGone from exc
+
+
+def _too_large(limit: int) -> RequestError:
+    return RequestError(413, f"Request body is larger than this proxy's limit of {limit} bytes.",
+                        code="request_too_large")
+
+
+def _upstream_failure(exc: UpstreamError, record: _Record) -> web.Response:
+    status = 504 if exc.kind is ErrorKind.TIMEOUT else 502
+    return error_response(
+        status,
+        f"The upstream did not answer ({exc.kind.value}).",
+        error_type="upstream_error",
+        code=f"upstream_{exc.kind.value}",
+        headers={EXCHANGE_ID_HEADER: str(record.id), SERVED_BY_HEADER: record.served_by},
+    )
+
+
+def _log_exchange(exchange: Exchange, record: _Record) -> None:
+    fields: dict[str, Any] = {
+        "model": exchange.requested_model,
+        "stream": exchange.stream,
+        "mode": exchange.decision.mode.value,
+        "served_by": exchange.served_by,
+        "fallback": exchange.fallback,
+        "flag_version": exchange.decision.flag_version,
+    }
+    for obs in exchange.observations:
+        prefix = obs.role.value
+        fields[f"{prefix}_status"] = obs.status
+        fields[f"{prefix}_latency_ms"] = _ms(obs.latency_ms)
+        fields[f"{prefix}_ttft_ms"] = _ms(obs.ttft_ms)
+        if obs.error_kind is not None:
+            fields[f"{prefix}_error"] = obs.error_kind.value
+    if record.shadow_skipped:
+        fields["shadow_skipped"] = True
+    log.info("exchange", **fields)
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

@@ -1,0 +1,68 @@
+"""Prometheus metrics for the proxy, on a registry the composition root owns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from core import Observation, Route
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
+
+
+class ProxyMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "understudy_requests", "Upstream calls by route, arm, upstream and outcome.",
+            ["route", "arm", "upstream", "status"], registry=registry,
+        )
+        self.latency = Histogram(
+            "understudy_upstream_latency_seconds", "Total upstream latency per arm.",
+            ["route", "arm", "upstream"], buckets=_LATENCY_BUCKETS, registry=registry,
+        )
+        self.ttft = Histogram(
+            "understudy_upstream_ttft_seconds", "Time to first token per arm.",
+            ["route", "arm", "upstream"], buckets=_LATENCY_BUCKETS, registry=registry,
+        )
+        self.shadows_in_flight = Gauge(
+            "understudy_shadows_in_flight", "Background calls (shadow and noise) running now.",
+            ["upstream"], registry=registry,
+        )
+        self.shadows_skipped = Counter(
+            "understudy_shadows_skipped", "Shadow calls not made because the candidate's cap was full.",
+            ["upstream"], registry=registry,
+        )
+        self.shadows_failed = Counter(
+            "understudy_shadows_failed", "Background calls that ended in an error, by error kind.",
+            ["upstream", "error_kind"], registry=registry,
+        )
+        self.fallbacks = Counter(
+            "understudy_fallbacks", "Requests the candidate was to serve that the primary served.",
+            ["route", "upstream", "reason"], registry=registry,
+        )
+        self.rejected = Counter(
+            "understudy_rejected_requests", "Client requests refused before any upstream call.",
+            ["route", "code"], registry=registry,
+        )
+        self.sink_queue_depth = Gauge(
+            "understudy_sink_queue_depth", "Exchanges waiting to be recorded.", registry=registry,
+        )
+        self.sink_dropped = Counter(
+            "understudy_sink_dropped", "Exchanges the proxy could not hand to the sink.",
+            registry=registry,
+        )
+
+    def watch_sink_depth(self, depth: Callable[[], int]) -> None:
+        self.sink_queue_depth.set_function(lambda: float(depth()))
+
+    def observe_arm(self, route: Route, obs: Observation) -> None:
+        status = obs.error_kind.value if obs.error_kind and obs.status is None else str(obs.status)
+        self.requests.labels(route.value, obs.role.value, obs.upstream, status).inc()
+        if obs.latency_ms is not None:
+            self.latency.labels(route.value, obs.role.value, obs.upstream).observe(obs.latency_ms / 1000)
+        if obs.ttft_ms is not None:
+            self.ttft.labels(route.value, obs.role.value, obs.upstream).observe(obs.ttft_ms / 1000)
+        if obs.error_kind is not None and obs.role.value in ("shadow", "noise"):
+            self.shadows_failed.labels(obs.upstream, obs.error_kind.value).inc()

@@ -1,0 +1,164 @@
+"""Turn a Capture into an Observation: assembled text, tool calls, usage, timing, error kind."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from core import ErrorKind, Observation, Role, Route, ToolCall, Usage
+from proxy.capture import Capture
+from proxy.sse import DONE, data_events
+
+
+@dataclass(slots=True)
+class _Assembly:
+    text: list[str] = field(default_factory=list)
+    tools: dict[int, dict[str, str]] = field(default_factory=dict)
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    first_token_at: float | None = None
+    done: bool = False
+    embedding_dims: int | None = None
+
+
+def observe(
+    capture: Capture,
+    *,
+    upstream: str,
+    role: Role,
+    model: str,
+    route: Route,
+    stream: bool,
+    max_chars: int,
+) -> Observation:
+    """Everything worth recording about one arm. Never raises on a malformed body."""
+    error = capture.error
+    assembly = _Assembly()
+    if capture.status is not None and capture.chunks:
+        try:
+            if stream and capture.status < 400 and route is not Route.EMBEDDINGS:
+                _read_stream(capture, route, assembly)
+                if not assembly.done and error is None:
+                    error = ErrorKind.INCOMPLETE_STREAM
+            elif capture.status < 400:
+                _read_body(json.loads(capture.body()), route, assembly)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+            error = error or ErrorKind.INVALID_RESPONSE
+    if error is None and capture.status is not None and capture.status >= 400:
+        error = ErrorKind.HTTP_STATUS
+    if error is None and capture.status is not None and not capture.chunks:
+        error = ErrorKind.INVALID_RESPONSE
+
+    text = "".join(assembly.text) if assembly.text else None
+    truncated = text is not None and len(text) > max_chars
+    if truncated and text is not None:
+        text = text[:max_chars]
+    if stream and assembly.first_token_at is not None:
+        ttft = (assembly.first_token_at - capture.started) * 1000
+    else:
+        ttft = capture.first_byte_ms
+    return Observation(
+        upstream=upstream,
+        role=role,
+        model=model,
+        status=capture.status,
+        latency_ms=capture.latency_ms,
+        ttft_ms=ttft,
+        usage=assembly.usage,
+        text=text,
+        tool_calls=tuple(
+            ToolCall(name=t["name"], arguments=t["arguments"], id=t.get("id") or None)
+            for _, t in sorted(assembly.tools.items())
+        ),
+        finish_reason=assembly.finish_reason,
+        error_kind=error,
+        truncated=truncated,
+        embedding_dims=assembly.embedding_dims,
+    )
+
+
+def _usage(raw: Any) -> Usage:
+    if not isinstance(raw, Mapping):
+        return Usage()
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    return Usage(
+        prompt_tokens=raw.get("prompt_tokens"),
+        completion_tokens=raw.get("completion_tokens"),
+        cached_tokens=cached,
+    )
+
+
+def _read_stream(capture: Capture, route: Route, assembly: _Assembly) -> None:
+    for at, data in data_events(capture.chunks):
+        if data.strip() == DONE:
+            assembly.done = True
+            continue
+        event = json.loads(data)
+        if "usage" in event and event["usage"]:
+            assembly.usage = _usage(event["usage"])
+        for choice in event.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue  # only the first choice is recorded
+            if choice.get("finish_reason"):
+                assembly.finish_reason = choice["finish_reason"]
+            piece = choice.get("text") if route is Route.COMPLETIONS else None
+            delta = choice.get("delta") or {}
+            if route is Route.CHAT:
+                piece = delta.get("content")
+                for call in delta.get("tool_calls") or ():
+                    _merge_tool_fragment(assembly, call)
+                    assembly.first_token_at = assembly.first_token_at or at
+            if piece:
+                assembly.text.append(piece)
+                assembly.first_token_at = assembly.first_token_at or at
+
+
+def _merge_tool_fragment(assembly: _Assembly, call: Mapping[str, Any]) -> None:
+    slot = assembly.tools.setdefault(int(call.get("index", 0)), {"name": "", "arguments": "", "id": ""})
+    if call.get("id"):
+        slot["id"] = call["id"]
+    function = call.get("function") or {}
+    if function.get("name"):
+        slot["name"] += function["name"]
+    if function.get("arguments"):
+        slot["arguments"] += function["arguments"]
+
+
+def _read_body(body: Any, route: Route, assembly: _Assembly) -> None:
+    assembly.usage = _usage(body.get("usage"))
+    if route is Route.EMBEDDINGS:
+        data = body["data"]
+        if data:
+            vector = data[0]["embedding"]
+            assembly.embedding_dims = len(vector) if isinstance(vector, list) else _b64_dims(vector)
+        return
+    choices = body.get("choices") or []
+    if not choices:
+        return
+    choice = choices[0]
+    assembly.finish_reason = choice.get("finish_reason")
+    if route is Route.COMPLETIONS:
+        assembly.text.append(choice.get("text") or "")
+        return
+    message = choice.get("message") or {}
+    if message.get("content"):
+        assembly.text.append(message["content"])
+    for i, call in enumerate(message.get("tool_calls") or ()):
+        function = call.get("function") or {}
+        assembly.tools[i] = {
+            "name": function.get("name", ""),
+            "arguments": function.get("arguments", ""),
+            "id": call.get("id", ""),
+        }
+
+
+def _b64_dims(encoded: str) -> int | None:
+    try:
+        return len(base64.b64decode(encoded, validate=True)) // 4
+    except (binascii.Error, ValueError):
+        return None

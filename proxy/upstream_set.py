@@ -1,0 +1,44 @@
+"""The configured upstreams: the primary, its separate noise pool, and the candidates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from proxy.config import UpstreamConfig
+from proxy.upstreams import HttpUpstream, build_upstream
+
+
+@dataclass
+class UpstreamSet:
+    primary: HttpUpstream
+    noise: HttpUpstream  # the primary again, on its own pool so noise calls never queue served ones
+    candidates: dict[str, HttpUpstream] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, primary: UpstreamConfig, candidates: list[UpstreamConfig]) -> UpstreamSet:
+        if primary.kind != "openai":
+            raise ValueError("the primary must be an OpenAI-compatible server (kind 'openai')")
+        return cls(
+            primary=build_upstream(primary, unlimited_pool=True),
+            noise=build_upstream(primary),
+            candidates={c.name: build_upstream(c) for c in candidates},
+        )
+
+    def __iter__(self) -> Iterator[HttpUpstream]:
+        yield self.primary
+        yield self.noise
+        yield from self.candidates.values()
+
+    def caps(self) -> dict[str, int]:
+        caps = {name: u.config.max_concurrency for name, u in self.candidates.items()}
+        caps[self.noise.name] = self.noise.config.max_concurrency
+        return caps
+
+    async def start(self) -> None:
+        for upstream in self:
+            await upstream.start()
+
+    async def close(self) -> None:
+        for upstream in self:
+            await upstream.close()

@@ -1,0 +1,127 @@
+"""Ollama's native API (/api/chat, /api/generate, /api/embed), spoken as OpenAI.
+
+NDJSON streams become SSE, and answers become OpenAI-shaped JSON, so the rest
+of the proxy only ever sees OpenAI's wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from core import ErrorKind, Route, UpstreamError, UpstreamRequest, UpstreamResponse
+from proxy.upstreams import ollama_translate as tr
+from proxy.upstreams.base import HttpUpstream, map_client_error
+
+_JSON_HEADERS = {"content-type": "application/json"}
+_SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
+
+
+def _sse(payload: Mapping[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+class _Translated:
+    """An UpstreamResponse whose bytes are translated from an Ollama answer."""
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        upstream: str,
+        route: Route,
+        model: str,
+        stream: bool,
+        include_usage: bool,
+    ) -> None:
+        self._response = response
+        self._upstream = upstream
+        self._route = route
+        self._model = model
+        self._stream = stream and route is not Route.EMBEDDINGS
+        self._include_usage = include_usage
+        self._complete = False
+        self.status = response.status
+        self.headers: Mapping[str, str] = _SSE_HEADERS if self._stream and self.status < 400 else _JSON_HEADERS
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            if self.status >= 400:
+                text = await self._response.text(errors="replace")
+                yield json.dumps(tr.error_body(self.status, text)).encode()
+            elif self._stream:
+                async for piece in self._stream_chunks():
+                    yield piece
+            else:
+                native = self._parse(await self._response.read())
+                rid = tr.new_id(self._route)
+                yield json.dumps(tr.completion_from_native(self._route, native, self._model, rid)).encode()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise map_client_error(exc, self._upstream) from exc
+        self._complete = True
+
+    async def _stream_chunks(self) -> AsyncIterator[bytes]:
+        rid = tr.new_id(self._route)
+        first, saw_tools, done = True, False, False
+        async for line in self._response.content:  # NDJSON: one JSON object per line
+            if not line.strip():
+                continue
+            native = self._parse(line)
+            if "error" in native:
+                raise UpstreamError(ErrorKind.INVALID_RESPONSE, f"{self._upstream}: stream error")
+            saw_tools = saw_tools or bool((native.get("message") or {}).get("tool_calls"))
+            chunks = tr.chunks_from_native(
+                self._route, native, self._model, rid,
+                first=first, include_usage=self._include_usage, saw_tools=saw_tools,
+            )
+            first = False
+            if chunks:
+                yield b"".join(_sse(c) for c in chunks)
+            if native.get("done"):
+                done = True
+                break
+        if not done:
+            raise UpstreamError(ErrorKind.INCOMPLETE_STREAM, f"{self._upstream}: stream ended early")
+        yield b"data: [DONE]\n\n"
+
+    def _parse(self, raw: bytes) -> Mapping[str, Any]:
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise UpstreamError(ErrorKind.INVALID_RESPONSE, f"{self._upstream}: not JSON") from exc
+        if not isinstance(parsed, Mapping):
+            raise UpstreamError(ErrorKind.INVALID_RESPONSE, f"{self._upstream}: not a JSON object")
+        return parsed
+
+    async def aclose(self) -> None:
+        if self._complete:
+            self._response.release()
+        else:
+            self._response.close()
+
+
+class OllamaUpstream(HttpUpstream):
+    """Only /api/chat, /api/generate and /api/embed are ever called; never management paths."""
+
+    def url(self, path: str) -> str:
+        return f"{tr.native_root(self.config.base_url)}{path}"
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        headers = {"Content-Type": "application/json"}
+        if self.config.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        native = tr.to_native(request.route, request.body, request.stream)
+        try:
+            response = await self.session.post(
+                self.url(tr.NATIVE_PATHS[request.route]), data=json.dumps(native), headers=headers
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise map_client_error(exc, self.name) from exc
+        options = request.body.get("stream_options")
+        include_usage = isinstance(options, Mapping) and bool(options.get("include_usage"))
+        return _Translated(
+            response, self.name, request.route, str(request.body["model"]), request.stream, include_usage
+        )

@@ -1,0 +1,247 @@
+"""Pure translation between OpenAI request/response shapes and Ollama's native API."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from core import Route
+
+# OpenAI sampling parameters and their Ollama `options` names.
+_OPTION_NAMES = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "stop": "stop",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "max_tokens": "num_predict",
+    "max_completion_tokens": "num_predict",
+}
+
+NATIVE_PATHS = {Route.CHAT: "/api/chat", Route.COMPLETIONS: "/api/generate", Route.EMBEDDINGS: "/api/embed"}
+
+
+def native_root(base_url: str) -> str:
+    """Ollama's native API sits at the server root; accept a configured ``.../v1`` too."""
+    return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+
+
+def _options(body: Mapping[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for openai_name, ollama_name in _OPTION_NAMES.items():
+        if body.get(openai_name) is not None:
+            value = body[openai_name]
+            options[ollama_name] = [value] if openai_name == "stop" and isinstance(value, str) else value
+    return options
+
+
+def _message(message: Mapping[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    out: dict[str, Any] = {"role": message.get("role", "user")}
+    images: list[str] = []
+    if isinstance(content, list):  # content parts: keep text, pass data-URL images as base64
+        texts = []
+        for part in content:
+            if not isinstance(part, Mapping):
+                continue
+            if part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+            elif part.get("type") == "image_url":
+                url = str((part.get("image_url") or {}).get("url", ""))
+                if url.startswith("data:") and "," in url:
+                    images.append(url.split(",", 1)[1])
+        out["content"] = "\n".join(texts)
+    else:
+        out["content"] = "" if content is None else str(content)
+    if images:
+        out["images"] = images
+    if message.get("tool_calls"):
+        out["tool_calls"] = [
+            {"function": {"name": c["function"]["name"], "arguments": _json_or_raw(c["function"].get("arguments", "{}"))}}
+            for c in message["tool_calls"]
+            if isinstance(c, Mapping) and isinstance(c.get("function"), Mapping)
+        ]
+    if message.get("role") == "tool" and message.get("name"):
+        out["tool_name"] = message["name"]
+    return out
+
+
+def _json_or_raw(text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _format(body: Mapping[str, Any]) -> Any:
+    fmt = body.get("response_format")
+    if not isinstance(fmt, Mapping):
+        return None
+    if fmt.get("type") == "json_object":
+        return "json"
+    if fmt.get("type") == "json_schema":
+        return (fmt.get("json_schema") or {}).get("schema")
+    return None
+
+
+def to_native(route: Route, body: Mapping[str, Any], stream: bool) -> dict[str, Any]:
+    """The Ollama request for an OpenAI-shaped body (model already mapped)."""
+    if route is Route.EMBEDDINGS:
+        return {"model": body["model"], "input": body["input"]}
+    native: dict[str, Any] = {"model": body["model"], "stream": stream}
+    if route is Route.CHAT:
+        native["messages"] = [_message(m) for m in body["messages"] if isinstance(m, Mapping)]
+        if body.get("tools"):
+            native["tools"] = body["tools"]
+    else:
+        prompt = body.get("prompt", "")
+        native["prompt"] = prompt if isinstance(prompt, str) else "".join(map(str, prompt))
+        native["raw"] = True
+    if (options := _options(body)):
+        native["options"] = options
+    if (fmt := _format(body)) is not None:
+        native["format"] = fmt
+    return native
+
+
+def new_id(route: Route) -> str:
+    prefix = "chatcmpl" if route is Route.CHAT else "cmpl"
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def _finish_reason(done_reason: str | None, has_tools: bool) -> str:
+    if has_tools:
+        return "tool_calls"
+    return "length" if done_reason == "length" else "stop"
+
+
+def _tool_calls(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    calls = []
+    for i, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function", {})
+        arguments = function.get("arguments", {})
+        calls.append(
+            {
+                "index": i,
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {
+                    "name": function.get("name", ""),
+                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+                },
+            }
+        )
+    return calls
+
+
+def _usage(native: Mapping[str, Any]) -> dict[str, int]:
+    prompt = int(native.get("prompt_eval_count") or 0)
+    completion = int(native.get("eval_count") or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def completion_from_native(route: Route, native: Mapping[str, Any], model: str, rid: str) -> dict[str, Any]:
+    """A whole (non-streaming) OpenAI response from one Ollama JSON answer."""
+    created = int(time.time())
+    if route is Route.EMBEDDINGS:
+        vectors = native.get("embeddings") or []
+        prompt = int(native.get("prompt_eval_count") or 0)
+        return {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+            "model": model,
+            "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+        }
+    if route is Route.COMPLETIONS:
+        choice: dict[str, Any] = {
+            "index": 0,
+            "text": native.get("response", ""),
+            "logprobs": None,
+            "finish_reason": _finish_reason(native.get("done_reason"), False),
+        }
+        return {"id": rid, "object": "text_completion", "created": created, "model": model,
+                "choices": [choice], "usage": _usage(native)}
+    message = native.get("message") or {}
+    calls = [{k: v for k, v in c.items() if k != "index"} for c in _tool_calls(message)]
+    out_message: dict[str, Any] = {"role": "assistant", "content": message.get("content") or None}
+    if calls:
+        out_message["tool_calls"] = calls
+    return {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": out_message, "logprobs": None,
+                     "finish_reason": _finish_reason(native.get("done_reason"), bool(calls))}],
+        "usage": _usage(native),
+    }
+
+
+def chunks_from_native(
+    route: Route,
+    native: Mapping[str, Any],
+    model: str,
+    rid: str,
+    *,
+    first: bool,
+    include_usage: bool,
+    saw_tools: bool,
+) -> list[dict[str, Any]]:
+    """OpenAI stream chunks for one NDJSON line of an Ollama stream."""
+    created = int(time.time())
+    done = bool(native.get("done"))
+    out: list[dict[str, Any]] = []
+    if route is Route.COMPLETIONS:
+        text = native.get("response", "")
+        finish = _finish_reason(native.get("done_reason"), False) if done else None
+        if text or finish:
+            out.append({"id": rid, "object": "text_completion", "created": created, "model": model,
+                        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]})
+    else:
+        message = native.get("message") or {}
+        delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
+        if message.get("content"):
+            delta["content"] = message["content"]
+        calls = _tool_calls(message)
+        if calls:
+            delta["tool_calls"] = calls
+        if delta:
+            out.append(_chat_chunk(rid, created, model, delta, None))
+        if done:
+            # Ollama sends tool calls in a non-final line; the final line only says done.
+            finish = _finish_reason(native.get("done_reason"), saw_tools or bool(calls))
+            out.append(_chat_chunk(rid, created, model, {}, finish))
+    if done and include_usage:
+        obj = "chat.completion.chunk" if route is Route.CHAT else "text_completion"
+        out.append({"id": rid, "object": obj, "created": created, "model": model, "choices": [],
+                    "usage": _usage(native)})
+    return out
+
+
+def _chat_chunk(rid: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+
+
+def error_body(status: int, native_text: str) -> dict[str, Any]:
+    """OpenAI's error shape for an Ollama error answer (``{"error": "..."}``)."""
+    message = native_text[:500]
+    try:
+        parsed = json.loads(native_text)
+        if isinstance(parsed, Mapping) and isinstance(parsed.get("error"), str):
+            message = parsed["error"]
+    except ValueError:
+        pass
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}

@@ -1,0 +1,37 @@
+"""Any OpenAI-compatible server: OpenAI itself, vLLM, llama.cpp server, TGI's /v1, LM Studio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+
+from core import Route, UpstreamRequest, UpstreamResponse
+from proxy.upstreams.base import AiohttpBody, HttpUpstream, map_client_error, relayable_headers
+
+ROUTE_PATHS = {
+    Route.CHAT: "/chat/completions",
+    Route.COMPLETIONS: "/completions",
+    Route.EMBEDDINGS: "/embeddings",
+}
+
+
+class OpenAIUpstream(HttpUpstream):
+    """Sends the request as is; the response is already in OpenAI's wire format."""
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        headers = dict(request.headers)
+        if self.config.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        headers["Content-Type"] = "application/json"
+        raw = request.raw_body if request.raw_body is not None else json.dumps(request.body)
+        try:
+            response = await self.session.post(
+                self.url(ROUTE_PATHS[request.route]), data=raw, headers=headers
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise map_client_error(exc, self.name) from exc
+        # Error statuses come back as responses: the proxy relays a primary's
+        # error to the client untouched and records a candidate's.
+        return AiohttpBody(response, self.name, relayable_headers(response.headers))

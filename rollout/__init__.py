@@ -1,0 +1,1 @@
+"""Rollout state: flag sources, the stage plan, gates, reconciliation and the audit log."""

@@ -1,0 +1,44 @@
+"""``understudy serve``: run the proxy."""
+
+from __future__ import annotations
+
+import argparse
+
+import structlog
+
+from understudy.commands.common import Subparsers, add_config_option, settings_from_args
+from understudy.logs import configure_logging
+from understudy.server import run, start_site, wait_for_stop_signal
+from understudy.settings import Settings
+from understudy.wiring import build_app
+
+
+def register(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("serve", help="run the proxy")
+    add_config_option(parser)
+    parser.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    configure_logging(settings.log_level, settings.log_format)
+    return run(serve(settings))
+
+
+async def serve(settings: Settings) -> int:
+    log = structlog.get_logger("understudy")
+    app = build_app(settings)
+    site = await start_site(app, settings.host, settings.port, shutdown_timeout=settings.shutdown_grace_s)
+    log.info(
+        "listening",
+        url=f"{site.url}/v1",
+        primary=settings.primary.base_url,
+        candidates=[c.name for c in settings.candidates],
+        mode=settings.rollout.mode.value,
+    )
+    try:
+        await wait_for_stop_signal()
+    finally:
+        log.info("stopping")
+        await site.stop()
+    return 0

@@ -4,14 +4,19 @@ from core.errors import ConfigError, UnderstudyError, UpstreamError
 from core.exchange import ErrorKind, Exchange, Observation, Role, Route, ToolCall, Usage
 from core.ports import ExchangeSink, FlagSource, Upstream, UpstreamRequest, UpstreamResponse
 from core.routing import FlagState, RolloutMode, RoutingDecision
+from core.verdict import Decision, Direction, MetricLabel, MetricResult, Verdict
 
 __all__ = [
     "ConfigError",
+    "Decision",
+    "Direction",
     "ErrorKind",
     "Exchange",
     "ExchangeSink",
     "FlagSource",
     "FlagState",
+    "MetricLabel",
+    "MetricResult",
     "Observation",
     "Role",
     "RolloutMode",
@@ -24,4 +29,5 @@ __all__ = [
     "UpstreamRequest",
     "UpstreamResponse",
     "Usage",
+    "Verdict",
 ]

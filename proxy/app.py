@@ -47,8 +47,11 @@ async def openai_error_shape(request: web.Request, handler: Handler) -> web.Stre
         if exc.status == 404:
             return error_response(404, f"Unknown path {request.path}.", code="unknown_url")
         if exc.status == 405:
-            return error_response(405, f"Method {request.method} is not allowed on {request.path}.",
-                                  code="method_not_allowed")
+            return error_response(
+                405,
+                f"Method {request.method} is not allowed on {request.path}.",
+                code="method_not_allowed",
+            )
         if exc.status == 413:
             return error_response(413, "Request body is too large.", code="request_too_large")
         return error_response(exc.status, exc.reason, code=None)
@@ -56,8 +59,12 @@ async def openai_error_shape(request: web.Request, handler: Handler) -> web.Stre
         raise
     except Exception:
         log.exception("internal_error", path=request.path)
-        return error_response(500, "Understudy failed to handle this request.", error_type="server_error",
-                              code="proxy_internal_error")
+        return error_response(
+            500,
+            "Understudy failed to handle this request.",
+            error_type="server_error",
+            code="proxy_internal_error",
+        )
 
 
 def create_proxy_app(
@@ -106,5 +113,7 @@ def create_proxy_app(
     return app
 
 
-async def _mirrored(handler: ExchangeHandler, route: Route, request: web.Request) -> web.StreamResponse:
+async def _mirrored(
+    handler: ExchangeHandler, route: Route, request: web.Request
+) -> web.StreamResponse:
     return await handler.handle(request, route)

@@ -18,7 +18,6 @@ from core import (
     Exchange,
     ExchangeSink,
     FlagSource,
-    Observation,
     Role,
     Route,
     RoutingDecision,
@@ -94,8 +93,11 @@ class ExchangeHandler:
         subject = subject_of(parsed.body, request.headers)
         flag = self._flags.current(route)
         decision = decide(
-            flag, subject, primary=self._upstreams.primary.name,
-            shadow_draw=random.random(), noise_draw=random.random(),
+            flag,
+            subject,
+            primary=self._upstreams.primary.name,
+            shadow_draw=random.random(),
+            noise_draw=random.random(),
         )
         record = _Record(exchange_id, datetime.now(UTC), parsed, subject_hash(subject), decision)
         primary_headers = self._primary_headers(request.headers)
@@ -112,7 +114,10 @@ class ExchangeHandler:
             self._finish(record, background)
 
     async def _read_body(self, request: web.Request) -> bytes:
-        if request.content_length is not None and request.content_length > self._limits.max_body_bytes:
+        if (
+            request.content_length is not None
+            and request.content_length > self._limits.max_body_bytes
+        ):
             raise _too_large(self._limits.max_body_bytes)
         try:
             return await request.read()
@@ -193,7 +198,9 @@ class ExchangeHandler:
         arm = _Arm(primary.name, Role.SERVED, parsed.model, Capture())
         record.arms.append(arm)
         record.served_by = primary.name
-        upstream_request = UpstreamRequest(parsed.route, parsed.body, parsed.stream, primary_headers, parsed.raw)
+        upstream_request = UpstreamRequest(
+            parsed.route, parsed.body, parsed.stream, primary_headers, parsed.raw
+        )
         try:
             upstream_response = await primary.send(upstream_request)
             arm.capture.status = upstream_response.status
@@ -232,7 +239,9 @@ class ExchangeHandler:
                 arm.capture.finish(ErrorKind.HTTP_STATUS if arm.capture.status else None)
                 arm.role = Role.FAILED_OVER
                 record.arms.append(arm)
-                self._fall_back(record, candidate.name, (arm.capture.error or ErrorKind.INVALID_RESPONSE).value)
+                self._fall_back(
+                    record, candidate.name, (arm.capture.error or ErrorKind.INVALID_RESPONSE).value
+                )
                 return None
             arm.capture.add(first)
             record.arms.append(arm)
@@ -256,7 +265,11 @@ class ExchangeHandler:
         """Send the upstream's answer to the client as it arrives."""
         capture = arm.capture
         chunks = _chunks(upstream, first)
-        headers = {**upstream.headers, EXCHANGE_ID_HEADER: str(record.id), SERVED_BY_HEADER: arm.upstream}
+        headers = {
+            **upstream.headers,
+            EXCHANGE_ID_HEADER: str(record.id),
+            SERVED_BY_HEADER: arm.upstream,
+        }
         streaming = record.parsed.stream and upstream.status < 400
         response: web.StreamResponse = web.StreamResponse(status=upstream.status, headers=headers)
         try:
@@ -269,7 +282,9 @@ class ExchangeHandler:
                     await _write(response, chunk)
             capture.finish()
             if not streaming:
-                response = web.Response(status=upstream.status, body=capture.body(), headers=headers)
+                response = web.Response(
+                    status=upstream.status, body=capture.body(), headers=headers
+                )
             await _send(request, response)
         except UpstreamError as exc:
             capture.finish(exc.kind)
@@ -306,8 +321,13 @@ class ExchangeHandler:
         for arm in record.arms:
             arm.capture.finish()
             obs = observe(
-                arm.capture, upstream=arm.upstream, role=arm.role, model=arm.model,
-                route=route, stream=stream, max_chars=self._limits.max_recorded_chars,
+                arm.capture,
+                upstream=arm.upstream,
+                role=arm.role,
+                model=arm.model,
+                route=route,
+                stream=stream,
+                max_chars=self._limits.max_recorded_chars,
             )
             self._metrics.observe_arm(route, obs)
             observations.append(obs)
@@ -349,7 +369,10 @@ def _shadow_body(parsed: ParsedRequest, model: str) -> dict[str, Any]:
     body = {**parsed.body, "model": model}
     if parsed.stream:
         # Usage in the stream lets the shadow's tokens be counted; only the shadow gets this.
-        body["stream_options"] = {**(parsed.body.get("stream_options") or {}), "include_usage": True}
+        body["stream_options"] = {
+            **(parsed.body.get("stream_options") or {}),
+            "include_usage": True,
+        }
     return body
 
 
@@ -367,7 +390,9 @@ async def _chunks(upstream: UpstreamResponse, first: bytes | None) -> AsyncItera
         yield chunk
 
 
-async def _send(request: web.Request, response: web.StreamResponse, prepare_only: bool = False) -> None:
+async def _send(
+    request: web.Request, response: web.StreamResponse, prepare_only: bool = False
+) -> None:
     try:
         if prepare_only:
             await response.prepare(request)
@@ -387,8 +412,11 @@ async def _write(response: web.StreamResponse, chunk: bytes) -> None:
 
 
 def _too_large(limit: int) -> RequestError:
-    return RequestError(413, f"Request body is larger than this proxy's limit of {limit} bytes.",
-                        code="request_too_large")
+    return RequestError(
+        413,
+        f"Request body is larger than this proxy's limit of {limit} bytes.",
+        code="request_too_large",
+    )
 
 
 def _upstream_failure(exc: UpstreamError, record: _Record) -> web.Response:

@@ -15,42 +15,63 @@ class ProxyMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.requests = Counter(
-            "understudy_requests", "Upstream calls by route, arm, upstream and outcome.",
-            ["route", "arm", "upstream", "status"], registry=registry,
+            "understudy_requests",
+            "Upstream calls by route, arm, upstream and outcome.",
+            ["route", "arm", "upstream", "status"],
+            registry=registry,
         )
         self.latency = Histogram(
-            "understudy_upstream_latency_seconds", "Total upstream latency per arm.",
-            ["route", "arm", "upstream"], buckets=_LATENCY_BUCKETS, registry=registry,
+            "understudy_upstream_latency_seconds",
+            "Total upstream latency per arm.",
+            ["route", "arm", "upstream"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
         )
         self.ttft = Histogram(
-            "understudy_upstream_ttft_seconds", "Time to first token per arm.",
-            ["route", "arm", "upstream"], buckets=_LATENCY_BUCKETS, registry=registry,
+            "understudy_upstream_ttft_seconds",
+            "Time to first token per arm.",
+            ["route", "arm", "upstream"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
         )
         self.shadows_in_flight = Gauge(
-            "understudy_shadows_in_flight", "Background calls (shadow and noise) running now.",
-            ["upstream"], registry=registry,
+            "understudy_shadows_in_flight",
+            "Background calls (shadow and noise) running now.",
+            ["upstream"],
+            registry=registry,
         )
         self.shadows_skipped = Counter(
-            "understudy_shadows_skipped", "Shadow calls not made because the candidate's cap was full.",
-            ["upstream"], registry=registry,
+            "understudy_shadows_skipped",
+            "Shadow calls not made because the candidate's cap was full.",
+            ["upstream"],
+            registry=registry,
         )
         self.shadows_failed = Counter(
-            "understudy_shadows_failed", "Background calls that ended in an error, by error kind.",
-            ["upstream", "error_kind"], registry=registry,
+            "understudy_shadows_failed",
+            "Background calls that ended in an error, by error kind.",
+            ["upstream", "error_kind"],
+            registry=registry,
         )
         self.fallbacks = Counter(
-            "understudy_fallbacks", "Requests the candidate was to serve that the primary served.",
-            ["route", "upstream", "reason"], registry=registry,
+            "understudy_fallbacks",
+            "Requests the candidate was to serve that the primary served.",
+            ["route", "upstream", "reason"],
+            registry=registry,
         )
         self.rejected = Counter(
-            "understudy_rejected_requests", "Client requests refused before any upstream call.",
-            ["route", "code"], registry=registry,
+            "understudy_rejected_requests",
+            "Client requests refused before any upstream call.",
+            ["route", "code"],
+            registry=registry,
         )
         self.sink_queue_depth = Gauge(
-            "understudy_sink_queue_depth", "Exchanges waiting to be recorded.", registry=registry,
+            "understudy_sink_queue_depth",
+            "Exchanges waiting to be recorded.",
+            registry=registry,
         )
         self.sink_dropped = Counter(
-            "understudy_sink_dropped", "Exchanges the proxy could not hand to the sink.",
+            "understudy_sink_dropped",
+            "Exchanges the proxy could not hand to the sink.",
             registry=registry,
         )
 
@@ -61,7 +82,9 @@ class ProxyMetrics:
         status = obs.error_kind.value if obs.error_kind and obs.status is None else str(obs.status)
         self.requests.labels(route.value, obs.role.value, obs.upstream, status).inc()
         if obs.latency_ms is not None:
-            self.latency.labels(route.value, obs.role.value, obs.upstream).observe(obs.latency_ms / 1000)
+            self.latency.labels(route.value, obs.role.value, obs.upstream).observe(
+                obs.latency_ms / 1000
+            )
         if obs.ttft_ms is not None:
             self.ttft.labels(route.value, obs.role.value, obs.upstream).observe(obs.ttft_ms / 1000)
         if obs.error_kind is not None and obs.role.value in ("shadow", "noise"):

@@ -57,10 +57,9 @@ def observe(
     truncated = text is not None and len(text) > max_chars
     if truncated and text is not None:
         text = text[:max_chars]
+    ttft: float | None = capture.first_byte_ms
     if stream and assembly.first_token_at is not None:
         ttft = (assembly.first_token_at - capture.started) * 1000
-    else:
-        ttft = capture.first_byte_ms
     return Observation(
         upstream=upstream,
         role=role,
@@ -99,7 +98,7 @@ def _read_stream(capture: Capture, route: Route, assembly: _Assembly) -> None:
             assembly.done = True
             continue
         event = json.loads(data)
-        if "usage" in event and event["usage"]:
+        if event.get("usage"):
             assembly.usage = _usage(event["usage"])
         for choice in event.get("choices") or ():
             if choice.get("index", 0) != 0:
@@ -119,7 +118,9 @@ def _read_stream(capture: Capture, route: Route, assembly: _Assembly) -> None:
 
 
 def _merge_tool_fragment(assembly: _Assembly, call: Mapping[str, Any]) -> None:
-    slot = assembly.tools.setdefault(int(call.get("index", 0)), {"name": "", "arguments": "", "id": ""})
+    slot = assembly.tools.setdefault(
+        int(call.get("index", 0)), {"name": "", "arguments": "", "id": ""}
+    )
     if call.get("id"):
         slot["id"] = call["id"]
     function = call.get("function") or {}

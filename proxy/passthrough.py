@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import structlog
 from aiohttp import web
@@ -33,23 +31,31 @@ class PassthroughHandler:
         try:
             body = await request.read() if request.can_read_body else None
         except web.HTTPRequestEntityTooLarge:
-            return error_response(413, f"Request body is larger than {self._max_body_bytes} bytes.",
-                                  code="request_too_large")
+            return error_response(
+                413,
+                f"Request body is larger than {self._max_body_bytes} bytes.",
+                code="request_too_large",
+            )
         url = self._primary.url(f"/{tail}")
         try:
             async with self._primary.session.request(
                 request.method, url, params=request.query, data=body, headers=headers
             ) as upstream:
-                response = web.StreamResponse(status=upstream.status, headers=relayable_headers(upstream.headers))
+                response = web.StreamResponse(
+                    status=upstream.status, headers=relayable_headers(upstream.headers)
+                )
                 response.headers[SERVED_BY_HEADER] = self._primary.name
                 await response.prepare(request)
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)
                 await response.write_eof()
                 return response
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             failure = map_client_error(exc, self._primary.name)
             log.warning("passthrough_failed", path=f"/v1/{tail}", error=failure.kind.value)
-            return error_response(504 if failure.kind.value == "timeout" else 502,
-                                  f"The upstream did not answer ({failure.kind.value}).",
-                                  error_type="upstream_error", code=f"upstream_{failure.kind.value}")
+            return error_response(
+                504 if failure.kind.value == "timeout" else 502,
+                f"The upstream did not answer ({failure.kind.value}).",
+                error_type="upstream_error",
+                code=f"upstream_{failure.kind.value}",
+            )

@@ -93,7 +93,8 @@ def parse_request(route: Route, raw: bytes, limits: Limits) -> ParsedRequest:
         body = json.loads(raw)
     except (ValueError, RecursionError):
         raise RequestError(
-            400, "We could not parse the JSON body of your request. Send valid JSON.",
+            400,
+            "We could not parse the JSON body of your request. Send valid JSON.",
             code="invalid_json",
         ) from None
     if not isinstance(body, dict):
@@ -101,13 +102,21 @@ def parse_request(route: Route, raw: bytes, limits: Limits) -> ParsedRequest:
 
     for name in _REQUIRED[route]:
         if body.get(name) is None:
-            raise RequestError(400, f"Missing required parameter: '{name}'.", param=name,
-                               code="missing_required_parameter")
+            raise RequestError(
+                400,
+                f"Missing required parameter: '{name}'.",
+                param=name,
+                code="missing_required_parameter",
+            )
     for name, value in body.items():
         check = _TYPE_CHECKS.get(name)
         if check is not None and value is not None and not check[0](value):
-            raise RequestError(400, f"Invalid type for '{name}': expected {check[1]}.", param=name,
-                               code="invalid_type")
+            raise RequestError(
+                400,
+                f"Invalid type for '{name}': expected {check[1]}.",
+                param=name,
+                code="invalid_type",
+            )
     if not body["model"]:
         raise RequestError(400, "'model' must not be empty.", param="model", code="invalid_value")
     if route is Route.CHAT:
@@ -133,12 +142,20 @@ def parse_request(route: Route, raw: bytes, limits: Limits) -> ParsedRequest:
 
 def _check_messages(messages: list[Any]) -> None:
     if not messages:
-        raise RequestError(400, "'messages' must contain at least one message.", param="messages",
-                           code="invalid_value")
+        raise RequestError(
+            400,
+            "'messages' must contain at least one message.",
+            param="messages",
+            code="invalid_value",
+        )
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise RequestError(400, f"messages[{i}] must be an object with a string 'role'.",
-                               param=f"messages[{i}]", code="invalid_type")
+            raise RequestError(
+                400,
+                f"messages[{i}] must be an object with a string 'role'.",
+                param=f"messages[{i}]",
+                code="invalid_type",
+            )
 
 
 def _apply_limit(body: dict[str, Any], name: str, limit: int, clamp: bool) -> bool:
@@ -150,7 +167,11 @@ def _apply_limit(body: dict[str, Any], name: str, limit: int, clamp: bool) -> bo
     if value <= limit:
         return False
     if not clamp:
-        raise RequestError(400, f"'{name}' is {value}; this proxy allows at most {limit}.",
-                           param=name, code="limit_exceeded")
+        raise RequestError(
+            400,
+            f"'{name}' is {value}; this proxy allows at most {limit}.",
+            param=name,
+            code="limit_exceeded",
+        )
     body[name] = limit
     return True

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvloop
-
 from aiohttp import web
 
 

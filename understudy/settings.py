@@ -120,7 +120,9 @@ class Settings(BaseSettings):
             raise ValueError(f"rollout.candidate {wanted!r} is not among the configured candidates")
         if self.rollout.mode is not RolloutMode.OFF and wanted is None:
             if len(names) != 1:
-                raise ValueError("rollout.mode needs rollout.candidate when there is not exactly one candidate")
+                raise ValueError(
+                    "rollout.mode needs rollout.candidate when there is not exactly one candidate"
+                )
             self.rollout.candidate = names[0]
         return self
 

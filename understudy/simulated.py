@@ -78,24 +78,45 @@ def simulated_upstream(persona: Persona, seed: int | None = None) -> web.Applica
         body = await request.json()
         if rng.random() < persona.error_rate:
             return web.json_response(
-                {"error": {"message": "simulated overload", "type": "server_error", "param": None,
-                           "code": None}}, status=503)
+                {
+                    "error": {
+                        "message": "simulated overload",
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+                status=503,
+            )
         model = str(body.get("model", "model"))
         tokens = _answer(persona, body, rng)
         rid = "chatcmpl-" + hashlib.sha1(f"{time.time_ns()}".encode()).hexdigest()[:24]
         created = int(time.time())
-        usage = {"prompt_tokens": 12 + len(json.dumps(body.get("messages", []))) // 4,
-                 "completion_tokens": len(tokens)}
+        usage = {
+            "prompt_tokens": 12 + len(json.dumps(body.get("messages", []))) // 4,
+            "completion_tokens": len(tokens),
+        }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         await asyncio.sleep(_delay(persona, rng))
         if not body.get("stream"):
             await asyncio.sleep(persona.per_token_s * len(tokens))
-            return web.json_response({
-                "id": rid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(tokens)},
-                             "logprobs": None, "finish_reason": "stop"}],
-                "usage": usage,
-            })
+            return web.json_response(
+                {
+                    "id": rid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(tokens)},
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for i, token in enumerate(tokens):
@@ -104,16 +125,36 @@ def simulated_upstream(persona: Persona, seed: int | None = None) -> web.Applica
             await asyncio.sleep(persona.per_token_s * rng.uniform(0.5, 1.5))
         await response.write(_chunk(rid, created, model, {}, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
-            await response.write(_sse({"id": rid, "object": "chat.completion.chunk", "created": created,
-                                       "model": model, "choices": [], "usage": usage}))
+            await response.write(
+                _sse(
+                    {
+                        "id": rid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+            )
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 
     async def models(_request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": f"{persona.model_prefix}gpt-4o-mini", "object": "model", "created": 0,
-             "owned_by": persona.name}]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": f"{persona.model_prefix}gpt-4o-mini",
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": persona.name,
+                    }
+                ],
+            }
+        )
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
@@ -126,5 +167,12 @@ def _sse(payload: dict[str, Any]) -> bytes:
 
 
 def _chunk(rid: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> bytes:
-    return _sse({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+    return _sse(
+        {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+    )

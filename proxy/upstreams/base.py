@@ -108,7 +108,7 @@ class AiohttpBody:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise map_client_error(exc, self._upstream) from exc
         self._complete = True
 

@@ -6,7 +6,6 @@ of the proxy only ever sees OpenAI's wire format.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -45,7 +44,9 @@ class _Translated:
         self._include_usage = include_usage
         self._complete = False
         self.status = response.status
-        self.headers: Mapping[str, str] = _SSE_HEADERS if self._stream and self.status < 400 else _JSON_HEADERS
+        self.headers: Mapping[str, str] = (
+            _SSE_HEADERS if self._stream and self.status < 400 else _JSON_HEADERS
+        )
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -58,8 +59,10 @@ class _Translated:
             else:
                 native = self._parse(await self._response.read())
                 rid = tr.new_id(self._route)
-                yield json.dumps(tr.completion_from_native(self._route, native, self._model, rid)).encode()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                yield json.dumps(
+                    tr.completion_from_native(self._route, native, self._model, rid)
+                ).encode()
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise map_client_error(exc, self._upstream) from exc
         self._complete = True
 
@@ -74,8 +77,13 @@ class _Translated:
                 raise UpstreamError(ErrorKind.INVALID_RESPONSE, f"{self._upstream}: stream error")
             saw_tools = saw_tools or bool((native.get("message") or {}).get("tool_calls"))
             chunks = tr.chunks_from_native(
-                self._route, native, self._model, rid,
-                first=first, include_usage=self._include_usage, saw_tools=saw_tools,
+                self._route,
+                native,
+                self._model,
+                rid,
+                first=first,
+                include_usage=self._include_usage,
+                saw_tools=saw_tools,
             )
             first = False
             if chunks:
@@ -84,7 +92,9 @@ class _Translated:
                 done = True
                 break
         if not done:
-            raise UpstreamError(ErrorKind.INCOMPLETE_STREAM, f"{self._upstream}: stream ended early")
+            raise UpstreamError(
+                ErrorKind.INCOMPLETE_STREAM, f"{self._upstream}: stream ended early"
+            )
         yield b"data: [DONE]\n\n"
 
     def _parse(self, raw: bytes) -> Mapping[str, Any]:
@@ -118,10 +128,15 @@ class OllamaUpstream(HttpUpstream):
             response = await self.session.post(
                 self.url(tr.NATIVE_PATHS[request.route]), data=json.dumps(native), headers=headers
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise map_client_error(exc, self.name) from exc
         options = request.body.get("stream_options")
         include_usage = isinstance(options, Mapping) and bool(options.get("include_usage"))
         return _Translated(
-            response, self.name, request.route, str(request.body["model"]), request.stream, include_usage
+            response,
+            self.name,
+            request.route,
+            str(request.body["model"]),
+            request.stream,
+            include_usage,
         )

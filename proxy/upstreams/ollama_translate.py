@@ -22,7 +22,11 @@ _OPTION_NAMES = {
     "max_completion_tokens": "num_predict",
 }
 
-NATIVE_PATHS = {Route.CHAT: "/api/chat", Route.COMPLETIONS: "/api/generate", Route.EMBEDDINGS: "/api/embed"}
+NATIVE_PATHS = {
+    Route.CHAT: "/api/chat",
+    Route.COMPLETIONS: "/api/generate",
+    Route.EMBEDDINGS: "/api/embed",
+}
 
 
 def native_root(base_url: str) -> str:
@@ -35,7 +39,9 @@ def _options(body: Mapping[str, Any]) -> dict[str, Any]:
     for openai_name, ollama_name in _OPTION_NAMES.items():
         if body.get(openai_name) is not None:
             value = body[openai_name]
-            options[ollama_name] = [value] if openai_name == "stop" and isinstance(value, str) else value
+            options[ollama_name] = (
+                [value] if openai_name == "stop" and isinstance(value, str) else value
+            )
     return options
 
 
@@ -61,7 +67,12 @@ def _message(message: Mapping[str, Any]) -> dict[str, Any]:
         out["images"] = images
     if message.get("tool_calls"):
         out["tool_calls"] = [
-            {"function": {"name": c["function"]["name"], "arguments": _json_or_raw(c["function"].get("arguments", "{}"))}}
+            {
+                "function": {
+                    "name": c["function"]["name"],
+                    "arguments": _json_or_raw(c["function"].get("arguments", "{}")),
+                }
+            }
             for c in message["tool_calls"]
             if isinstance(c, Mapping) and isinstance(c.get("function"), Mapping)
         ]
@@ -103,7 +114,7 @@ def to_native(route: Route, body: Mapping[str, Any], stream: bool) -> dict[str, 
         prompt = body.get("prompt", "")
         native["prompt"] = prompt if isinstance(prompt, str) else "".join(map(str, prompt))
         native["raw"] = True
-    if (options := _options(body)):
+    if options := _options(body):
         native["options"] = options
     if (fmt := _format(body)) is not None:
         native["format"] = fmt
@@ -143,10 +154,16 @@ def _tool_calls(message: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _usage(native: Mapping[str, Any]) -> dict[str, int]:
     prompt = int(native.get("prompt_eval_count") or 0)
     completion = int(native.get("eval_count") or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
-def completion_from_native(route: Route, native: Mapping[str, Any], model: str, rid: str) -> dict[str, Any]:
+def completion_from_native(
+    route: Route, native: Mapping[str, Any], model: str, rid: str
+) -> dict[str, Any]:
     """A whole (non-streaming) OpenAI response from one Ollama JSON answer."""
     created = int(time.time())
     if route is Route.EMBEDDINGS:
@@ -154,7 +171,9 @@ def completion_from_native(route: Route, native: Mapping[str, Any], model: str, 
         prompt = int(native.get("prompt_eval_count") or 0)
         return {
             "object": "list",
-            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+            "data": [
+                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+            ],
             "model": model,
             "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
         }
@@ -165,8 +184,14 @@ def completion_from_native(route: Route, native: Mapping[str, Any], model: str, 
             "logprobs": None,
             "finish_reason": _finish_reason(native.get("done_reason"), False),
         }
-        return {"id": rid, "object": "text_completion", "created": created, "model": model,
-                "choices": [choice], "usage": _usage(native)}
+        return {
+            "id": rid,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [choice],
+            "usage": _usage(native),
+        }
     message = native.get("message") or {}
     calls = [{k: v for k, v in c.items() if k != "index"} for c in _tool_calls(message)]
     out_message: dict[str, Any] = {"role": "assistant", "content": message.get("content") or None}
@@ -177,8 +202,14 @@ def completion_from_native(route: Route, native: Mapping[str, Any], model: str, 
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "message": out_message, "logprobs": None,
-                     "finish_reason": _finish_reason(native.get("done_reason"), bool(calls))}],
+        "choices": [
+            {
+                "index": 0,
+                "message": out_message,
+                "logprobs": None,
+                "finish_reason": _finish_reason(native.get("done_reason"), bool(calls)),
+            }
+        ],
         "usage": _usage(native),
     }
 
@@ -201,8 +232,17 @@ def chunks_from_native(
         text = native.get("response", "")
         finish = _finish_reason(native.get("done_reason"), False) if done else None
         if text or finish:
-            out.append({"id": rid, "object": "text_completion", "created": created, "model": model,
-                        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]})
+            out.append(
+                {
+                    "id": rid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+                    ],
+                }
+            )
     else:
         message = native.get("message") or {}
         delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
@@ -219,12 +259,22 @@ def chunks_from_native(
             out.append(_chat_chunk(rid, created, model, {}, finish))
     if done and include_usage:
         obj = "chat.completion.chunk" if route is Route.CHAT else "text_completion"
-        out.append({"id": rid, "object": obj, "created": created, "model": model, "choices": [],
-                    "usage": _usage(native)})
+        out.append(
+            {
+                "id": rid,
+                "object": obj,
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": _usage(native),
+            }
+        )
     return out
 
 
-def _chat_chunk(rid: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+def _chat_chunk(
+    rid: str, created: int, model: str, delta: dict[str, Any], finish: str | None
+) -> dict[str, Any]:
     return {
         "id": rid,
         "object": "chat.completion.chunk",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
@@ -30,7 +29,7 @@ class OpenAIUpstream(HttpUpstream):
             response = await self.session.post(
                 self.url(ROUTE_PATHS[request.route]), data=raw, headers=headers
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise map_client_error(exc, self.name) from exc
         # Error statuses come back as responses: the proxy relays a primary's
         # error to the client untouched and records a candidate's.

@@ -35,8 +35,12 @@ def register(subparsers: Subparsers) -> None:
     )
     parser.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
     parser.add_argument("--rate", type=float, default=2.0, help="generated requests per second")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="stop after this many seconds (default: run until Ctrl-C)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
     parser.add_argument("--mode", choices=("shadow", "split"), default="shadow")
     parser.add_argument("--verbose", action="store_true", help="print one log line per exchange")
     parser.set_defaults(func=_demo)
@@ -54,13 +58,15 @@ def _out(line: str = "") -> None:
 async def demo(args: argparse.Namespace) -> int:
     openai_site = await start_site(simulated_upstream(OPENAI_PERSONA), "127.0.0.1", 0)
     local_site = await start_site(simulated_upstream(CANDIDATE_PERSONA), "127.0.0.1", 0)
-    candidates = [{
-        "name": "local-llama",
-        "base_url": f"{local_site.url}/v1",
-        "kind": "openai",
-        "model_map": {"gpt-4o-mini": "llama-3.1-8b-instruct"},
-        "timeout_s": 30,
-    }]
+    candidates = [
+        {
+            "name": "local-llama",
+            "base_url": f"{local_site.url}/v1",
+            "kind": "openai",
+            "model_map": {"gpt-4o-mini": "llama-3.1-8b-instruct"},
+            "timeout_s": 30,
+        }
+    ]
     settings = settings_from_args(
         args,
         port=args.port,
@@ -101,11 +107,13 @@ def _print_guide(proxy: RunningSite, mode: str) -> None:
     _out()
     _out("Try it:")
     _out(f"  curl -s {base}/chat/completions -H 'Content-Type: application/json' \\")
-    _out("    -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'")
+    _out('    -d \'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}\'')
     _out(f"  curl -s {proxy.url}/metrics | grep understudy_requests")
-    _out(f"  python -c \"from openai import OpenAI; print(OpenAI(base_url='{base}', api_key='x')"
-         ".chat.completions.create(model='gpt-4o-mini', messages=[{'role':'user','content':'hi'}])"
-         ".choices[0].message.content)\"")
+    _out(
+        f"  python -c \"from openai import OpenAI; print(OpenAI(base_url='{base}', api_key='x')"
+        ".chat.completions.create(model='gpt-4o-mini', messages=[{'role':'user','content':'hi'}])"
+        '.choices[0].message.content)"'
+    )
     _out()
     _out("Generating traffic; press Ctrl-C to stop.")
 

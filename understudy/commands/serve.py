@@ -28,7 +28,9 @@ def _serve(args: argparse.Namespace) -> int:
 async def serve(settings: Settings) -> int:
     log = structlog.get_logger("understudy")
     app = build_app(settings)
-    site = await start_site(app, settings.host, settings.port, shutdown_timeout=settings.shutdown_grace_s)
+    site = await start_site(
+        app, settings.host, settings.port, shutdown_timeout=settings.shutdown_grace_s
+    )
     log.info(
         "listening",
         url=f"{site.url}/v1",

@@ -24,7 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 FAULT_HEADER = "x-fake-fault"
 
 # Short, so closing a server with a hung request in flight does not stall a test.
-SHUTDOWN_TIMEOUT_S = 0.25
+SHUTDOWN_TIMEOUT_S = 0.1
 # How often a hung handler checks whether its client has gone (see `_hang`).
 _DISCONNECT_POLL_S = 0.02
 
@@ -159,7 +159,8 @@ class FakeUpstream:
             refused = self._check_auth(request)
             if refused is not None:
                 return refused
-            fault = request.headers.get(FAULT_HEADER) or self.fault or ""
+            # The header, when sent, wins over the fake-wide setting; "none" clears it.
+            fault = request.headers.get(FAULT_HEADER, self.fault or "").removeprefix("none")
             if fault and fault not in _FAULT_NAMES:
                 return self.error_response(
                     400, f"unknown fault {fault!r}", type_="invalid_request_error"

@@ -15,6 +15,7 @@ from pydantic_settings import (
 )
 
 from core import ConfigError, RolloutMode
+from understudy.storage_settings import StorageSettings
 
 
 class UpstreamKind(StrEnum):
@@ -104,6 +105,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///understudy.db"
     admin_token: SecretStr | None = None
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     log_level: str = "info"
     log_format: LogFormat = LogFormat.AUTO
     shutdown_grace_s: float = Field(default=10.0, ge=0)

@@ -1,0 +1,47 @@
+"""Idempotent batch inserts: a second insert of the same exchange id changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
+
+from core import Exchange
+from storage.models import ExchangeRow, ObservationRow
+from storage.rows import exchange_row, observation_rows
+
+_EXCHANGES: Table = ExchangeRow.__table__  # type: ignore[assignment]
+_OBSERVATIONS: Table = ObservationRow.__table__  # type: ignore[assignment]
+
+
+def insert_ignoring_duplicates(dialect: str, table: Table) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` on the table's primary key."""
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise ValueError(f"no idempotent insert for dialect {dialect!r}")
+
+
+async def insert_exchanges(conn: AsyncConnection, exchanges: Sequence[Exchange]) -> None:
+    """Insert exchanges with their observations inside the caller's transaction."""
+    if not exchanges:
+        return
+    dialect = conn.dialect.name
+    # The first copy of an id wins whole, within a batch as across batches.
+    first: dict[uuid.UUID, Exchange] = {}
+    for e in exchanges:
+        first.setdefault(e.id, e)
+    unique = list(first.values())
+    result = await conn.execute(
+        insert_ignoring_duplicates(dialect, _EXCHANGES).returning(_EXCHANGES.c.id),
+        [exchange_row(e) for e in unique],
+    )
+    inserted = set(result.scalars().all())
+    obs = [row for e in unique if e.id in inserted for row in observation_rows(e)]
+    if obs:
+        await conn.execute(insert_ignoring_duplicates(dialect, _OBSERVATIONS), obs)

@@ -1,0 +1,136 @@
+"""The SQL schema: exchanges, one observation per arm, and LLM-judge results.
+
+Alembic owns the schema (``migrations/``); every change here needs a revision.
+Names of enum-like values are free strings so that a new ``core`` enum member
+does not need a migration.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from storage.types import UTCDateTime
+
+# Stable constraint names, so that migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# JSON NULL and SQL NULL differ; "no request stored" must be SQL NULL.
+_JSON = JSON(none_as_null=True)
+
+JUDGEMENT_OUTCOMES = ("candidate", "primary", "tie")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ExchangeRow(Base):
+    """One client request; the routing decision is copied as of decision time."""
+
+    __tablename__ = "exchanges"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    route: Mapped[str] = mapped_column(String(32), index=True)
+    requested_model: Mapped[str] = mapped_column(String)
+    subject_hash: Mapped[str] = mapped_column(String)
+    stream: Mapped[bool] = mapped_column(Boolean)
+    mode: Mapped[str] = mapped_column(String(16))
+    percent: Mapped[float] = mapped_column(Float)
+    flag_version: Mapped[int] = mapped_column(Integer)
+    bucket: Mapped[int] = mapped_column(Integer)
+    decision_served: Mapped[str] = mapped_column(String)  # planned; differs on fallback
+    served_is_candidate: Mapped[bool] = mapped_column(Boolean)
+    decision_shadow: Mapped[str | None] = mapped_column(String)
+    noise: Mapped[bool] = mapped_column(Boolean)
+    served_by: Mapped[str] = mapped_column(String)  # the upstream whose answer the client got
+    fallback: Mapped[bool] = mapped_column(Boolean)
+    # The shadow or split candidate involved, denormalised so reports filter cheaply.
+    candidate: Mapped[str | None] = mapped_column(String, index=True)
+    request: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
+
+    observations: Mapped[list[ObservationRow]] = relationship(
+        back_populates="exchange",
+        order_by="ObservationRow.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class ObservationRow(Base):
+    """One arm of an exchange: what a single upstream did with the request."""
+
+    __tablename__ = "observations"
+
+    exchange_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("exchanges.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The arm's index in Exchange.observations: keeps order and makes inserts idempotent.
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upstream: Mapped[str] = mapped_column(String)
+    role: Mapped[str] = mapped_column(String(32), index=True)
+    model: Mapped[str] = mapped_column(String)
+    status: Mapped[int | None] = mapped_column(Integer)
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    finish_reason: Mapped[str | None] = mapped_column(String)
+    text: Mapped[str | None] = mapped_column(Text)
+    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(_JSON)
+    truncated: Mapped[bool] = mapped_column(Boolean)
+    embedding_dims: Mapped[int | None] = mapped_column(Integer)
+
+    exchange: Mapped[ExchangeRow] = relationship(back_populates="observations")
+
+
+class JudgementRow(Base):
+    """An LLM judge's verdict on one candidate-vs-primary pair."""
+
+    __tablename__ = "judgements"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN ('candidate', 'primary', 'tie')",
+            name="outcome",
+        ),
+        Index(None, "candidate", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    exchange_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("exchanges.id", ondelete="CASCADE"), index=True
+    )
+    candidate: Mapped[str] = mapped_column(String)
+    judge_model: Mapped[str] = mapped_column(String)
+    prompt_version: Mapped[str] = mapped_column(String)
+    outcome: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
+
+
+metadata = Base.metadata

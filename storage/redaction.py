@@ -1,0 +1,95 @@
+"""Redactors: functions ``str -> str`` that mask secrets and personal data.
+
+Secrets (API keys, bearer tokens) are always masked; the personal-data
+patterns are chosen by name in the settings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+Redactor = Callable[[str], str]
+
+_SECRET_MARK = "[redacted:key]"
+
+_SECRET_PATTERNS = (
+    # "Bearer <token>" in any header-ish text.
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]{6,}"),
+    # OpenAI and look-alikes: sk-..., sk-proj-..., pk-/rk- keys.
+    re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),  # AWS access key id
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}\b"),  # GitHub tokens
+    re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),  # Slack tokens
+    re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),  # Google API keys
+    re.compile(r"\bhf_[A-Za-z0-9]{20,}\b"),  # Hugging Face tokens
+    re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]+"),  # JWTs
+    # key=value / "key": "value" where the key names a secret.
+    re.compile(
+        r"""(?ix)
+        (?<![A-Za-z0-9_])
+        (?:api[_-]?key|secret|password|passwd|access[_-]?token|auth[_-]?token|authorization)
+        (["']?\s*[:=]\s*["']?)
+        [^\s"',;]{6,}
+        """
+    ),
+)
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    # Keep "api_key: " so the text still reads; mask only the value.
+    return match.string[match.start(0) : match.end(1)] + _SECRET_MARK
+
+
+def redact_secrets(text: str) -> str:
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(_mask_value if pattern.groups else _SECRET_MARK, text)
+    return text
+
+
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b")
+
+
+def redact_email(text: str) -> str:
+    return _EMAIL.sub("[redacted:email]", text)
+
+
+# An optional +country code, then 9-15 digits in groups split by space, dot, dash
+# or brackets. Plain digit runs of that length count too: false positives on
+# long numbers are why this pattern is opt-in.
+_PHONE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{1,4}\)[\s.\-]?)?\d(?:[\s.\-]?\d){7,13}(?!\w)"
+)
+
+
+def redact_phone(text: str) -> str:
+    return _PHONE.sub("[redacted:phone]", text)
+
+
+_CARD_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ \-]?\d){12,18}(?!\d)")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch)
+        if i % 2 == 1:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def redact_card(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        digits = re.sub(r"[ \-]", "", match.group(0))
+        return "[redacted:card]" if luhn_ok(digits) else match.group(0)
+
+    return _CARD_CANDIDATE.sub(replace, text)
+
+
+# Cards run before phones so a card number is labelled as a card.
+BUILTIN_REDACTORS: Mapping[str, Redactor] = {
+    "card": redact_card,
+    "email": redact_email,
+    "phone": redact_phone,
+}

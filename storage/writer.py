@@ -1,0 +1,388 @@
+"""The batched exchange writer: the proxy's ``ExchangeSink`` backed by SQL and a spill folder.
+
+``put`` only appends to an in-memory queue. One writer task takes batches
+from it and commits them; a batch leaves memory only after its commit, or
+once it is fsynced to a spill file. While the database is unreachable the
+writer spills every batch and probes the database with backoff; when a probe
+succeeds it replays the spill files. A queue that is full overflows to the
+spill folder through a second task that only touches the disk, so the request
+path never waits for the database or the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Sequence
+from enum import Enum
+from pathlib import Path
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from core import Exchange
+from storage import codec
+from storage.backoff import Backoff
+from storage.database import Database
+from storage.failures import is_transient
+from storage.inserts import insert_exchanges
+from storage.metrics import WriterMetrics
+from storage.privacy import PrivacyPolicy
+from storage.spill import REJECTED_PREFIX, Claim, SpillDir
+
+log = structlog.get_logger(__name__)
+
+WRITE_ATTEMPTS = 3  # quick retries before a batch is spilled
+RETRY = Backoff(base_s=0.05, cap_s=1.0)
+PROBE = Backoff(base_s=0.25, cap_s=5.0)  # how often a down database is tried again
+
+
+class _Outcome(Enum):
+    STORED = "stored"
+    UNAVAILABLE = "unavailable"  # the database could not be reached; nothing was lost
+
+
+class ExchangeWriter:
+    """Stores exchanges without ever making the caller wait.
+
+    Every exchange handed to ``put`` ends up written, spilled (then replayed),
+    rejected into a ``rejected-*.jsonl`` file, or counted as dropped and logged.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        spill_dir: Path,
+        privacy: PrivacyPolicy,
+        queue_size: int = 10_000,
+        batch_size: int = 256,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if queue_size < 1 or batch_size < 1:
+            raise ValueError("queue_size and batch_size must be at least 1")
+        self._db = database
+        self._spill = SpillDir(spill_dir)
+        self._privacy = privacy
+        self._queue_size = queue_size
+        self._batch_size = batch_size
+        self.metrics = WriterMetrics(registry if registry is not None else CollectorRegistry())
+        self.metrics.track_queue(self.queue_depth)
+
+        self._queue: deque[Exchange] = deque()
+        self._overflow: list[Exchange] = []
+        self._in_flight: list[Exchange] = []
+        self._overflow_in_flight: list[Exchange] = []
+        self._wake = asyncio.Event()
+        self._overflow_wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._overflow_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._stopped = False
+        self._degraded = False
+        self._probe_at = 0.0
+        self._probe_attempt = 0
+        self._replay_needed = True  # files left by an earlier run
+
+    # -- the sink ---------------------------------------------------------------
+
+    def put(self, exchange: Exchange) -> None:
+        """Queue an exchange; never blocks, never awaits."""
+        if self._closing:
+            # Shutting down: the writer no longer takes from the queue.
+            self._spill_now([exchange], prepared=False)
+            return
+        if len(self._queue) < self._queue_size:
+            self._queue.append(exchange)
+            self._wake.set()
+        else:
+            self._overflow.append(exchange)
+            self._overflow_wake.set()
+
+    def queue_depth(self) -> int:
+        """Exchanges held in memory: waiting for the database, or for the spill disk."""
+        return len(self._queue) + len(self._overflow)
+
+    # -- life cycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the writer task; it replays spill files left by earlier runs first."""
+        if self._task is not None:
+            raise RuntimeError("ExchangeWriter.start() called twice")
+        self._task = asyncio.create_task(self._run(), name="understudy-exchange-writer")
+        self._overflow_task = asyncio.create_task(
+            self._run_overflow(), name="understudy-exchange-spiller"
+        )
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Write what is queued within ``timeout_s``; spill whatever is left."""
+        if self._stopped:
+            return
+        self._closing = True
+        self._wake.set()
+        self._overflow_wake.set()
+        tasks = [t for t in (self._task, self._overflow_task) if t is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=max(timeout_s, 0.0))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        left = [*self._in_flight, *self._overflow_in_flight, *self._queue, *self._overflow]
+        self._in_flight, self._overflow_in_flight, self._overflow = [], [], []
+        self._queue.clear()
+        if left:
+            # A batch cut off mid-commit may also be in the database: replay dedups it.
+            await asyncio.to_thread(self._spill_now, left, prepared=False)
+            log.warning("writer stopped before draining; rest spilled", spilled=len(left))
+        self._stopped = True
+
+    async def wait_idle(self, timeout_s: float = 30.0) -> None:
+        """Wait until everything queued or spilled is in the database (tests, benchmarks)."""
+        async with asyncio.timeout(timeout_s):
+            # Polling keeps the writer free of bookkeeping that only this helper needs.
+            while not self._idle():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+    def _idle(self) -> bool:
+        return not (
+            self._queue
+            or self._overflow
+            or self._in_flight
+            or self._overflow_in_flight
+            or self._degraded
+            or self._replay_needed
+        )
+
+    # -- the writer task --------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if not self._queue:
+                    if self._closing:
+                        return
+                    await self._when_idle(loop)
+                    continue
+                size = min(self._batch_size, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(size)]
+                self._in_flight = batch
+                if self._degraded and loop.time() >= self._probe_at:
+                    await self._probe(loop)
+                if self._degraded:
+                    await self._spill_async(batch, prepared=False)
+                else:
+                    await self._store_or_spill(batch)
+                self._in_flight = []
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bug here must not stop the writer: keep the batch on disk and go on.
+                log.exception("exchange writer failed; spilling its batch")
+                if self._in_flight:
+                    await self._spill_async(self._in_flight, prepared=False)
+                    self._in_flight = []
+                await asyncio.sleep(0.1)
+
+    async def _when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._degraded:
+            if loop.time() >= self._probe_at:
+                await self._probe(loop)
+                return
+            timeout: float | None = self._probe_at - loop.time()
+        elif self._replay_needed:
+            await self._replay()
+            return
+        else:
+            timeout = None
+        self._wake.clear()
+        if self._queue or self._closing:
+            return
+        with contextlib.suppress(TimeoutError):  # time to probe the database again
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _store_or_spill(self, batch: list[Exchange]) -> None:
+        prepared = await asyncio.to_thread(self._prepare, batch)
+        if await self._store(prepared, replay=False) is _Outcome.UNAVAILABLE:
+            await self._spill_async(prepared, prepared=True)
+
+    def _prepare(self, batch: Sequence[Exchange]) -> list[Exchange]:
+        return [self._privacy.apply(e) for e in batch]
+
+    async def _store(self, prepared: list[Exchange], *, replay: bool) -> _Outcome:
+        """Commit a batch, retrying briefly; bad records are set aside one by one."""
+        counter = self.metrics.replayed if replay else self.metrics.written
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                async with self._db.engine.begin() as conn:
+                    await insert_exchanges(conn, prepared)
+            except Exception as exc:
+                if not is_transient(exc):
+                    return await self._store_one_by_one(prepared, replay=replay)
+                if attempt + 1 == WRITE_ATTEMPTS:
+                    self._enter_degraded(exc)
+                    return _Outcome.UNAVAILABLE
+                await asyncio.sleep(RETRY.delay(attempt))
+            else:
+                counter.inc(len(prepared))
+                self._probe_attempt = 0
+                return _Outcome.STORED
+        raise AssertionError("unreachable")
+
+    async def _store_one_by_one(self, prepared: list[Exchange], *, replay: bool) -> _Outcome:
+        counter = self.metrics.replayed if replay else self.metrics.written
+        for exchange in prepared:
+            try:
+                async with self._db.engine.begin() as conn:
+                    await insert_exchanges(conn, [exchange])
+            except Exception as exc:
+                if is_transient(exc):
+                    # Those stored already are skipped by the id when the batch comes back.
+                    self._enter_degraded(exc)
+                    return _Outcome.UNAVAILABLE
+                await asyncio.to_thread(self._reject, exchange, exc)
+            else:
+                counter.inc()
+        return _Outcome.STORED
+
+    def _reject(self, exchange: Exchange, exc: Exception) -> None:
+        # Logged by id and error class only: the message could quote the record.
+        log.error(
+            "database refused an exchange; kept in a rejected file",
+            exchange_id=str(exchange.id),
+            error=type(exc).__name__,
+        )
+        try:
+            self._spill.append([codec.dumps(exchange)], prefix=REJECTED_PREFIX)
+        except OSError as disk:
+            self._count_dropped([exchange], disk)
+        else:
+            self.metrics.rejected.inc()
+
+    # -- outage and recovery ----------------------------------------------------
+
+    def _enter_degraded(self, exc: BaseException) -> None:
+        if not self._degraded:
+            log.warning(
+                "database unavailable; spilling exchanges to disk",
+                error=type(exc).__name__,
+                spill_dir=str(self._spill.directory),
+            )
+        self._degraded = True
+        # The attempt count survives a probe that succeeds but a write that fails again.
+        self._probe_at = asyncio.get_running_loop().time() + PROBE.delay(self._probe_attempt)
+        self._probe_attempt += 1
+
+    async def _probe(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            await self._db.ping()
+        except Exception as exc:
+            self._probe_at = loop.time() + PROBE.delay(self._probe_attempt)
+            self._probe_attempt += 1
+            log.debug("database still unavailable", error=type(exc).__name__)
+            return
+        log.info("database reachable again; replaying spilled exchanges")
+        self._degraded = False
+        self._replay_needed = True
+
+    async def _replay(self) -> None:
+        """Write every spill file back, oldest first; each file is deleted once committed."""
+        # Cleared first: a spill landing while we replay sets it again.
+        self._replay_needed = False
+        for path in await asyncio.to_thread(self._spill.files):
+            if self._closing or self._degraded:
+                self._replay_needed = True
+                return
+            claim = await asyncio.to_thread(self._spill.claim, path)
+            if claim is None:
+                continue  # another process replayed it
+            committed = False
+            try:
+                committed = await self._replay_claim(claim)
+            finally:
+                if committed:
+                    await asyncio.to_thread(claim.commit)
+                else:
+                    claim.release()
+            if not committed:
+                self._replay_needed = True
+                return
+
+    async def _replay_claim(self, claim: Claim) -> bool:
+        exchanges: list[Exchange] = []
+        for number, line in enumerate(claim.lines, start=1):
+            try:
+                exchanges.append(codec.loads(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                # Only a crash or a full disk mid-append leaves a torn line.
+                self.metrics.dropped.inc()
+                log.error(
+                    "unreadable line in spill file dropped",
+                    file=claim.path.name,
+                    line=number,
+                    error=type(exc).__name__,
+                )
+        for start in range(0, len(exchanges), self._batch_size):
+            chunk = exchanges[start : start + self._batch_size]
+            prepared = await asyncio.to_thread(self._prepare, chunk)
+            if await self._store(prepared, replay=True) is _Outcome.UNAVAILABLE:
+                return False
+            if self._closing:
+                return False  # the rest stays on disk for the next start
+        if exchanges:
+            log.info("spill file replayed", file=claim.path.name, exchanges=len(exchanges))
+        return True
+
+    # -- spilling ---------------------------------------------------------------
+
+    async def _run_overflow(self) -> None:
+        """Move exchanges the full queue could not take to the spill folder."""
+        while True:
+            self._overflow_wake.clear()
+            if self._overflow:
+                batch, self._overflow = self._overflow, []
+                self._overflow_in_flight = batch
+                await self._spill_async(batch, prepared=False)
+                self._overflow_in_flight = []
+                continue
+            if self._closing:
+                return
+            await self._overflow_wake.wait()
+
+    async def _spill_async(self, batch: Sequence[Exchange], *, prepared: bool) -> None:
+        await asyncio.to_thread(self._spill_now, batch, prepared=prepared)
+        self._replay_needed = True
+        self._wake.set()
+
+    def _spill_now(self, batch: Sequence[Exchange], *, prepared: bool) -> None:
+        """Append to the spill file and fsync; on a disk failure count and log drops."""
+        lines: list[str] = []
+        encoded: list[Exchange] = []
+        for exchange in batch:
+            try:
+                record = exchange if prepared else self._privacy.apply(exchange)
+                lines.append(codec.dumps(record))
+            except Exception as exc:  # a value JSON cannot hold: nowhere to keep it
+                self._count_dropped([exchange], exc)
+            else:
+                encoded.append(exchange)
+        if not lines:
+            return
+        try:
+            self._spill.append(lines)
+        except OSError as exc:
+            self._count_dropped(encoded, exc)
+        else:
+            self.metrics.spilled.inc(len(lines))
+            self._replay_needed = True
+
+    def _count_dropped(self, batch: Sequence[Exchange], exc: Exception) -> None:
+        self.metrics.dropped.inc(len(batch))
+        for exchange in batch:
+            log.error(
+                "exchange dropped: it could be neither stored nor spilled",
+                exchange_id=str(exchange.id),
+                error=type(exc).__name__,
+                errno=getattr(exc, "errno", None),
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -204,7 +205,8 @@ class ExchangeHandler:
         try:
             upstream_response = await primary.send(upstream_request)
             arm.capture.status = upstream_response.status
-            return await self._relay(request, record, arm, upstream_response, first=None)
+            chunks = aiter(upstream_response)
+            return await self._relay(request, record, arm, upstream_response, chunks, first=None)
         except UpstreamError as exc:
             arm.capture.finish(exc.kind)
             return _upstream_failure(exc, record)
@@ -212,7 +214,11 @@ class ExchangeHandler:
     async def _try_candidate(
         self, request: web.Request, record: _Record, candidate: HttpUpstream
     ) -> web.StreamResponse | None:
-        """Serve from the candidate, or return None to fall back before the client saw a byte."""
+        """Serve from the candidate, or return None to fall back before the client saw a byte.
+
+        Streaming: the candidate must deliver its first chunk. Non-streaming: the
+        client sees nothing until the whole answer is in, so it must be a JSON object.
+        """
         parsed = record.parsed
         if not self._caps.try_acquire(candidate.name):
             self._fall_back(record, candidate.name, "at_capacity")
@@ -222,31 +228,37 @@ class ExchangeHandler:
             arm = _Arm(candidate.name, Role.SERVED, model, Capture())
             body = {**parsed.body, "model": model}
             upstream_request = UpstreamRequest(parsed.route, body, parsed.stream, {})
-            first: bytes | None = None
             response: UpstreamResponse | None = None
+            first: bytes | None = None
+            chunks: AsyncIterator[bytes] | None = None
             try:
                 async with asyncio.timeout(candidate.config.timeout_s):
                     response = await candidate.send(upstream_request)
                     arm.capture.status = response.status
-                    if response.status < 400:
-                        first = await _first_chunk(response)
-            except (UpstreamError, TimeoutError) as exc:
-                kind = exc.kind if isinstance(exc, UpstreamError) else ErrorKind.TIMEOUT
-                arm.capture.finish(kind)
-            if first is None or response is None:
+                    chunks = aiter(response)
+                    if response.status >= 400:
+                        arm.capture.finish(ErrorKind.HTTP_STATUS)
+                    elif parsed.stream:
+                        first = await anext(chunks, None)
+                    else:
+                        whole = b"".join([chunk async for chunk in chunks])
+                        first = whole if _is_json_object(whole) else None
+            except UpstreamError as exc:
+                arm.capture.finish(exc.kind)
+            except TimeoutError:
+                arm.capture.finish(ErrorKind.TIMEOUT)
+            if first is None or response is None or chunks is None:
                 if response is not None:
                     await response.aclose()
-                arm.capture.finish(ErrorKind.HTTP_STATUS if arm.capture.status else None)
+                arm.capture.finish(ErrorKind.INVALID_RESPONSE)
                 arm.role = Role.FAILED_OVER
                 record.arms.append(arm)
-                self._fall_back(
-                    record, candidate.name, (arm.capture.error or ErrorKind.INVALID_RESPONSE).value
-                )
+                self._fall_back(record, candidate.name, arm.capture.error or "unknown")
                 return None
             arm.capture.add(first)
             record.arms.append(arm)
             record.served_by = candidate.name
-            return await self._relay(request, record, arm, response, first=first)
+            return await self._relay(request, record, arm, response, chunks, first=first)
         finally:
             self._caps.release(candidate.name)
 
@@ -260,11 +272,15 @@ class ExchangeHandler:
         record: _Record,
         arm: _Arm,
         upstream: UpstreamResponse,
+        rest: AsyncIterator[bytes],
         first: bytes | None,
     ) -> web.StreamResponse:
-        """Send the upstream's answer to the client as it arrives."""
+        """Send the upstream's answer to the client as it arrives.
+
+        ``first`` (already captured) was read from ``rest`` before; ``rest`` yields the remainder.
+        """
         capture = arm.capture
-        chunks = _chunks(upstream, first)
+        chunks = _chunks(first, rest)
         headers = {
             **upstream.headers,
             EXCHANGE_ID_HEADER: str(record.id),
@@ -376,17 +392,17 @@ def _shadow_body(parsed: ParsedRequest, model: str) -> dict[str, Any]:
     return body
 
 
-async def _first_chunk(response: UpstreamResponse) -> bytes | None:
-    async for chunk in response:
-        if chunk:
-            return chunk
-    return None
+def _is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:
+        return False
 
 
-async def _chunks(upstream: UpstreamResponse, first: bytes | None) -> AsyncIterator[bytes]:
+async def _chunks(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     if first is not None:
         yield first
-    async for chunk in upstream:
+    async for chunk in rest:
         yield chunk
 
 

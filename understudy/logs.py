@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -34,12 +34,16 @@ def scrub_secrets(
     return event_dict
 
 
-def configure_logging(level: str = "info", fmt: LogFormat = LogFormat.AUTO) -> None:
-    use_json = fmt is LogFormat.JSON or (fmt is LogFormat.AUTO and not sys.stderr.isatty())
+def configure_logging(
+    level: str = "info", fmt: LogFormat = LogFormat.AUTO, stream: TextIO | None = None
+) -> None:
+    """Route structlog to ``stream`` (stderr by default); JSON unless it is a terminal."""
+    stream = stream or sys.stderr
+    use_json = fmt is LogFormat.JSON or (fmt is LogFormat.AUTO and not stream.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
     structlog.configure(
         processors=[
@@ -53,6 +57,6 @@ def configure_logging(level: str = "info", fmt: LogFormat = LogFormat.AUTO) -> N
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
     )

@@ -1,0 +1,1 @@
+"""Shared test set-up. Fake upstreams live in tests/fakes; PostgreSQL in tests/pg.py."""

@@ -25,7 +25,7 @@ FAULT_HEADER = "x-fake-fault"
 
 # Short, so closing a server with a hung request in flight does not stall a test.
 SHUTDOWN_TIMEOUT_S = 0.1
-# How often a hung handler checks whether its client has gone (see `_hang`).
+# How often a hung handler checks whether its client has gone.
 _DISCONNECT_POLL_S = 0.02
 
 
@@ -74,7 +74,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class FakeUpstream:
-    """Base of the fakes. Every attribute may be changed while the server runs."""
+    """Base of the fakes. Every attribute may be changed while the server runs.
+
+    requests            every request received, in order (RecordedRequest)
+    cancelled           requests whose client left mid-flight (Cancellation)
+    fault               a Fault for every request, or None; the x-fake-fault
+                        header overrides it per request ("none" clears it)
+    expected_api_key    when set, other Bearer keys (or none) get a 401
+    first_byte_delay_s  pause before the response headers
+    token_delay_s       pause per generated token (between stream lines)
+    slow_first_byte_s   pause before the headers under slow_first_byte
+    cut_after_chunks    lines sent before the socket closes under cut_stream
+    huge_line_bytes     size of the content under huge_line
+    """
 
     stream_content_type = "text/event-stream; charset=utf-8"
 
@@ -160,7 +172,8 @@ class FakeUpstream:
             if refused is not None:
                 return refused
             # The header, when sent, wins over the fake-wide setting; "none" clears it.
-            fault = request.headers.get(FAULT_HEADER, self.fault or "").removeprefix("none")
+            fault = request.headers.get(FAULT_HEADER, self.fault or "")
+            fault = "" if fault == "none" else fault
             if fault and fault not in _FAULT_NAMES:
                 return self.error_response(
                     400, f"unknown fault {fault!r}", type_="invalid_request_error"
@@ -237,7 +250,7 @@ class FakeUpstream:
         return request[_RECORD]
 
     def fault_of(self, request: web.Request) -> str:
-        return request.get(_FAULT, "")
+        return str(request.get(_FAULT, ""))
 
     async def pause_before_first_byte(self, request: web.Request, extra_s: float = 0.0) -> None:
         slow = self.fault_of(request) == Fault.SLOW_FIRST_BYTE

@@ -75,7 +75,9 @@ def apply_limits(
 def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     """The function the model "decides" to call: the one named by tool_choice, or,
     when the last user message asks for weather or names a tool, that tool."""
-    tools = [t["function"] for t in body.get("tools") or [] if t.get("type") == "function"]
+    tools: list[dict[str, Any]] = [
+        t["function"] for t in body.get("tools") or [] if t.get("type") == "function"
+    ]
     choice = body.get("tool_choice", "auto")
     if not tools or choice == "none":
         return None

@@ -95,7 +95,8 @@ class FakeOllama(FakeUpstream):
         param: str | None = None,
     ) -> web.Response:
         # Ollama's errors are a bare {"error": "..."}; type/code have no place in them.
-        return web.json_response({"error": message}, status=status)
+        body = _compact({"error": message}).rstrip()
+        return web.Response(body=body, status=status, content_type="application/json")
 
     def garbage_response(self, streaming: bool) -> web.Response:
         if streaming:
@@ -123,6 +124,7 @@ class FakeOllama(FakeUpstream):
         started = self.record_of(request).received_at
         tool = pick_tool({"tools": body.get("tools"), "messages": messages})
         # A few tokens of chat template around each message, as real models have.
+        pieces: list[str]
         prompt_tokens = sum(4 + count_tokens(message_text(m.get("content"))) for m in messages)
 
         if tool is not None:

@@ -11,29 +11,25 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from . import _openai_shapes as shapes
 from ._base import FakeUpstream, Fault, RecordedRequest
 from ._content import (
     DEFAULT_REPLY_TEMPLATE,
     apply_limits,
-    count_tokens,
     digest,
     embedding,
     embedding_base64,
     example_from_schema,
     huge_text,
-    message_text,
     pick_tool,
     split_arguments,
     split_tokens,
 )
 
-# Fixed rather than the clock, so the same request always yields the same bytes.
-CREATED = 1_735_689_600
 DEFAULT_MODELS = (
     "gpt-4o-mini",
     "gpt-4o",
@@ -64,19 +60,6 @@ _BAD_JSON_MESSAGE = (
     "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
     "but what was sent was not valid JSON.)"
 )
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """One choice: text pieces, or one tool call whose arguments come in fragments."""
-
-    pieces: list[str]
-    finish_reason: str
-    tool_call: tuple[str, str, list[str]] | None = None  # (id, name, argument fragments)
-
-    @property
-    def tokens(self) -> int:
-        return len(self.pieces) + (len(self.tool_call[2]) + 3 if self.tool_call else 0)
 
 
 class FakeOpenAI(FakeUpstream):
@@ -222,16 +205,16 @@ class FakeOpenAI(FakeUpstream):
         head = {
             "id": "chatcmpl-" + digest(base)[:29],
             "object": "chat.completion",
-            "created": CREATED,
+            "created": shapes.CREATED,
             "model": model,
         }
-        usage = _usage(_prompt_tokens(messages, body.get("tools")), answers)
+        usage = shapes.chat_usage(shapes.chat_prompt_tokens(messages, body.get("tools")), answers)
         if body.get("stream") is True:
             return await self.send_stream(request, self._chat_steps(body, head, answers, usage))
         choices = [
             {
                 "index": index,
-                "message": _message(answer),
+                "message": shapes.message(answer),
                 "logprobs": None,
                 "finish_reason": answer.finish_reason,
             }
@@ -246,11 +229,11 @@ class FakeOpenAI(FakeUpstream):
         }
         return await self.send_json(request, payload, tokens=max(a.tokens for a in answers))
 
-    def _chat_answer(self, body: dict[str, Any], index: int, huge: bool) -> _Answer:
+    def _chat_answer(self, body: dict[str, Any], index: int, huge: bool) -> shapes.Answer:
         model, messages = body["model"], body["messages"]
         seed = digest(model, messages, index)
         if huge:
-            return _Answer([huge_text(self.huge_line_bytes)], "stop")
+            return shapes.Answer([huge_text(self.huge_line_bytes)], "stop")
         tool = pick_tool(body)
         if tool is not None:
             arguments = json.dumps(
@@ -259,7 +242,7 @@ class FakeOpenAI(FakeUpstream):
             # OpenAI reports "stop", not "tool_calls", when the caller named the tool.
             forced = isinstance(body.get("tool_choice"), dict)
             call = ("call_" + seed[:24], tool["name"], split_arguments(arguments))
-            return _Answer([], "stop" if forced else "tool_calls", call)
+            return shapes.Answer([], "stop" if forced else "tool_calls", call)
         fmt = body.get("response_format") or {}
         reply = self.reply_text(model, messages, index)
         if fmt.get("type") == "json_object":
@@ -271,47 +254,40 @@ class FakeOpenAI(FakeUpstream):
             text = reply
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         pieces, finish = apply_limits(split_tokens(text), limit, body.get("stop"))
-        return _Answer(pieces, finish)
+        return shapes.Answer(pieces, finish)
 
     def _chat_steps(
         self,
         body: dict[str, Any],
         head: dict[str, Any],
-        answers: list[_Answer],
+        answers: list[shapes.Answer],
         usage: dict[str, Any],
     ) -> list[list[bytes]]:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-
-        def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-            return self._chunk(head, [choice], include_usage)
-
-        opening = [chunk(i, _opening_delta(a)) for i, a in enumerate(answers)]
-        middle = [
-            [chunk(i, delta) for i, a in enumerate(answers) if (delta := _delta(a, step))]
-            for step in range(max(_delta_count(a) for a in answers))
-        ]
-        closing = [chunk(i, {}, a.finish_reason) for i, a in enumerate(answers)]
-        if include_usage:
-            closing.append(_sse({**self._chunk_head(head), "choices": [], "usage": usage}))
-        closing.append(b"data: [DONE]\n\n")
-        return [opening, *middle, closing]
-
-    def _chunk_head(self, head: dict[str, Any]) -> dict[str, Any]:
-        return {
+        chunk_head = {
             **head,
             "object": "chat.completion.chunk",
             "service_tier": "default",
             "system_fingerprint": self.system_fingerprint,
         }
 
-    def _chunk(
-        self, head: dict[str, Any], choices: list[dict[str, Any]], include_usage: bool
-    ) -> bytes:
-        payload = {**self._chunk_head(head), "choices": choices}
+        def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            payload = {**chunk_head, "choices": [choice]}
+            if include_usage:
+                payload["usage"] = None  # OpenAI sends the key on every chunk once asked
+            return shapes.sse(payload)
+
+        opening = [chunk(i, shapes.opening_delta(a)) for i, a in enumerate(answers)]
+        middle = [
+            [chunk(i, delta) for i, a in enumerate(answers) if (delta := shapes.delta(a, step))]
+            for step in range(max(shapes.delta_count(a) for a in answers))
+        ]
+        closing = [chunk(i, {}, a.finish_reason) for i, a in enumerate(answers)]
         if include_usage:
-            payload["usage"] = None
-        return _sse(payload)
+            closing.append(shapes.sse({**chunk_head, "choices": [], "usage": usage}))
+        closing.append(b"data: [DONE]\n\n")
+        return [opening, *middle, closing]
 
     # -- legacy completions -------------------------------------------------------
 
@@ -320,7 +296,7 @@ class FakeOpenAI(FakeUpstream):
         if error is not None:
             return error
         model, n = body["model"], body.get("n") or 1
-        prompts = _as_batch(body["prompt"])
+        prompts = shapes.as_batch(body["prompt"])
         huge = self.fault_of(request) == Fault.HUGE_LINE
         texts = [
             self._completion_text(body, prompt, index, huge)
@@ -331,10 +307,10 @@ class FakeOpenAI(FakeUpstream):
         head = {
             "id": "cmpl-" + digest(base)[:29],
             "object": "text_completion",
-            "created": CREATED,
+            "created": shapes.CREATED,
             "model": model,
         }
-        prompt_tokens = sum(_prompt_size(p) for p in prompts)
+        prompt_tokens = sum(shapes.prompt_size(p) for p in prompts)
         completion_tokens = sum(len(pieces) for pieces, _ in texts)
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -343,7 +319,7 @@ class FakeOpenAI(FakeUpstream):
         }
         if body.get("stream") is True:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            steps = _completion_steps(head, texts, usage, include_usage)
+            steps = shapes.completion_steps(head, texts, usage, include_usage)
             return await self.send_stream(request, steps)
         choices = [
             {"text": "".join(pieces), "index": i, "logprobs": None, "finish_reason": finish}
@@ -375,14 +351,14 @@ class FakeOpenAI(FakeUpstream):
             or self.embedding_dims
             or _EMBEDDING_DIMS.get(model, _DEFAULT_EMBEDDING_DIMS)
         )
-        inputs = _as_batch(body["input"])
+        inputs = shapes.as_batch(body["input"])
         as_base64 = body.get("encoding_format") == "base64"
         data = []
         for index, item in enumerate(inputs):
             vector = embedding(item, dims)
             encoded: Any = embedding_base64(vector) if as_base64 else vector
             data.append({"object": "embedding", "index": index, "embedding": encoded})
-        tokens = sum(_prompt_size(item) for item in inputs)
+        tokens = sum(shapes.prompt_size(item) for item in inputs)
         payload = {
             "object": "list",
             "data": data,
@@ -403,13 +379,13 @@ class FakeOpenAI(FakeUpstream):
                 "category_scores": dict.fromkeys(_MODERATION_CATEGORIES, 1e-06),
                 "category_applied_input_types": {c: ["text"] for c in _MODERATION_CATEGORIES},
             }
-            for _ in _as_batch(body["input"])
+            for _ in shapes.as_batch(body["input"])
         ]
         payload = {"id": "modr-" + digest(body)[:24], "model": model, "results": results}
         return await self.send_json(request, payload)
 
     async def _list_models(self, request: web.Request) -> web.StreamResponse:
-        data = [_model_object(model_id) for model_id in self.models]
+        data = [shapes.model_object(model_id) for model_id in self.models]
         return await self.send_json(request, {"object": "list", "data": data})
 
     async def _get_model(self, request: web.Request) -> web.StreamResponse:
@@ -422,118 +398,9 @@ class FakeOpenAI(FakeUpstream):
                 param="model",
                 code="model_not_found",
             )
-        return await self.send_json(request, _model_object(model_id))
+        return await self.send_json(request, shapes.model_object(model_id))
 
     async def _invalid_url(self, request: web.Request) -> web.StreamResponse:
         return self.error_response(
             404, f"Invalid URL ({request.method} {request.path})", type_="invalid_request_error"
         )
-
-
-# -- shapes ------------------------------------------------------------------------
-
-
-def _sse(payload: dict[str, Any]) -> bytes:
-    line = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return f"data: {line}\n\n".encode()
-
-
-def _message(answer: _Answer) -> dict[str, Any]:
-    if answer.tool_call is None:
-        content: str | None = "".join(answer.pieces)
-        extra: dict[str, Any] = {}
-    else:
-        call_id, name, fragments = answer.tool_call
-        content = None
-        function = {"name": name, "arguments": "".join(fragments)}
-        extra = {"tool_calls": [{"id": call_id, "type": "function", "function": function}]}
-    return {"role": "assistant", "content": content, **extra, "refusal": None, "annotations": []}
-
-
-def _opening_delta(answer: _Answer) -> dict[str, Any]:
-    if answer.tool_call is None:
-        return {"role": "assistant", "content": "", "refusal": None}
-    call_id, name, _ = answer.tool_call
-    call = {
-        "index": 0,
-        "id": call_id,
-        "type": "function",
-        "function": {"name": name, "arguments": ""},
-    }
-    return {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}
-
-
-def _delta_count(answer: _Answer) -> int:
-    return len(answer.tool_call[2]) if answer.tool_call else len(answer.pieces)
-
-
-def _delta(answer: _Answer, step: int) -> dict[str, Any] | None:
-    if step >= _delta_count(answer):
-        return None
-    if answer.tool_call is None:
-        return {"content": answer.pieces[step]}
-    fragment = answer.tool_call[2][step]
-    return {"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}
-
-
-def _completion_steps(
-    head: dict[str, Any],
-    texts: list[tuple[list[str], str]],
-    usage: dict[str, Any],
-    include_usage: bool,
-) -> list[list[bytes]]:
-    def chunk(index: int, text: str, finish: str | None) -> bytes:
-        choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
-        payload: dict[str, Any] = {**head, "choices": [choice]}
-        if include_usage:
-            payload["usage"] = None
-        return _sse(payload)
-
-    steps: list[list[bytes]] = [
-        [chunk(i, pieces[step], None) for i, (pieces, _) in enumerate(texts) if step < len(pieces)]
-        for step in range(max(len(pieces) for pieces, _ in texts))
-    ]
-    closing = [chunk(i, "", finish) for i, (_, finish) in enumerate(texts)]
-    if include_usage:
-        closing.append(_sse({**head, "choices": [], "usage": usage}))
-    closing.append(b"data: [DONE]\n\n")
-    return [*steps, closing] if steps else [[], closing]
-
-
-def _prompt_tokens(messages: list[dict[str, Any]], tools: Any) -> int:
-    # Roughly OpenAI's accounting: a few tokens of framing per message.
-    total = 3 + sum(4 + count_tokens(message_text(m.get("content"))) for m in messages)
-    return total + (count_tokens(json.dumps(tools)) if tools else 0)
-
-
-def _usage(prompt_tokens: int, answers: list[_Answer]) -> dict[str, Any]:
-    completion_tokens = sum(answer.tokens for answer in answers)
-    # OpenAI caches prompts in 128-token steps once they reach 1024 tokens.
-    cached = prompt_tokens // 128 * 128 if prompt_tokens >= 1024 else 0
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    }
-
-
-def _as_batch(value: Any) -> list[Any]:
-    """A prompt/input is one string or token list, or a list of them."""
-    if isinstance(value, list) and value and isinstance(value[0], (str, list)):
-        return value
-    return [value]
-
-
-def _prompt_size(prompt: Any) -> int:
-    return len(prompt) if isinstance(prompt, list) else count_tokens(str(prompt))
-
-
-def _model_object(model_id: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": CREATED, "owned_by": "system"}

@@ -13,6 +13,9 @@ from understudy import __version__
 COMMAND_MODULES = (
     "understudy.commands.serve",
     "understudy.commands.demo",
+    "understudy.commands.db",
+    "understudy.commands.exchanges",
+    "understudy.commands.purge",
 )
 
 

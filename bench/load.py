@@ -23,7 +23,9 @@ BODY = {
 }
 
 
-async def one(session: aiohttp.ClientSession, url: str, payload: bytes, stream: bool) -> tuple[float, float, bool]:
+async def one(
+    session: aiohttp.ClientSession, url: str, payload: bytes, stream: bool
+) -> tuple[float, float, bool]:
     start = time.perf_counter()
     first = None
     async with session.post(url, data=payload, headers={"Content-Type": "application/json"}) as r:
@@ -59,6 +61,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                 n += 1
             results = list(await asyncio.gather(*tasks))
         else:
+
             async def worker() -> None:
                 while time.perf_counter() < deadline:
                     results.append(await one(session, url, payload, args.stream))

@@ -36,13 +36,17 @@ def make_app(upstream: str, mirror: str) -> web.Application:
         headers = {"Content-Type": "application/json"}
         async with session.post(upstream, data=body, headers=headers) as up:
             if up.headers.get("Content-Type", "").startswith("text/event-stream"):
-                response = web.StreamResponse(status=up.status, headers={"Content-Type": "text/event-stream"})
+                response = web.StreamResponse(
+                    status=up.status, headers={"Content-Type": "text/event-stream"}
+                )
                 await response.prepare(request)
                 async for chunk in up.content.iter_any():
                     await response.write(chunk)
                 await response.write_eof()
                 return response
-            return web.Response(status=up.status, body=await up.read(), content_type="application/json")
+            return web.Response(
+                status=up.status, body=await up.read(), content_type="application/json"
+            )
 
     async def session_ctx(app: web.Application) -> Any:
         app[SESSION] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -58,8 +62,15 @@ def make_app(upstream: str, mirror: str) -> web.Application:
 def main() -> None:
     port, upstream, mirror = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     app = make_app(f"{upstream}/chat/completions", f"{mirror}/chat/completions")
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None,
-                            backlog=2048, loop=uvloop.new_event_loop())
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=port,
+        access_log=None,
+        print=None,
+        backlog=2048,
+        loop=uvloop.new_event_loop(),
+    )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,15 @@ async def chat(request: web.Request) -> web.StreamResponse:
 def main() -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None,
-                            print=None, backlog=2048, loop=uvloop.new_event_loop())
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        access_log=None,
+        print=None,
+        backlog=2048,
+        loop=uvloop.new_event_loop(),
+    )
 
 
 if __name__ == "__main__":

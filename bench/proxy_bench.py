@@ -109,9 +109,13 @@ def run_cases(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             results["floor"] = measure(f"http://127.0.0.1:{port}", args)
         for case, mode, record in args.cases:
             port = free_port()
-            with tempfile.TemporaryDirectory() as db_dir, process(
-                [PY, "-m", "understudy.cli", "serve"], port,
-                understudy_env(mock, mode, port, db_dir, record),
+            with (
+                tempfile.TemporaryDirectory() as db_dir,
+                process(
+                    [PY, "-m", "understudy.cli", "serve"],
+                    port,
+                    understudy_env(mock, mode, port, db_dir, record),
+                ),
             ):
                 results[case] = measure(f"http://127.0.0.1:{port}", args)
     return results
@@ -149,7 +153,9 @@ def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests per second")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")

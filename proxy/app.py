@@ -75,10 +75,13 @@ def create_proxy_app(
     registry: CollectorRegistry,
     limits: Limits,
     readiness: Sequence[ReadinessCheck] = (),
+    sink_depth: Callable[[], int] | None = None,
     shutdown_grace_s: float = 10.0,
 ) -> web.Application:
     app = web.Application(client_max_size=limits.max_body_bytes, middlewares=[openai_error_shape])
     metrics = ProxyMetrics(registry)
+    if sink_depth is not None:
+        metrics.watch_sink_depth(sink_depth)
     tasks = BackgroundTasks()
     ops = OpsHandlers(registry, readiness)
     app[UPSTREAMS] = upstreams

@@ -48,7 +48,9 @@ class Rig:
         deadline = asyncio.get_running_loop().time() + timeout
         while len(self.sink.exchanges) < count:
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{len(self.sink.exchanges)} exchanges recorded, wanted {count}")
+                raise AssertionError(
+                    f"{len(self.sink.exchanges)} exchanges recorded, wanted {count}"
+                )
             await asyncio.sleep(0.01)
         return list(self.sink.exchanges)
 
@@ -92,7 +94,11 @@ async def make_rig() -> AsyncIterator[RigFactory]:
         settings = load_settings(
             primary={"base_url": f"{servers[0].url}/v1", **(primary or {})},
             candidates=[candidate_settings],
-            **{"rollout": {"mode": "shadow", "candidate": "local"}, "shutdown_grace_s": 0.5, **overrides},
+            **{
+                "rollout": {"mode": "shadow", "candidate": "local"},
+                "shutdown_grace_s": 0.5,
+                **overrides,
+            },
         )
         logs = io.StringIO()
         configure_logging("info", LogFormat.JSON, stream=logs)

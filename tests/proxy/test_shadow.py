@@ -92,7 +92,9 @@ async def test_shadow_deadline_records_a_timeout(make_rig: RigFactory) -> None:
     shadow = exchange.arm(Role.SHADOW)
     assert shadow is not None and shadow.error_kind is ErrorKind.TIMEOUT and not shadow.ok
     assert exchange.arm(Role.SERVED).ok  # type: ignore[union-attr]
-    assert rig.metric("understudy_shadows_failed_total", upstream="local", error_kind="timeout") == 1
+    assert (
+        rig.metric("understudy_shadows_failed_total", upstream="local", error_kind="timeout") == 1
+    )
     await client.close()
 
 

@@ -11,19 +11,22 @@ from tests.proxy.conftest import CLIENT_KEY, RigFactory, chat
 from understudy.settings import load_settings
 from understudy.wiring import build_app
 
-TOOLS = [{
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
 
 
 async def raw_post(url: str, body: dict[str, object]) -> tuple[int, bytes, dict[str, str]]:
-    async with aiohttp.ClientSession() as s, s.post(
-        url, json=body, headers={"Authorization": f"Bearer {CLIENT_KEY}"}
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(url, json=body, headers={"Authorization": f"Bearer {CLIENT_KEY}"}) as r,
+    ):
         return r.status, await r.read(), dict(r.headers)
 
 
@@ -56,7 +59,8 @@ async def test_sdk_sees_the_same_objects_for_every_mirrored_route(make_rig: RigF
         lambda c: c.chat.completions.create(**chat()),
         lambda c: c.chat.completions.create(**chat("What's the weather in Oslo?", tools=TOOLS)),
         lambda c: c.chat.completions.create(
-            **chat("Give me JSON.", response_format={"type": "json_object"})),
+            **chat("Give me JSON.", response_format={"type": "json_object"})
+        ),
         lambda c: c.completions.create(model="gpt-4o-mini", prompt="Once upon a time"),
         lambda c: c.embeddings.create(model="text-embedding-3-small", input=["a", "b"]),
     ]
@@ -72,10 +76,15 @@ async def test_streamed_tool_calls_and_usage_are_recorded(make_rig: RigFactory) 
     rig = await make_rig()
     client = rig.client()
     stream = await client.chat.completions.create(
-        **chat("What's the weather in Oslo?", tools=TOOLS), stream=True)
-    names = [c.choices[0].delta.tool_calls[0].function.name async for c in stream
-             if c.choices and c.choices[0].delta.tool_calls
-             and c.choices[0].delta.tool_calls[0].function.name]
+        **chat("What's the weather in Oslo?", tools=TOOLS), stream=True
+    )
+    names = [
+        c.choices[0].delta.tool_calls[0].function.name
+        async for c in stream
+        if c.choices
+        and c.choices[0].delta.tool_calls
+        and c.choices[0].delta.tool_calls[0].function.name
+    ]
     assert names == ["get_weather"]
     [exchange] = await rig.exchanges(1)
     served = exchange.arm(Role.SERVED)

@@ -10,7 +10,6 @@ import random
 import sys
 
 import structlog
-from openai import APIError, AsyncOpenAI
 
 from understudy.commands.common import Subparsers, settings_from_args
 from understudy.logs import configure_logging
@@ -119,6 +118,8 @@ def _print_guide(proxy: RunningSite, mode: str) -> None:
 
 
 async def _generate(base_url: str, rate: float, counts: dict[str, int]) -> None:
+    from openai import APIError, AsyncOpenAI  # imported here: it is slow to import
+
     log = structlog.get_logger("understudy.demo")
     client = AsyncOpenAI(base_url=base_url, api_key="sk-demo-client", max_retries=0)
     rng = random.Random(7)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -173,5 +174,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         first = exc.errors(include_input=False, include_url=False)[0]
         raise ConfigError(_setting_name(first["loc"]), first["msg"]) from None
     except ValueError as exc:  # malformed JSON in a complex env value, bad TOML
-        raise ConfigError("UNDERSTUDY settings", str(exc).splitlines()[0]) from None
+        field = re.search(r'field "(\w+)"', str(exc))
+        if field is None:
+            raise ConfigError("UNDERSTUDY settings", str(exc).splitlines()[0]) from None
+        name = _setting_name((field.group(1),))
+        raise ConfigError(name, "not valid JSON or not a valid value") from None
     return Settings.model_validate(loaded.model_dump())

@@ -84,6 +84,7 @@ class ExchangeWriter:
         self._probe_at = 0.0
         self._probe_attempt = 0
         self._replay_needed = True  # files left by an earlier run
+        self._replaying = False
 
     # -- the sink ---------------------------------------------------------------
 
@@ -152,6 +153,7 @@ class ExchangeWriter:
             or self._overflow_in_flight
             or self._degraded
             or self._replay_needed
+            or self._replaying
         )
 
     # -- the writer task --------------------------------------------------------
@@ -290,6 +292,13 @@ class ExchangeWriter:
         """Write every spill file back, oldest first; each file is deleted once committed."""
         # Cleared first: a spill landing while we replay sets it again.
         self._replay_needed = False
+        self._replaying = True
+        try:
+            await self._replay_files()
+        finally:
+            self._replaying = False
+
+    async def _replay_files(self) -> None:
         for path in await asyncio.to_thread(self._spill.files):
             if self._closing or self._degraded:
                 self._replay_needed = True

@@ -17,7 +17,7 @@ async def dump_all_text(db: Database) -> str:
     parts: list[str] = []
     async with db.engine.connect() as conn:
         for table in metadata.sorted_tables:
-            result = await conn.execute(text(f"SELECT * FROM {table.name}"))  # noqa: S608
+            result = await conn.execute(text(f"SELECT * FROM {table.name}"))
             for row in result:
                 parts.extend(str(v) for v in row)
     return "\n".join(parts)

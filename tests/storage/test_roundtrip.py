@@ -81,15 +81,17 @@ async def test_filters(database: Database) -> None:
     shadowed = [simple_exchange(i) for i in range(5)]
     split = simple_exchange(
         10,
-        decision=decision(served="vllm-llama", served_is_candidate=True, shadow=None,
-                          mode=RolloutMode.SPLIT),
+        decision=decision(
+            served="vllm-llama", served_is_candidate=True, shadow=None, mode=RolloutMode.SPLIT
+        ),
         served_by="vllm-llama",
         observations=(served_arm(upstream="vllm-llama"),),
     )
     fallback = simple_exchange(
         11,
-        decision=decision(served="vllm-llama", served_is_candidate=True, shadow=None,
-                          mode=RolloutMode.SPLIT),
+        decision=decision(
+            served="vllm-llama", served_is_candidate=True, shadow=None, mode=RolloutMode.SPLIT
+        ),
         served_by="openai",
         fallback=True,
     )

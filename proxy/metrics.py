@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -74,6 +75,8 @@ class ProxyMetrics:
             "Exchanges the proxy could not hand to the sink.",
             registry=registry,
         )
+
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
 
     def watch_sink_depth(self, depth: Callable[[], int]) -> None:
         self.sink_queue_depth.set_function(lambda: float(depth()))

@@ -101,7 +101,7 @@ async def make_rig() -> AsyncIterator[RigFactory]:
             },
         )
         logs = io.StringIO()
-        configure_logging("info", LogFormat.JSON, stream=logs)
+        configure_logging("info", LogFormat.JSON, stream=logs, cache=False)
         sink, registry = InMemorySink(), CollectorRegistry()
         site = await start_site(build_app(settings, sink=sink, registry=registry), "127.0.0.1", 0)
         rig = Rig(fake_primary, fake_candidate, fake_ollama, sink, registry, site, logs, servers)

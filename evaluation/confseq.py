@@ -1,5 +1,10 @@
 """Confidence sequences: intervals that stay valid however often they are looked at.
 
+Each end is a one-sided bound: the lower bound ever exceeds the true mean with
+probability at most ``alpha``, and likewise the upper bound falls below it. So
+"interval above the margin" is a level-alpha test however often it is checked,
+and the interval covers the mean throughout with probability at least 1 - 2*alpha.
+
 Two kinds, both computed for every prefix in one vectorised pass (the value a
 verdict uses is the last element):
 
@@ -51,7 +56,7 @@ def betting_cs(
     hi: float = 1.0,
     truncation: float = 0.5,
 ) -> CSPath:
-    """Two-sided PrPl-EB confidence sequence for the mean of values in [lo, hi].
+    """PrPl-EB confidence sequence for the mean of values in [lo, hi], alpha per side.
 
     The running intersection is taken, so the interval never widens.
     """
@@ -64,7 +69,7 @@ def betting_cs(
     y = (data - lo) / (hi - lo)
     n = y.shape[-1]
     t = np.arange(1, n + 1, dtype=np.float64)
-    log_term = math.log(2.0 / alpha)
+    log_term = math.log(1.0 / alpha)
 
     mu_hat = (0.5 + np.cumsum(y, axis=-1)) / (t + 1.0)
     sigma2_hat = (0.25 + np.cumsum((y - mu_hat) ** 2, axis=-1)) / (t + 1.0)
@@ -93,8 +98,17 @@ def mixture_rho(alpha: float, target_n: float) -> float:
     return math.sqrt((log_a + math.log(log_a + 1.0)) / target_n)
 
 
+def _mixture_radius(t: FloatArray, rho2: float, alpha: float) -> FloatArray:
+    """One-sided normal-mixture boundary for unit variance (Howard et al. 2021, eq. 14)."""
+    spread = t * rho2 + 1.0
+    radius: FloatArray = np.sqrt(
+        2.0 * spread / (t**2 * rho2) * np.log(np.sqrt(spread) / (2.0 * alpha) + 1.0)
+    )
+    return radius
+
+
 def normal_mixture_cs(x: NDArray[np.floating], alpha: float, *, target_n: float = 500.0) -> CSPath:
-    """Two-sided asymptotic confidence sequence for the mean, tightest near ``target_n``."""
+    """Asymptotic confidence sequence for the mean, alpha per side, tightest near ``target_n``."""
     data = np.asarray(x, dtype=np.float64)
     _validate(data, alpha)
     n = data.shape[-1]
@@ -106,9 +120,7 @@ def normal_mixture_cs(x: NDArray[np.floating], alpha: float, *, target_n: float 
     mean_shifted = s1 / t
     var = np.maximum(s2 / t - mean_shifted**2, 0.0) * (t / np.maximum(t - 1.0, 1.0))
     rho2 = mixture_rho(alpha, target_n) ** 2
-    width = np.sqrt(var) * np.sqrt(
-        2.0 * (t * rho2 + 1.0) / (t**2 * rho2) * np.log(np.sqrt(t * rho2 + 1.0) / alpha)
-    )
+    width = np.sqrt(var) * _mixture_radius(t, rho2, alpha)
     mean = mean_shifted + data[..., :1]
     return CSPath(mean, mean - width, mean + width)
 
@@ -123,7 +135,5 @@ def normal_mixture_last(
     mean = float(np.mean(data))
     sd = float(np.std(data, ddof=1)) if data.size > 1 else 0.0
     rho2 = mixture_rho(alpha, target_n) ** 2
-    width = sd * math.sqrt(
-        2.0 * (n * rho2 + 1.0) / (n**2 * rho2) * math.log(math.sqrt(n * rho2 + 1.0) / alpha)
-    )
+    width = sd * float(_mixture_radius(np.asarray(n), rho2, alpha))
     return mean, mean - width, mean + width

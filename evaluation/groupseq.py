@@ -126,5 +126,9 @@ class LookSchedule:
         return sum(1 for size in self.sizes if n >= size)
 
     def bounds(self, alpha: float) -> tuple[float, ...]:
-        """Two-sided repeated-confidence-interval z bounds at total level ``alpha``."""
-        return obrien_fleming_bounds(alpha, tuple(float(s) for s in self.sizes))
+        """z bounds for repeated confidence intervals whose ends are each level-alpha tests.
+
+        The lower end exceeds the truth at some look with probability at most
+        ``alpha``, and likewise for the upper end.
+        """
+        return obrien_fleming_bounds(alpha, tuple(float(s) for s in self.sizes), two_sided=False)

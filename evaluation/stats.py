@@ -14,7 +14,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
-from evaluation.resample import kth_walsh_average, paired_bootstrap_log_quantile_ratio
+from evaluation.resample import (
+    hd_quantile,
+    kth_walsh_average,
+    paired_bootstrap_log_quantile_ratio,
+)
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -35,7 +39,7 @@ class PairedLatency:
     hl_lower: float
     hl_upper: float
     hl_n: int  # pairs the Hodges–Lehmann figures were computed on
-    p95_primary_ms: float
+    p95_primary_ms: float  # Harrell–Davis estimates
     p95_candidate_ms: float
     p95_ratio: float
     p95_lower: float  # paired bootstrap interval; sees tail-only changes Wilcoxon misses
@@ -99,8 +103,8 @@ def compare_paired_latency(
         hl_lower=math.exp(hl_lo),
         hl_upper=math.exp(hl_hi),
         hl_n=hl_n,
-        p95_primary_ms=float(np.quantile(prim, 0.95)),
-        p95_candidate_ms=float(np.quantile(cand, 0.95)),
+        p95_primary_ms=hd_quantile(prim, 0.95),
+        p95_candidate_ms=hd_quantile(cand, 0.95),
         p95_ratio=math.exp(estimate),
         p95_lower=math.exp(estimate + lo_dev),
         p95_upper=math.exp(estimate + hi_dev),

@@ -1,0 +1,404 @@
+"""How each decision metric's evidence is computed, per mode.
+
+Adding a decision metric: write its series or look function here, add it to
+``DEFINITIONS`` and list a ``MetricSpec`` for it in the configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+from numpy.typing import NDArray
+
+from evaluation.columns import ArmColumns, Mode, Series, SplitColumns, VerdictInput
+from evaluation.evidence import LookMetric, SequenceMetric
+from evaluation.groupseq import nominal_alpha
+from evaluation.quality import LOSS, TIE
+from evaluation.quantiles import order_statistic_interval
+from evaluation.resample import (
+    cluster_bootstrap_quantiles,
+    hd_quantile,
+    paired_bootstrap_log_quantile_ratio,
+)
+from evaluation.stats import paired_valid, time_per_output_token
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+MIN_QUANTILE_PAIRS = 20  # fewer usable rows than this at a look gives no interval
+NAN = math.nan
+
+Definition = SequenceMetric | LookMetric
+
+
+def _exp(x: FloatArray) -> FloatArray:
+    result: FloatArray = np.exp(x)
+    return result
+
+
+def _shadow(data: VerdictInput) -> tuple[ArmColumns, ArmColumns]:
+    assert data.shadow is not None
+    return data.shadow.candidate, data.shadow.primary
+
+
+def _split(data: VerdictInput) -> SplitColumns:
+    assert data.split is not None
+    return data.split
+
+
+# ---- shadow mode: rows are pairs -------------------------------------------------------------
+
+
+def _paired_log_ratio(field: str) -> Callable[[VerdictInput], Series]:
+    def series(data: VerdictInput) -> Series:
+        cand, prim = _shadow(data)
+        c, p = getattr(cand, field), getattr(prim, field)
+        ok = paired_valid(c, p) & ~cand.failed & ~prim.failed
+        rows = np.flatnonzero(ok)
+        return Series(np.log(c[rows]) - np.log(p[rows]), rows.astype(np.int64))
+
+    return series
+
+
+def _paired_tpot(data: VerdictInput) -> Series:
+    cand, prim = _shadow(data)
+    c = time_per_output_token(cand.latency_ms, cand.ttft_ms, cand.completion_tokens)
+    p = time_per_output_token(prim.latency_ms, prim.ttft_ms, prim.completion_tokens)
+    ok = paired_valid(c, p) & ~cand.failed & ~prim.failed
+    rows = np.flatnonzero(ok)
+    return Series(np.log(c[rows]) - np.log(p[rows]), rows.astype(np.int64))
+
+
+def _paired_errors(data: VerdictInput) -> Series:
+    cand, prim = _shadow(data)
+    diff = cand.failed.astype(np.float64) - prim.failed.astype(np.float64)
+    return Series(diff, np.arange(diff.size, dtype=np.int64))
+
+
+def _loss_indicator(data: VerdictInput) -> Series:
+    decided = data.judgments.values != TIE
+    losses = (data.judgments.values[decided] == LOSS).astype(np.float64)
+    return Series(losses, data.judgments.rows[decided])
+
+
+def _noise_gaps(data: VerdictInput) -> Series:
+    return data.noise_gaps
+
+
+def _paired_latency_rows(data: VerdictInput) -> BoolArray:
+    cand, prim = _shadow(data)
+    ok: BoolArray = paired_valid(cand.latency_ms, prim.latency_ms) & ~cand.failed & ~prim.failed
+    return ok
+
+
+def _p95_running(data: VerdictInput) -> float:
+    cand, prim = _shadow(data)
+    ok = _paired_latency_rows(data)
+    return hd_quantile(cand.latency_ms[ok], 0.95) / hd_quantile(prim.latency_ms[ok], 0.95)
+
+
+def _p95_at_look(
+    data: VerdictInput, z: float, rng: np.random.Generator, replicates: int
+) -> tuple[float, float, float, int]:
+    cand, prim = _shadow(data)
+    ok = _paired_latency_rows(data)
+    n = int(np.count_nonzero(ok))
+    if n < MIN_QUANTILE_PAIRS:
+        return (_p95_running(data) if n else NAN), NAN, NAN, n
+    est, centred = paired_bootstrap_log_quantile_ratio(
+        cand.latency_ms[ok], prim.latency_ms[ok], 0.95, replicates, rng
+    )
+    # A bootstrap standard error with the look's z bound: extreme look levels
+    # would need far more replicates for percentile intervals.
+    se = float(np.std(centred, ddof=1))
+    return math.exp(est), math.exp(est - z * se), math.exp(est + z * se), n
+
+
+def _candidate_values(data: VerdictInput, field: str) -> FloatArray:
+    arm = data.shadow.candidate if data.shadow is not None else _split(data).candidate
+    values: FloatArray = getattr(arm, field)
+    keep = np.isfinite(values) & ~arm.failed
+    result: FloatArray = values[keep]
+    return result
+
+
+def _candidate_rows(field: str) -> Callable[[VerdictInput], BoolArray]:
+    def usable(data: VerdictInput) -> BoolArray:
+        if data.shadow is not None:
+            arm, mine = data.shadow.candidate, np.ones(data.n, dtype=np.bool_)
+        else:
+            split = _split(data)
+            arm, mine = split.served, split.is_candidate
+        ok: BoolArray = mine & np.isfinite(getattr(arm, field)) & ~arm.failed
+        return ok
+
+    return usable
+
+
+def _slo(field: str, q: float) -> LookMetric:
+    def running(data: VerdictInput) -> float:
+        return float(np.quantile(_candidate_values(data, field), q))
+
+    def at_look(
+        data: VerdictInput, z: float, rng: np.random.Generator
+    ) -> tuple[float, float, float, int]:
+        values = _candidate_values(data, field)
+        if values.size == 0:
+            return NAN, NAN, NAN, 0
+        # Each end at the look's one-sided nominal level.
+        lo, hi = order_statistic_interval(values, q, 2.0 * nominal_alpha(z, two_sided=False))
+        return float(np.quantile(values, q)), lo, hi, int(values.size)
+
+    what = "time to first token" if field == "ttft_ms" else "total latency"
+    return LookMetric(
+        subject=f"candidate p{round(q * 100)} {what}",
+        unit="ms",
+        noun="requests",
+        at_look=at_look,
+        running=running,
+        usable=_candidate_rows(field),
+    )
+
+
+# ---- split mode: rows are single exchanges, users are the unit ------------------------------
+
+
+def _cluster_mean(values: FloatArray, users: NDArray[np.int64]) -> tuple[float, float]:
+    """Mean over rows and its user-clustered (sandwich) variance."""
+    _, codes = np.unique(users, return_inverse=True)
+    sums = np.bincount(codes, weights=values)
+    sizes = np.bincount(codes).astype(np.float64)
+    mean = float(sums.sum() / sizes.sum())
+    clusters = sums.size
+    if clusters < 2:
+        return mean, math.inf
+    residual = sums - mean * sizes
+    var = float(np.sum(residual**2) / sizes.sum() ** 2) * clusters / (clusters - 1)
+    return mean, var
+
+
+def _split_arms(
+    data: VerdictInput, field: str
+) -> tuple[tuple[FloatArray, NDArray[np.int64]], tuple[FloatArray, NDArray[np.int64]]]:
+    split = _split(data)
+    values = getattr(split.served, field)
+    ok = np.isfinite(values) & (values > 0) & ~split.served.failed
+    c, p = ok & split.is_candidate, ok & ~split.is_candidate
+    return (values[c], split.user[c]), (values[p], split.user[p])
+
+
+def _split_log_ratio(field: str) -> LookMetric:
+    def running(data: VerdictInput) -> float:
+        (c, _), (p, _) = _split_arms(data, field)
+        if c.size == 0 or p.size == 0:
+            return NAN
+        return math.exp(float(np.mean(np.log(c)) - np.mean(np.log(p))))
+
+    def usable(data: VerdictInput) -> BoolArray:
+        split = _split(data)
+        values = getattr(split.served, field)
+        ok: BoolArray = np.isfinite(values) & (values > 0) & ~split.served.failed
+        # Until both arms have data there is nothing to compare.
+        if not (np.any(ok & split.is_candidate) and np.any(ok & ~split.is_candidate)):
+            return np.zeros_like(ok)
+        return ok
+
+    def at_look(
+        data: VerdictInput, z: float, rng: np.random.Generator
+    ) -> tuple[float, float, float, int]:
+        (c, cu), (p, pu) = _split_arms(data, field)
+        n = int(c.size + p.size)
+        if c.size == 0 or p.size == 0:
+            return NAN, NAN, NAN, 0
+        mc, vc = _cluster_mean(np.log(c), cu)
+        mp, vp = _cluster_mean(np.log(p), pu)
+        d, se = mc - mp, math.sqrt(vc + vp)
+        return math.exp(d), math.exp(d - z * se), math.exp(d + z * se), n
+
+    what = "time to first token" if field == "ttft_ms" else "total latency"
+    return LookMetric(
+        subject=f"candidate/primary {what} (geometric mean)",
+        unit="ratio",
+        noun="requests",
+        at_look=at_look,
+        running=running,
+        usable=usable,
+    )
+
+
+def _split_p95(replicates: int) -> LookMetric:
+    def running(data: VerdictInput) -> float:
+        (c, _), (p, _) = _split_arms(data, "latency_ms")
+        if c.size == 0 or p.size == 0:
+            return NAN
+        return float(np.quantile(c, 0.95) / np.quantile(p, 0.95))
+
+    def at_look(
+        data: VerdictInput, z: float, rng: np.random.Generator
+    ) -> tuple[float, float, float, int]:
+        (c, cu), (p, pu) = _split_arms(data, "latency_ms")
+        n = int(c.size + p.size)
+        if min(c.size, p.size) < MIN_QUANTILE_PAIRS:
+            return running(data), NAN, NAN, n
+        est = math.log(np.quantile(c, 0.95)) - math.log(np.quantile(p, 0.95))
+        boot_c = cluster_bootstrap_quantiles(c, cu, (0.95,), replicates, rng)[:, 0]
+        boot_p = cluster_bootstrap_quantiles(p, pu, (0.95,), replicates, rng)[:, 0]
+        se = float(np.std(np.log(boot_c) - np.log(boot_p), ddof=1))
+        return math.exp(est), math.exp(est - z * se), math.exp(est + z * se), n
+
+    return LookMetric(
+        subject="candidate/primary p95 total latency",
+        unit="ratio",
+        noun="requests",
+        at_look=at_look,
+        running=running,
+        usable=_split_log_ratio("latency_ms").usable,
+    )
+
+
+def _split_errors() -> LookMetric:
+    def arms(
+        data: VerdictInput,
+    ) -> tuple[FloatArray, NDArray[np.int64], FloatArray, NDArray[np.int64]]:
+        split = _split(data)
+        failed = split.served.failed.astype(np.float64)
+        c, p = split.is_candidate, ~split.is_candidate
+        return failed[c], split.user[c], failed[p], split.user[p]
+
+    def running(data: VerdictInput) -> float:
+        fc, _, fp, _ = arms(data)
+        return float(fc.mean() - fp.mean()) if fc.size and fp.size else NAN
+
+    def usable(data: VerdictInput) -> BoolArray:
+        split = _split(data)
+        if split.is_candidate.all() or not split.is_candidate.any():
+            return np.zeros(data.n, dtype=np.bool_)
+        return np.ones(data.n, dtype=np.bool_)
+
+    def at_look(
+        data: VerdictInput, z: float, rng: np.random.Generator
+    ) -> tuple[float, float, float, int]:
+        fc, cu, fp, pu = arms(data)
+        if fc.size == 0 or fp.size == 0:
+            return NAN, NAN, NAN, 0
+        mc, vc = _cluster_mean(fc, cu)
+        mp, vp = _cluster_mean(fp, pu)
+        d, se = mc - mp, math.sqrt(vc + vp)
+        return d, d - z * se, d + z * se, int(fc.size + fp.size)
+
+    return LookMetric(
+        subject="candidate minus primary error rate",
+        unit="difference",
+        noun="requests",
+        at_look=at_look,
+        running=running,
+        usable=usable,
+    )
+
+
+# ---- the registry ----------------------------------------------------------------------------
+
+
+def _shadow_p95(replicates: int) -> LookMetric:
+    return LookMetric(
+        subject="candidate/primary p95 total latency",
+        unit="ratio",
+        noun="pairs",
+        at_look=partial(_p95_at_look, replicates=replicates),
+        running=_p95_running,
+        usable=_paired_latency_rows,
+    )
+
+
+def _ratio_sequence(subject: str, series: Callable[[VerdictInput], Series]) -> SequenceMetric:
+    return SequenceMetric(subject, "ratio", "pairs", series, transform=_exp)
+
+
+def _quality() -> SequenceMetric:
+    return SequenceMetric(
+        "candidate's share of losses among non-tied judgments",
+        "share",
+        "judgments",
+        _loss_indicator,
+        bounds=(0.0, 1.0),
+    )
+
+
+def _noise() -> SequenceMetric:
+    return SequenceMetric(
+        "similarity gap to OpenAI's own run-to-run noise",
+        "difference",
+        "noise samples",
+        _noise_gaps,
+        bounds=(-1.0, 1.0),
+    )
+
+
+def _shadow_definition(name: str, replicates: int) -> Definition | None:
+    match name:
+        case "latency_total":
+            return _ratio_sequence(
+                "candidate/primary total latency", _paired_log_ratio("latency_ms")
+            )
+        case "latency_ttft":
+            return _ratio_sequence(
+                "candidate/primary time to first token", _paired_log_ratio("ttft_ms")
+            )
+        case "latency_tpot":
+            return _ratio_sequence("candidate/primary time per output token", _paired_tpot)
+        case "latency_p95":
+            return _shadow_p95(replicates)
+        case "error_rate":
+            return SequenceMetric(
+                "candidate minus primary error rate",
+                "difference",
+                "pairs",
+                _paired_errors,
+                bounds=(-1.0, 1.0),
+            )
+    return None
+
+
+def _split_definition(name: str, replicates: int) -> Definition | None:
+    match name:
+        case "latency_total":
+            return _split_log_ratio("latency_ms")
+        case "latency_ttft":
+            return _split_log_ratio("ttft_ms")
+        case "latency_p95":
+            return _split_p95(replicates)
+        case "error_rate":
+            return _split_errors()
+    return None
+
+
+def definition(name: str, mode: Mode, replicates: int) -> Definition | None:
+    """How metric ``name`` is measured in ``mode``; None if it is unknown."""
+    match name:
+        case "quality":
+            return _quality()
+        case "noise_gap":
+            return _noise()
+        case "slo_ttft_p50":
+            return _slo("ttft_ms", 0.5)
+        case "slo_total_p95":
+            return _slo("latency_ms", 0.95)
+    if mode is Mode.SHADOW:
+        return _shadow_definition(name, replicates)
+    return _split_definition(name, replicates)
+
+
+KNOWN_METRICS = (
+    "latency_total",
+    "latency_ttft",
+    "latency_tpot",
+    "latency_p95",
+    "error_rate",
+    "quality",
+    "noise_gap",
+    "slo_ttft_p50",
+    "slo_total_p95",
+)

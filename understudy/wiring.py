@@ -6,11 +6,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from core import ExchangeSink, FlagState
-from core.memory_sink import InMemorySink
 from proxy.app import create_proxy_app
 from proxy.config import Limits, UpstreamConfig
 from proxy.upstream_set import UpstreamSet
 from rollout.static_flags import StaticFlagSource
+from understudy.recording import build_writer
 from understudy.settings import LimitAction, Settings
 
 
@@ -72,14 +72,26 @@ def build_app(
     sink: ExchangeSink | None = None,
     registry: CollectorRegistry | None = None,
 ) -> web.Application:
-    """The full server: proxy routes plus everything wired behind them."""
+    """The full server: proxy routes plus everything wired behind them.
+
+    Without an explicit ``sink``, exchanges are recorded in ``settings.database_url``.
+    """
     registry = registry or CollectorRegistry()
-    sink = sink or InMemorySink()
-    return create_proxy_app(
+    recording = None
+    if sink is None:
+        writer, recording = build_writer(settings, registry)
+        sink = writer
+    app = create_proxy_app(
         upstreams=upstream_set(settings),
         flags=StaticFlagSource(static_flag(settings)),
         sink=sink,
         registry=registry,
         limits=limits(settings),
+        sink_depth=getattr(sink, "queue_depth", None),
         shutdown_grace_s=settings.shutdown_grace_s,
     )
+    if recording is not None:
+        # First in, last out: the writer starts before the proxy and stops after the
+        # proxy's background calls have finished and handed over their exchanges.
+        app.cleanup_ctx.insert(0, recording)
+    return app

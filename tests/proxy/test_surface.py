@@ -6,6 +6,7 @@ import aiohttp
 from openai import AsyncOpenAI, OpenAI
 
 from core import Role, Route
+from core.memory_sink import InMemorySink
 from tests.fakes import ThreadedServer
 from tests.proxy.conftest import CLIENT_KEY, RigFactory, chat
 from understudy.settings import load_settings
@@ -140,7 +141,8 @@ def test_sync_sdk_through_the_proxy_in_threads() -> None:
             candidates=[{"name": "local", "base_url": c.url + "/v1"}],
             rollout={"mode": "shadow"},
         )
-        with ThreadedServer(build_app(settings)) as proxy:
+        sink = InMemorySink()
+        with ThreadedServer(build_app(settings, sink=sink)) as proxy:
             sync_proxy = OpenAI(base_url=proxy.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
             sync_direct = OpenAI(base_url=p.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
             via = sync_proxy.chat.completions.create(**chat())
@@ -149,3 +151,4 @@ def test_sync_sdk_through_the_proxy_in_threads() -> None:
             text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
             assert text == via.choices[0].message.content
     assert any(r.path == "/v1/chat/completions" for r in candidate.requests)
+    assert len(sink.exchanges) == 2

@@ -94,7 +94,9 @@ async def demo(args: argparse.Namespace) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await traffic
         await _stop(proxy, openai_site, local_site)
-    _out(f"demo finished: {json.dumps(counts, sort_keys=True)}")
+    _out(f"demo finished: answers by {json.dumps(counts, sort_keys=True)}")
+    _out(f"recorded pairs are in {settings.database_url}; see them with:")
+    _out("  understudy exchanges list")
     return 0
 
 
@@ -108,6 +110,7 @@ def _print_guide(proxy: RunningSite, mode: str) -> None:
     _out(f"  curl -s {base}/chat/completions -H 'Content-Type: application/json' \\")
     _out('    -d \'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}\'')
     _out(f"  curl -s {proxy.url}/metrics | grep understudy_requests")
+    _out("  understudy exchanges list          # the recorded answer pairs (another terminal)")
     _out(
         f"  python -c \"from openai import OpenAI; print(OpenAI(base_url='{base}', api_key='x')"
         ".chat.completions.create(model='gpt-4o-mini', messages=[{'role':'user','content':'hi'}])"
@@ -150,6 +153,9 @@ async def _generate(base_url: str, rate: float, counts: dict[str, int]) -> None:
                 _out(f"  {i} requests sent; answers by {json.dumps(counts, sort_keys=True)}")
             await asyncio.sleep(rng.expovariate(rate))
     finally:
+        # Let requests already sent finish, so they are recorded as answered, not aborted.
+        if in_flight:
+            await asyncio.wait(set(in_flight), timeout=5)
         for task in in_flight:
             task.cancel()
         await asyncio.gather(*in_flight, return_exceptions=True)

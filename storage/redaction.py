@@ -30,6 +30,7 @@ _SECRET_PATTERNS = (
         (?<![A-Za-z0-9_])
         (?:api[_-]?key|secret|password|passwd|access[_-]?token|auth[_-]?token|authorization)
         (["']?\s*[:=]\s*["']?)
+        (?:(?:basic|token|bearer|digest|apikey)\s+)?  # an Authorization scheme
         [^\s"',;]{6,}
         """
     ),
@@ -54,16 +55,20 @@ def redact_email(text: str) -> str:
     return _EMAIL.sub("[redacted:email]", text)
 
 
-# An optional +country code, then 9-15 digits in groups split by space, dot, dash
-# or brackets. Plain digit runs of that length count too: false positives on
-# long numbers are why this pattern is opt-in.
+# An optional +country code and (area code), then digits in groups split by
+# space, dot or dash: 9 to 15 digits in all. Plain digit runs of that length
+# count too: false positives on long numbers are why this pattern is opt-in.
 _PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{1,4}\)[\s.\-]?)?\d(?:[\s.\-]?\d){7,13}(?!\w)"
+    r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{1,4}\)[\s.\-]?)?\d(?:[\s.\-]?\d){4,14}(?!\w)"
 )
 
 
 def redact_phone(text: str) -> str:
-    return _PHONE.sub("[redacted:phone]", text)
+    def replace(match: re.Match[str]) -> str:
+        digits = sum(c.isdigit() for c in match.group(0))
+        return "[redacted:phone]" if 9 <= digits <= 15 else match.group(0)
+
+    return _PHONE.sub(replace, text)
 
 
 _CARD_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ \-]?\d){12,18}(?!\d)")

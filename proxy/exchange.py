@@ -328,14 +328,17 @@ class ExchangeHandler:
             self._emit(record)
 
     async def _finish_later(self, record: _Record, pending: list[asyncio.Task[None]]) -> None:
-        await asyncio.wait(pending)
-        self._emit(record)
+        try:
+            await asyncio.wait(pending)
+        finally:  # cancelled at shutdown: record what the arms got so far
+            self._emit(record)
 
     def _emit(self, record: _Record) -> None:
         route, stream = record.parsed.route, record.parsed.stream
         observations = []
         for arm in record.arms:
-            arm.capture.finish()
+            # An arm still running here was cut off by shutdown after its grace period.
+            arm.capture.finish(ErrorKind.TIMEOUT if arm.capture.ended is None else None)
             obs = observe(
                 arm.capture,
                 upstream=arm.upstream,

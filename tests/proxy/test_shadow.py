@@ -161,3 +161,20 @@ async def test_one_canonical_log_line_per_exchange_and_no_keys(make_rig: RigFact
     text = rig.logs.getvalue()
     assert CLIENT_KEY not in text and CANDIDATE_KEY not in text and "Bearer" not in text
     await client.close()
+
+
+async def test_shutdown_records_exchanges_whose_shadow_is_still_running(make_rig: RigFactory) -> None:
+    rig = await make_rig(candidate={"timeout_s": 30})
+    rig.candidate.fault = Fault.HANG
+    client = rig.client()
+    for _ in range(3):
+        await client.chat.completions.create(**chat())
+    assert len(rig.sink.exchanges) == 0  # each waits on its hung shadow
+    await client.close()
+    await rig.proxy.stop()  # grace is 0.5 s in the rig, then the shadows are cut off
+    exchanges = list(rig.sink.exchanges)
+    assert len(exchanges) == 3
+    for exchange in exchanges:
+        shadow = exchange.arm(Role.SHADOW)
+        assert shadow is not None and shadow.error_kind is ErrorKind.TIMEOUT
+        assert exchange.arm(Role.SERVED).ok  # type: ignore[union-attr]

@@ -81,7 +81,10 @@ class PrivacyPolicy:
         return cls(store_prompts, store_responses, tuple(redact), tuple(hooks))
 
     def redact_text(self, text: str) -> str:
-        text = redact_secrets(_storable(text))
+        text = _storable(text)
+        if len(text) < 6:  # shorter than anything a pattern can match ("a@b.io")
+            return text
+        text = redact_secrets(text)
         for name, redactor in BUILTIN_REDACTORS.items():  # fixed order, whatever the list says
             if name in self.redact:
                 text = redactor(text)

@@ -13,26 +13,34 @@ Redactor = Callable[[str], str]
 
 _SECRET_MARK = "[redacted:key]"
 
-_SECRET_PATTERNS = (
+# Each pattern comes with lower-case substrings one of which any match contains:
+# checking those first skips the regex scan for ordinary text, which is most text.
+_SECRET_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     # "Bearer <token>" in any header-ish text.
-    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]{6,}"),
+    (("bearer",), re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]{6,}")),
     # OpenAI and look-alikes: sk-..., sk-proj-..., pk-/rk- keys.
-    re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),  # AWS access key id
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}\b"),  # GitHub tokens
-    re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"),  # Slack tokens
-    re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),  # Google API keys
-    re.compile(r"\bhf_[A-Za-z0-9]{20,}\b"),  # Hugging Face tokens
-    re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]+"),  # JWTs
+    (("k-",), re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,}")),
+    (("akia",), re.compile(r"\bAKIA[0-9A-Z]{16}\b")),  # AWS access key id
+    (("gh",), re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}\b")),  # GitHub tokens
+    (("xox",), re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}")),  # Slack tokens
+    (("aiza",), re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}")),  # Google API keys
+    (("hf_",), re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")),  # Hugging Face tokens
+    (
+        ("eyj",),
+        re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]+"),
+    ),  # JWT
     # key=value / "key": "value" where the key names a secret.
-    re.compile(
-        r"""(?ix)
-        (?<![A-Za-z0-9_])
-        (?:api[_-]?key|secret|password|passwd|access[_-]?token|auth[_-]?token|authorization)
-        (["']?\s*[:=]\s*["']?)
-        (?:(?:basic|token|bearer|digest|apikey)\s+)?  # an Authorization scheme
-        [^\s"',;]{6,}
-        """
+    (
+        ("key", "secret", "pass", "token", "auth"),
+        re.compile(
+            r"""(?ix)
+            (?<![A-Za-z0-9_])
+            (?:api[_-]?key|secret|password|passwd|access[_-]?token|auth[_-]?token|authorization)
+            (["']?\s*[:=]\s*["']?)
+            (?:(?:basic|token|bearer|digest|apikey)\s+)?  # an Authorization scheme
+            [^\s"',;]{6,}
+            """
+        ),
     ),
 )
 
@@ -43,16 +51,23 @@ def _mask_value(match: re.Match[str]) -> str:
 
 
 def redact_secrets(text: str) -> str:
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(_mask_value if pattern.groups else _SECRET_MARK, text)
+    lowered = text.lower()
+    for triggers, pattern in _SECRET_PATTERNS:
+        if any(t in lowered for t in triggers):
+            text = pattern.sub(_mask_value if pattern.groups else _SECRET_MARK, text)
+            lowered = text.lower()
     return text
+
+
+def _digit_count(text: str) -> int:
+    return sum(text.count(d) for d in "0123456789")
 
 
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b")
 
 
 def redact_email(text: str) -> str:
-    return _EMAIL.sub("[redacted:email]", text)
+    return _EMAIL.sub("[redacted:email]", text) if "@" in text else text
 
 
 # An optional +country code and (area code), then digits in groups split by
@@ -68,7 +83,7 @@ def redact_phone(text: str) -> str:
         digits = sum(c.isdigit() for c in match.group(0))
         return "[redacted:phone]" if 9 <= digits <= 15 else match.group(0)
 
-    return _PHONE.sub(replace, text)
+    return _PHONE.sub(replace, text) if _digit_count(text) >= 9 else text
 
 
 _CARD_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ \-]?\d){12,18}(?!\d)")
@@ -89,7 +104,7 @@ def redact_card(text: str) -> str:
         digits = re.sub(r"[ \-]", "", match.group(0))
         return "[redacted:card]" if luhn_ok(digits) else match.group(0)
 
-    return _CARD_CANDIDATE.sub(replace, text)
+    return _CARD_CANDIDATE.sub(replace, text) if _digit_count(text) >= 13 else text
 
 
 # Cards run before phones so a card number is labelled as a card.

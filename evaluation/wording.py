@@ -18,7 +18,7 @@ def fmt(value: float | None, unit: str) -> str:
         case "share":
             return f"{value * 100:.1f}%"
         case "ms":
-            return f"{value:,.0f} ms"
+            return f"{value:,.0f} ms" if abs(value) >= 10 else f"{value:.2f} ms"
         case "usd":
             return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
     return f"{value:.3g}"

@@ -7,7 +7,6 @@ import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,12 +15,10 @@ from aiohttp import web
 
 from core import (
     ErrorKind,
-    Exchange,
     ExchangeSink,
     FlagSource,
     Role,
     Route,
-    RoutingDecision,
     UpstreamError,
     UpstreamRequest,
     UpstreamResponse,
@@ -29,9 +26,10 @@ from core import (
 from proxy.arms import ConcurrencyCaps, call_to_end
 from proxy.capture import Capture
 from proxy.config import Limits
-from proxy.errors import RequestError, error_response
+from proxy.errors import RequestError
 from proxy.metrics import ProxyMetrics
-from proxy.observe import observe
+from proxy.record import Arm, ExchangeRecord, ExchangeRecorder
+from proxy.relay import relay, upstream_failure
 from proxy.routing import decide
 from proxy.subject import subject_hash, subject_of
 from proxy.tasks import BackgroundTasks
@@ -41,22 +39,8 @@ from proxy.validation import ParsedRequest, parse_request
 
 log = structlog.get_logger("understudy.exchange")
 
-EXCHANGE_ID_HEADER = "x-understudy-exchange-id"
-SERVED_BY_HEADER = "x-understudy-served-by"
 # Client headers the primary may see; candidates get none of the client's headers.
 PRIMARY_HEADERS = ("OpenAI-Organization", "OpenAI-Project", "OpenAI-Beta")
-
-
-@dataclass(slots=True)
-class _Arm:
-    upstream: str
-    role: Role
-    model: str
-    capture: Capture
-
-
-class _ClientGone(Exception):
-    """The client disconnected while its answer was being relayed."""
 
 
 class ExchangeHandler:
@@ -72,11 +56,11 @@ class ExchangeHandler:
     ) -> None:
         self._upstreams = upstreams
         self._flags = flags
-        self._sink = sink
         self._metrics = metrics
         self._tasks = tasks
         self._limits = limits
         self._caps = ConcurrencyCaps(upstreams.caps())
+        self._recorder = ExchangeRecorder(sink, metrics, tasks, limits)
 
     # -- entry point -------------------------------------------------------------------
 
@@ -100,7 +84,9 @@ class ExchangeHandler:
             shadow_draw=random.random(),
             noise_draw=random.random(),
         )
-        record = _Record(exchange_id, datetime.now(UTC), parsed, subject_hash(subject), decision)
+        record = ExchangeRecord(
+            exchange_id, datetime.now(UTC), parsed, subject_hash(subject), decision
+        )
         primary_headers = self._primary_headers(request.headers)
         background = self._start_background(record, primary_headers)
         try:
@@ -112,7 +98,7 @@ class ExchangeHandler:
             raise
         finally:
             # Runs on success, on our error responses and when the client aborts.
-            self._finish(record, background)
+            self._recorder.finish(record, background)
 
     async def _read_body(self, request: web.Request) -> bytes:
         if (
@@ -134,7 +120,7 @@ class ExchangeHandler:
     # -- background arms ---------------------------------------------------------------
 
     def _start_background(
-        self, record: _Record, primary_headers: dict[str, str]
+        self, record: ExchangeRecord, primary_headers: dict[str, str]
     ) -> list[asyncio.Task[None]]:
         started = []
         decision, parsed = record.decision, record.parsed
@@ -156,13 +142,13 @@ class ExchangeHandler:
 
     def _spawn(
         self,
-        record: _Record,
+        record: ExchangeRecord,
         upstream: HttpUpstream,
         role: Role,
         body: Mapping[str, Any],
         headers: Mapping[str, str],
     ) -> asyncio.Task[None]:
-        arm = _Arm(upstream.name, role, str(body["model"]), Capture())
+        arm = Arm(upstream.name, role, str(body["model"]), Capture())
         record.arms.append(arm)
         request = UpstreamRequest(record.parsed.route, body, record.parsed.stream, headers)
         return self._tasks.spawn(
@@ -187,7 +173,7 @@ class ExchangeHandler:
     # -- serving the client --------------------------------------------------------------
 
     async def _serve(
-        self, request: web.Request, record: _Record, primary_headers: dict[str, str]
+        self, request: web.Request, record: ExchangeRecord, primary_headers: dict[str, str]
     ) -> web.StreamResponse:
         parsed, decision = record.parsed, record.decision
         if decision.served_is_candidate:
@@ -196,7 +182,7 @@ class ExchangeHandler:
             if response is not None:
                 return response
         primary = self._upstreams.primary
-        arm = _Arm(primary.name, Role.SERVED, parsed.model, Capture())
+        arm = Arm(primary.name, Role.SERVED, parsed.model, Capture())
         record.arms.append(arm)
         record.served_by = primary.name
         upstream_request = UpstreamRequest(
@@ -206,13 +192,13 @@ class ExchangeHandler:
             upstream_response = await primary.send(upstream_request)
             arm.capture.status = upstream_response.status
             chunks = aiter(upstream_response)
-            return await self._relay(request, record, arm, upstream_response, chunks, first=None)
+            return await relay(request, record, arm, upstream_response, chunks, first=None)
         except UpstreamError as exc:
             arm.capture.finish(exc.kind)
-            return _upstream_failure(exc, record)
+            return upstream_failure(exc, record)
 
     async def _try_candidate(
-        self, request: web.Request, record: _Record, candidate: HttpUpstream
+        self, request: web.Request, record: ExchangeRecord, candidate: HttpUpstream
     ) -> web.StreamResponse | None:
         """Serve from the candidate, or return None to fall back before the client saw a byte.
 
@@ -225,7 +211,7 @@ class ExchangeHandler:
             return None
         try:
             model = candidate.config.mapped_model(parsed.model)
-            arm = _Arm(candidate.name, Role.SERVED, model, Capture())
+            arm = Arm(candidate.name, Role.SERVED, model, Capture())
             body = {**parsed.body, "model": model}
             upstream_request = UpstreamRequest(parsed.route, body, parsed.stream, {})
             response: UpstreamResponse | None = None
@@ -258,130 +244,13 @@ class ExchangeHandler:
             arm.capture.add(first)
             record.arms.append(arm)
             record.served_by = candidate.name
-            return await self._relay(request, record, arm, response, chunks, first=first)
+            return await relay(request, record, arm, response, chunks, first=first)
         finally:
             self._caps.release(candidate.name)
 
-    def _fall_back(self, record: _Record, candidate: str, reason: str) -> None:
+    def _fall_back(self, record: ExchangeRecord, candidate: str, reason: str) -> None:
         record.fallback = True
         self._metrics.fallbacks.labels(record.parsed.route.value, candidate, reason).inc()
-
-    async def _relay(
-        self,
-        request: web.Request,
-        record: _Record,
-        arm: _Arm,
-        upstream: UpstreamResponse,
-        rest: AsyncIterator[bytes],
-        first: bytes | None,
-    ) -> web.StreamResponse:
-        """Send the upstream's answer to the client as it arrives.
-
-        ``first`` (already captured) was read from ``rest`` before; ``rest`` yields the remainder.
-        """
-        capture = arm.capture
-        chunks = _chunks(first, rest)
-        headers = {
-            **upstream.headers,
-            EXCHANGE_ID_HEADER: str(record.id),
-            SERVED_BY_HEADER: arm.upstream,
-        }
-        streaming = record.parsed.stream and upstream.status < 400
-        response: web.StreamResponse = web.StreamResponse(status=upstream.status, headers=headers)
-        try:
-            if streaming:
-                await _send(request, response, prepare_only=True)
-            async for chunk in chunks:
-                if chunk is not first:
-                    capture.add(chunk)
-                if streaming:
-                    await _write(response, chunk)
-            capture.finish()
-            if not streaming:
-                response = web.Response(
-                    status=upstream.status, body=capture.body(), headers=headers
-                )
-            await _send(request, response)
-        except UpstreamError as exc:
-            capture.finish(exc.kind)
-            if not response.prepared:
-                return _upstream_failure(exc, record)
-            # Mid-stream failure: cut the client's connection too, as the upstream did.
-            if request.transport is not None:
-                request.transport.close()
-        except _ClientGone:
-            capture.finish(ErrorKind.CLIENT_ABORTED)
-        except asyncio.CancelledError:  # the client disconnected and aiohttp cancelled us
-            capture.finish(ErrorKind.CLIENT_ABORTED)
-            raise
-        finally:
-            await upstream.aclose()
-        return response
-
-    # -- recording ---------------------------------------------------------------------
-
-    def _finish(self, record: _Record, background: list[asyncio.Task[None]]) -> None:
-        pending = [t for t in background if not t.done()]
-        if pending:
-            self._tasks.spawn(self._finish_later(record, pending), name=f"record:{record.id}")
-        else:
-            self._emit(record)
-
-    async def _finish_later(self, record: _Record, pending: list[asyncio.Task[None]]) -> None:
-        try:
-            await asyncio.wait(pending)
-        finally:  # cancelled at shutdown: record what the arms got so far
-            self._emit(record)
-
-    def _emit(self, record: _Record) -> None:
-        route, stream = record.parsed.route, record.parsed.stream
-        observations = []
-        for arm in record.arms:
-            # An arm still running here was cut off by shutdown after its grace period.
-            arm.capture.finish(ErrorKind.TIMEOUT if arm.capture.ended is None else None)
-            obs = observe(
-                arm.capture,
-                upstream=arm.upstream,
-                role=arm.role,
-                model=arm.model,
-                route=route,
-                stream=stream,
-                max_chars=self._limits.max_recorded_chars,
-            )
-            self._metrics.observe_arm(route, obs)
-            observations.append(obs)
-        exchange = Exchange(
-            id=record.id,
-            created_at=record.created_at,
-            route=route,
-            requested_model=record.parsed.model,
-            subject_hash=record.subject_hash,
-            stream=stream,
-            decision=record.decision,
-            served_by=record.served_by,
-            fallback=record.fallback,
-            request=record.parsed.body,
-            observations=tuple(observations),
-        )
-        try:
-            self._sink.put(exchange)
-        except Exception as exc:  # a sink must never take the proxy down; count and log it
-            self._metrics.sink_dropped.inc()
-            log.error("exchange_dropped", error=repr(exc))
-        _log_exchange(exchange, record)
-
-
-@dataclass(slots=True)
-class _Record:
-    id: uuid.UUID
-    created_at: datetime
-    parsed: ParsedRequest
-    subject_hash: str
-    decision: RoutingDecision
-    served_by: str = ""
-    fallback: bool = False
-    shadow_skipped: bool = False
-    arms: list[_Arm] = field(default_factory=list)
 
 
 def _shadow_body(parsed: ParsedRequest, model: str) -> dict[str, Any]:
@@ -402,73 +271,9 @@ def _is_json_object(body: bytes) -> bool:
         return False
 
 
-async def _chunks(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    if first is not None:
-        yield first
-    async for chunk in rest:
-        yield chunk
-
-
-async def _send(
-    request: web.Request, response: web.StreamResponse, prepare_only: bool = False
-) -> None:
-    try:
-        if prepare_only:
-            await response.prepare(request)
-        else:
-            if not response.prepared:
-                await response.prepare(request)
-            await response.write_eof()
-    except ConnectionResetError as exc:
-        raise _ClientGone from exc
-
-
-async def _write(response: web.StreamResponse, chunk: bytes) -> None:
-    try:
-        await response.write(chunk)
-    except ConnectionResetError as exc:
-        raise _ClientGone from exc
-
-
 def _too_large(limit: int) -> RequestError:
     return RequestError(
         413,
         f"Request body is larger than this proxy's limit of {limit} bytes.",
         code="request_too_large",
     )
-
-
-def _upstream_failure(exc: UpstreamError, record: _Record) -> web.Response:
-    status = 504 if exc.kind is ErrorKind.TIMEOUT else 502
-    return error_response(
-        status,
-        f"The upstream did not answer ({exc.kind.value}).",
-        error_type="upstream_error",
-        code=f"upstream_{exc.kind.value}",
-        headers={EXCHANGE_ID_HEADER: str(record.id), SERVED_BY_HEADER: record.served_by},
-    )
-
-
-def _log_exchange(exchange: Exchange, record: _Record) -> None:
-    fields: dict[str, Any] = {
-        "model": exchange.requested_model,
-        "stream": exchange.stream,
-        "mode": exchange.decision.mode.value,
-        "served_by": exchange.served_by,
-        "fallback": exchange.fallback,
-        "flag_version": exchange.decision.flag_version,
-    }
-    for obs in exchange.observations:
-        prefix = obs.role.value
-        fields[f"{prefix}_status"] = obs.status
-        fields[f"{prefix}_latency_ms"] = _ms(obs.latency_ms)
-        fields[f"{prefix}_ttft_ms"] = _ms(obs.ttft_ms)
-        if obs.error_kind is not None:
-            fields[f"{prefix}_error"] = obs.error_kind.value
-    if record.shadow_skipped:
-        fields["shadow_skipped"] = True
-    log.info("exchange", **fields)
-
-
-def _ms(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)

@@ -7,7 +7,8 @@ import structlog
 from aiohttp import web
 
 from proxy.errors import error_response
-from proxy.exchange import PRIMARY_HEADERS, SERVED_BY_HEADER
+from proxy.exchange import PRIMARY_HEADERS
+from proxy.relay import SERVED_BY_HEADER
 from proxy.upstreams import HttpUpstream
 from proxy.upstreams.base import map_client_error, relayable_headers
 

@@ -1,0 +1,136 @@
+"""An exchange in progress, and turning it into a recorded Exchange and its log line."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from core import ErrorKind, Exchange, ExchangeSink, Role, RoutingDecision
+from proxy.capture import Capture
+from proxy.config import Limits
+from proxy.metrics import ProxyMetrics
+from proxy.observe import observe
+from proxy.tasks import BackgroundTasks
+from proxy.validation import ParsedRequest
+
+log = structlog.get_logger("understudy.exchange")
+
+
+@dataclass(slots=True)
+class Arm:
+    """One upstream call of an exchange, while it runs."""
+
+    upstream: str
+    role: Role
+    model: str
+    capture: Capture
+
+
+@dataclass(slots=True)
+class ExchangeRecord:
+    """What is known about an exchange while its arms run."""
+
+    id: uuid.UUID
+    created_at: datetime
+    parsed: ParsedRequest
+    subject_hash: str
+    decision: RoutingDecision
+    served_by: str = ""
+    fallback: bool = False
+    shadow_skipped: bool = False
+    arms: list[Arm] = field(default_factory=list)
+
+
+class ExchangeRecorder:
+    """Hands each finished exchange to the sink, once all its arms are done."""
+
+    def __init__(
+        self, sink: ExchangeSink, metrics: ProxyMetrics, tasks: BackgroundTasks, limits: Limits
+    ) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self._tasks = tasks
+        self._limits = limits
+
+    def finish(self, record: ExchangeRecord, background: list[asyncio.Task[None]]) -> None:
+        """Record now, or once the background arms still running are done."""
+        pending = [t for t in background if not t.done()]
+        if pending:
+            self._tasks.spawn(self._finish_later(record, pending), name=f"record:{record.id}")
+        else:
+            self._emit(record)
+
+    async def _finish_later(
+        self, record: ExchangeRecord, pending: list[asyncio.Task[None]]
+    ) -> None:
+        try:
+            await asyncio.wait(pending)
+        finally:  # cancelled at shutdown: record what the arms got so far
+            self._emit(record)
+
+    def _emit(self, record: ExchangeRecord) -> None:
+        route, stream = record.parsed.route, record.parsed.stream
+        observations = []
+        for arm in record.arms:
+            # An arm still running here was cut off by shutdown after its grace period.
+            arm.capture.finish(ErrorKind.TIMEOUT if arm.capture.ended is None else None)
+            obs = observe(
+                arm.capture,
+                upstream=arm.upstream,
+                role=arm.role,
+                model=arm.model,
+                route=route,
+                stream=stream,
+                max_chars=self._limits.max_recorded_chars,
+            )
+            self._metrics.observe_arm(route, obs)
+            observations.append(obs)
+        exchange = Exchange(
+            id=record.id,
+            created_at=record.created_at,
+            route=route,
+            requested_model=record.parsed.model,
+            subject_hash=record.subject_hash,
+            stream=stream,
+            decision=record.decision,
+            served_by=record.served_by,
+            fallback=record.fallback,
+            request=record.parsed.body,
+            observations=tuple(observations),
+        )
+        try:
+            self._sink.put(exchange)
+        except Exception as exc:  # a sink must never take the proxy down; count and log it
+            self._metrics.sink_dropped.inc()
+            log.error("exchange_dropped", error=repr(exc))
+        _log_exchange(exchange, record)
+
+
+def _log_exchange(exchange: Exchange, record: ExchangeRecord) -> None:
+    fields: dict[str, Any] = {
+        "model": exchange.requested_model,
+        "stream": exchange.stream,
+        "mode": exchange.decision.mode.value,
+        "served_by": exchange.served_by,
+        "fallback": exchange.fallback,
+        "flag_version": exchange.decision.flag_version,
+    }
+    for obs in exchange.observations:
+        prefix = obs.role.value
+        fields[f"{prefix}_status"] = obs.status
+        fields[f"{prefix}_latency_ms"] = _ms(obs.latency_ms)
+        fields[f"{prefix}_ttft_ms"] = _ms(obs.ttft_ms)
+        if obs.error_kind is not None:
+            fields[f"{prefix}_error"] = obs.error_kind.value
+    if record.shadow_skipped:
+        fields["shadow_skipped"] = True
+    log.info("exchange", **fields)
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

@@ -94,19 +94,32 @@ class Claim:
 class SpillDir:
     """The spill folder of one process; safe to call from several threads."""
 
-    def __init__(self, directory: Path, *, max_lines_per_file: int = 10_000) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_lines_per_file: int = 10_000,
+        max_bytes_per_file: int = 64 * 1024 * 1024,
+    ) -> None:
         self.directory = Path(directory)
+        # Replay reads a whole file at once: these bound its memory.
         self.max_lines_per_file = max_lines_per_file
+        self.max_bytes_per_file = max_bytes_per_file
         self._lock = threading.Lock()
-        self._current: dict[str, tuple[Path, int]] = {}
+        self._current: dict[str, tuple[Path, int, int]] = {}  # path, lines, bytes
         self._seq = 0
 
-    def _target(self, prefix: str) -> tuple[Path, int]:
+    def _target(self, prefix: str) -> tuple[Path, int, int]:
         current = self._current.get(prefix)
-        if current is None or current[1] >= self.max_lines_per_file or not current[0].exists():
+        if (
+            current is None
+            or current[1] >= self.max_lines_per_file
+            or current[2] >= self.max_bytes_per_file
+            or not current[0].exists()
+        ):
             self._seq += 1
             name = f"{prefix}{time.time_ns():020d}-{os.getpid()}-{self._seq}{SUFFIX}"
-            current = (self.directory / name, 0)
+            current = (self.directory / name, 0, 0)
         return current
 
     def append(self, lines: Sequence[str], *, prefix: str = SPILL_PREFIX) -> None:
@@ -117,15 +130,15 @@ class SpillDir:
         with self._lock:
             if not self.directory.is_dir():
                 self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path, count = self._target(prefix)
+            path, count, _ = self._target(prefix)
             created = not path.exists()
             fd = _open_locked(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
             if fd is None:  # unreachable with O_CREAT; keeps the type checker honest
                 raise FileNotFoundError(path)
             try:
-                size = os.fstat(fd).st_size
+                on_disk = os.fstat(fd).st_size
                 # A line torn by a crash must not swallow the first new record.
-                if size and os.pread(fd, 1, size - 1) != b"\n":
+                if on_disk and os.pread(fd, 1, on_disk - 1) != b"\n":
                     payload = b"\n" + payload
                 _write_all(fd, payload)
                 os.fsync(fd)
@@ -133,7 +146,7 @@ class SpillDir:
                 os.close(fd)
             if created:
                 _fsync_dir(self.directory)
-            self._current[prefix] = (path, count + len(lines))
+            self._current[prefix] = (path, count + len(lines), on_disk + len(payload))
 
     def files(self, prefix: str = SPILL_PREFIX) -> list[Path]:
         """Spill files, oldest first."""

@@ -324,3 +324,24 @@ def test_spill_lines_are_one_json_object_each(spill_dir: Path, tmp_path: Path) -
     for f in files:
         for line in f.read_text().splitlines():
             assert isinstance(json.loads(line), dict)
+
+
+def test_spill_files_rotate_and_torn_tails_do_not_merge(tmp_path: Path) -> None:
+    from storage.spill import SpillDir
+
+    spill = SpillDir(tmp_path, max_lines_per_file=3, max_bytes_per_file=10_000)
+    lines = [codec.dumps(simple_exchange(i)) for i in range(7)]
+    spill.append(lines[:2])
+    first = spill.files()[0]
+    with first.open("a") as handle:
+        handle.write('{"torn": ')  # a crash in the middle of a line
+    spill.append(lines[2:3])
+    spill.append(lines[3:7])
+    assert len(spill.files()) == 2
+    assert first.read_text().splitlines() == [lines[0], lines[1], '{"torn": ', lines[2]]
+    assert spill.files()[1].read_text().splitlines() == lines[3:7]
+
+    big = SpillDir(tmp_path / "big", max_bytes_per_file=len(lines[0]) * 2)
+    for line in lines:
+        big.append([line])
+    assert len(big.files()) == 4

@@ -66,7 +66,7 @@ class Verdict:
     decision: Decision
     reason: str
     metrics: tuple[MetricResult, ...]
-    n: int  # units observed in this stage (pairs in shadow mode, exchanges in split mode)
+    n: int  # units in this stage: pairs in shadow mode, candidate-served exchanges in split
     min_samples: int  # no promotion before this many units
     max_samples: int  # the last planned look; still inconclusive here means hold
     alpha: float

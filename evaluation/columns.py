@@ -199,10 +199,38 @@ class VerdictInput:
 
     @property
     def n(self) -> int:
+        """Rows of the comparison."""
         if self.shadow is not None:
             return len(self.shadow)
         assert self.split is not None
         return len(self.split)
+
+    def units_per_row(self) -> IntArray:
+        """Sample-size units seen after each row: pairs in shadow mode, candidate-served
+        exchanges in split mode (at a 5 % split the candidate arm is what limits power).
+        """
+        if self.split is not None:
+            return np.cumsum(self.split.is_candidate, dtype=np.int64)
+        return np.arange(1, self.n + 1, dtype=np.int64)
+
+    @property
+    def units(self) -> int:
+        if self.split is not None:
+            return int(np.count_nonzero(self.split.is_candidate))
+        return self.n
+
+    @property
+    def unit_noun(self) -> str:
+        return "candidate requests" if self.mode is Mode.SPLIT else "pairs"
+
+    def head_units(self, units: int) -> VerdictInput:
+        """The data up to the row that brought the ``units``-th unit."""
+        if self.split is None:
+            return self.head(units)
+        positions = np.flatnonzero(self.split.is_candidate)
+        if units <= 0:
+            return self.head(0)
+        return self.head(int(positions[min(units, positions.size) - 1]) + 1)
 
     def head(self, n: int) -> VerdictInput:
         return VerdictInput(

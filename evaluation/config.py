@@ -43,10 +43,10 @@ DEFAULT_METRIC_SPECS: tuple[MetricSpec, ...] = (
 class EvaluationConfig:
     alpha: float = 0.05  # false promote, and false rollback, each at most this
     metrics: tuple[MetricSpec, ...] = DEFAULT_METRIC_SPECS
-    min_samples: int = 500  # rows before any promotion
-    max_samples: int = 700  # the last planned look for quantile metrics
+    min_samples: int = 500  # units before any promotion (pairs; candidate requests in split)
+    max_samples: int = 700  # units at the last planned look for quantile metrics
     looks: int = 5  # planned looks for quantile metrics, at most 5
-    burn_in: int = 30  # rows before an asymptotic confidence sequence is trusted
+    burn_in: int = 30  # values before an asymptotic confidence sequence is trusted
     cs_target_n: int = 500  # where mean-type confidence sequences are tightest
     bootstrap_replicates: int = 400
     seed: int = 0  # makes bootstrap-based results reproducible

@@ -198,12 +198,10 @@ def _split_log_ratio(field: str) -> LookMetric:
         return math.exp(float(np.mean(np.log(c)) - np.mean(np.log(p))))
 
     def usable(data: VerdictInput) -> BoolArray:
+        # Per row, so that "usable so far" never depends on later rows.
         split = _split(data)
         values = getattr(split.served, field)
         ok: BoolArray = np.isfinite(values) & (values > 0) & ~split.served.failed
-        # Until both arms have data there is nothing to compare.
-        if not (np.any(ok & split.is_candidate) and np.any(ok & ~split.is_candidate)):
-            return np.zeros_like(ok)
         return ok
 
     def at_look(
@@ -273,9 +271,6 @@ def _split_errors() -> LookMetric:
         return float(fc.mean() - fp.mean()) if fc.size and fp.size else NAN
 
     def usable(data: VerdictInput) -> BoolArray:
-        split = _split(data)
-        if split.is_candidate.all() or not split.is_candidate.any():
-            return np.zeros(data.n, dtype=np.bool_)
         return np.ones(data.n, dtype=np.bool_)
 
     def at_look(

@@ -131,7 +131,8 @@ LookFunction = Callable[[VerdictInput, float, np.random.Generator], tuple[float,
 
 @dataclass(frozen=True, slots=True)
 class LookMetric:
-    """Computed on the first n_k rows at each planned look k, with O'Brien–Fleming z bound b_k.
+    """Computed at each planned look k, with O'Brien–Fleming z bound b_k, on the data up
+    to the n_k-th unit (pair, or candidate request in split mode).
 
     ``at_look(data, z, rng)`` returns (estimate, lower, upper, n) for the look's
     rows. ``running(data)`` is a plain estimate to show before the first look,
@@ -147,7 +148,7 @@ class LookMetric:
 
     def evidence(self, data: VerdictInput, ctx: EvidenceContext) -> Evidence:
         schedule = ctx.schedule
-        k = schedule.reached(data.n)
+        k = schedule.reached(data.units)
         if k == 0:
             n = int(np.count_nonzero(self.usable(data)))
             return Evidence(
@@ -158,13 +159,13 @@ class LookMetric:
                 self.unit,
                 self.subject,
                 self.noun,
-                note=f"first look at {schedule.sizes[0]} rows",
+                note=f"first look at {schedule.sizes[0]} {data.unit_noun}",
             )
         size = schedule.sizes[k - 1]
         z = schedule.bounds(ctx.alpha)[k - 1]
         # Seeded per look, so the same data always gives the same verdict.
         rng = np.random.default_rng([ctx.seed, k])
-        est, lo, hi, n = self.at_look(data.head(size), z, rng)
+        est, lo, hi, n = self.at_look(data.head_units(size), z, rng)
         return Evidence(
             est,
             lo,
@@ -173,7 +174,7 @@ class LookMetric:
             self.unit,
             self.subject,
             self.noun,
-            note=f"look {k} of {schedule.looks} (first {size} rows)",
+            note=f"look {k} of {schedule.looks} (first {size} {data.unit_noun})",
             final=k == schedule.looks,
         )
 
@@ -185,13 +186,15 @@ class LookMetric:
         # Before the first look only "has data or not" matters for the label.
         n = np.cumsum(self.usable(data), dtype=np.int64)
         final = np.zeros(rows, dtype=np.bool_)
-        sizes = ctx.schedule.sizes
-        for k, size in enumerate(sizes):
-            if size > rows:
+        units = data.units_per_row()
+        # Row index at which each look's unit count is first reached.
+        starts = np.searchsorted(units, ctx.schedule.sizes, side="left").tolist()
+        for k, start in enumerate(starts):
+            if start >= rows:
                 break
-            ev = self.evidence(data.head(size), ctx)
-            stop = sizes[k + 1] - 1 if k + 1 < len(sizes) else rows
-            span = slice(size - 1, stop)
+            ev = self.evidence(data.head(start + 1), ctx)
+            stop = starts[k + 1] if k + 1 < len(starts) else rows
+            span = slice(start, stop)
             est[span], lower[span], upper[span], n[span] = ev.estimate, ev.lower, ev.upper, ev.n
             final[span] = ev.final
         return EvidencePath(est, lower, upper, n, final)

@@ -48,7 +48,7 @@ def decision_path(data: VerdictInput, config: EvaluationConfig) -> DecisionPath:
         final,
         np.array([s.guardrail for s in config.metrics], dtype=np.bool_),
         np.array([s.required for s in config.metrics], dtype=np.bool_),
-        np.arange(1, rows + 1, dtype=np.int64),
+        data.units_per_row(),
         config.min_samples,
     )
     return DecisionPath(tuple(s.name for s in config.metrics), labels, decisions)

@@ -10,8 +10,13 @@ from enum import Enum
 from typing import Any
 
 from core import MetricResult
+from evaluation.columns import Mode
 from evaluation.report import Report
 from evaluation.wording import fmt, fmt_interval
+
+
+def _units(report: Report) -> str:
+    return "candidate requests" if report.mode is Mode.SPLIT else "pairs"
 
 
 def _interval(m: MetricResult) -> str:
@@ -84,8 +89,8 @@ def render_text(report: Report) -> str:
         f"mode {report.mode}, {report.n:,} rows",
         "",
         f"DECISION: {v.decision.value.upper()} — {v.reason}",
-        f"(promotion needs {v.min_samples:,} rows; quantile looks end at {v.max_samples:,}; "
-        f"alpha {v.alpha})",
+        f"(promotion needs {v.min_samples:,} {_units(report)}; quantile looks end at "
+        f"{v.max_samples:,}; alpha {v.alpha})",
         "",
         "Metrics:",
     ]
@@ -116,8 +121,8 @@ def render_markdown(report: Report) -> str:
         "",
         f"**Decision: {v.decision.value}** — {_md_cell(v.reason)}",
         "",
-        f"Mode {report.mode}, {report.n:,} rows. Promotion needs {v.min_samples:,} rows; "
-        f"quantile looks end at {v.max_samples:,}; alpha {v.alpha}.",
+        f"Mode {report.mode}, {report.n:,} rows. Promotion needs {v.min_samples:,} "
+        f"{_units(report)}; quantile looks end at {v.max_samples:,}; alpha {v.alpha}.",
         "",
         "| metric | label | estimate | interval | limit | n | reason |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -178,6 +178,7 @@ def _decision_reason(
     specs: Sequence[MetricSpec],
     n: int,
     min_samples: int,
+    noun: str,
 ) -> str:
     by = {label: [r for r in results if r.label is label] for label in MetricLabel}
     if decision is Decision.ROLLBACK:
@@ -199,10 +200,10 @@ def _decision_reason(
         return "hold: " + "; ".join(parts) + "; a person should decide"
     if decision is Decision.PROMOTE:
         passed = len(by[MetricLabel.PASS])
-        return f"promote: all {passed} measured metrics are inside their margins after {n:,} rows"
+        return f"promote: all {passed} measured metrics are inside their margins after {n:,} {noun}"
     waiting = [r for r in results if r.label in (MetricLabel.INCONCLUSIVE, MetricLabel.NO_DATA)]
     if n < min_samples and not [r for r in waiting if r.label is MetricLabel.INCONCLUSIVE]:
-        return f"continue: {n:,} of the {min_samples:,} rows needed before promotion"
+        return f"continue: {n:,} of the {min_samples:,} {noun} needed before promotion"
     return f"continue: waiting on {_names(waiting)}"
 
 
@@ -255,17 +256,23 @@ def evaluate_stage(data: VerdictInput, config: EvaluationConfig) -> Verdict:
         np.array([[f] for f in finals], dtype=np.bool_),
         np.array([s.guardrail for s in config.metrics], dtype=np.bool_),
         np.array([s.required for s in config.metrics], dtype=np.bool_),
-        np.array([data.n], dtype=np.int64),
+        np.array([data.units], dtype=np.int64),
         config.min_samples,
     )[0]
     decision = DECISIONS[int(code)]
     return Verdict(
         decision=decision,
         reason=_decision_reason(
-            decision, results, finals, config.metrics, data.n, config.min_samples
+            decision,
+            results,
+            finals,
+            config.metrics,
+            data.units,
+            config.min_samples,
+            data.unit_noun,
         ),
         metrics=tuple(results),
-        n=data.n,
+        n=data.units,
         min_samples=config.min_samples,
         max_samples=LookSchedule(config.max_samples, config.looks).sizes[-1],
         alpha=config.alpha,

@@ -1,0 +1,124 @@
+"""The report: built from columns and a text sample, rendered three ways."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core import Decision
+from evaluation.columns import Mode
+from evaluation.config import EvaluationConfig
+from evaluation.cost import SelfHosted
+from evaluation.render import render_json, render_markdown, render_text
+from evaluation.report import CostInput, ReportInput, TextSample, Tournament, build_report
+from tests.evaluation.factories import good_judgments, shadow_input, split_input
+
+
+def _texts(rows: np.ndarray, *, with_noise: bool) -> TextSample:
+    rng = np.random.default_rng(0)
+    words = np.array(
+        ["paris", "is", "the", "capital", "of", "france", "and", "a", "city", "on", "the", "seine"]
+    )
+    primary = tuple(" ".join(rng.choice(words, 10)) for _ in rows)
+    candidate = tuple(p if i % 3 else p + " indeed" for i, p in enumerate(primary))
+    noise = tuple(p if i % 2 else None for i, p in enumerate(primary)) if with_noise else ()
+    return TextSample(rows, candidate, primary, noise)
+
+
+def _shadow_report_input(rows: int = 1500) -> ReportInput:
+    data = shadow_input(rows, slowdown=0.9, judgments=good_judgments(400, rows))
+    assert data.shadow is not None
+    return ReportInput(
+        primary="openai",
+        candidate="llama",
+        mode=Mode.SHADOW,
+        shadow=data.shadow,
+        judgments=data.judgments,
+        texts=_texts(np.arange(0, rows, 5), with_noise=True),
+        cost=CostInput("gpt-4o", "llama-3.1-70b", SelfHosted(2.0, 1500.0)),
+        stage="shadow",
+    )
+
+
+def test_shadow_report_has_every_section() -> None:
+    report = build_report(_shadow_report_input())
+    assert report.title == "llama vs openai" and report.n == 1500
+    assert {m.name for m in report.verdict.metrics} >= {"latency_total", "latency_p95", "quality"}
+    names = [f.name for f in report.findings]
+    assert "total latency: typical ratio" in names and "error rate difference" in names
+    typical = next(f for f in report.findings if f.name == "total latency: typical ratio")
+    assert typical.estimate == pytest.approx(0.9, abs=0.02)
+    assert typical.lower is not None and typical.upper is not None
+    assert typical.lower < typical.estimate < typical.upper
+    assert report.quality is not None and report.quality.tally.total == 400
+    assert {t.name for t in report.text_metrics} == set(EvaluationConfig().text_metrics)
+    noise_metrics = {nf.metric for nf in report.noise}
+    assert "chrf" in noise_metrics
+    noise = report.verdict.metric("noise_gap")
+    assert noise is not None and noise.n == 150  # every other sampled row has a noise answer
+    assert report.cost is not None and report.cost.n == 1500
+    assert report.cost.primary_usd_per_request > report.cost.candidate_usd_per_request
+
+
+def test_renderers_show_the_decision_every_metric_and_its_reason() -> None:
+    report = build_report(_shadow_report_input())
+    text, markdown = render_text(report), render_markdown(report)
+    decision = report.verdict.decision.value
+    assert f"DECISION: {decision.upper()}" in text
+    assert f"**Decision: {decision}**" in markdown
+    for metric in report.verdict.metrics:
+        assert metric.reason in text
+        assert f"| {metric.name}" in markdown
+    assert "list prices as of 2025-06-15" in text
+    parsed = json.loads(render_json(report))
+    assert parsed["verdict"]["decision"] == decision
+    assert len(parsed["verdict"]["metrics"]) == len(report.verdict.metrics)
+    assert parsed["cost"]["prices_as_of"] == "2025-06-15"
+    assert parsed["mode"] == "shadow"
+
+
+def test_split_report_uses_user_level_statistics() -> None:
+    data = split_input(3000, slowdown=1.3)
+    assert data.split is not None
+    report = build_report(
+        ReportInput("openai", "llama", Mode.SPLIT, split=data.split, cost=CostInput("gpt-4o", "x"))
+    )
+    assert report.verdict.decision is Decision.ROLLBACK
+    median = next(f for f in report.findings if f.name == "total latency: median ratio")
+    assert median.lower is not None and median.lower > 1.1
+    assert "users" in median.text
+    assert any("split mode" in note for note in report.notes)
+    assert report.cost is None
+
+
+def test_tournament_ratings_and_missing_prices_are_reported() -> None:
+    base = _shadow_report_input(600)
+    counts = np.zeros((3, 3, 3), dtype=np.int64)
+    counts[0, 1] = (100, 140, 60)
+    counts[0, 2] = (150, 90, 60)
+    counts[1, 2] = (160, 80, 60)
+    report = build_report(
+        ReportInput(
+            base.primary,
+            base.candidate,
+            base.mode,
+            shadow=base.shadow,
+            tournament=Tournament(("openai", "llama", "qwen"), counts),
+            cost=CostInput("gpt-5-preview", "llama"),
+        )
+    )
+    assert [r.name for r in report.ratings] == ["openai", "llama", "qwen"]
+    assert report.ratings[1].elo > 0 > report.ratings[2].elo
+    assert report.quality is None
+    assert report.cost is None and any("gpt-5-preview" in note for note in report.notes)
+    assert "Elo" in render_text(report)
+
+
+def test_text_sample_is_capped() -> None:
+    base = _shadow_report_input(800)
+    config = EvaluationConfig(text_sample_cap=50)
+    report = build_report(base, config)
+    assert all(t.n <= 50 for t in report.text_metrics)
+    assert any("first 50 sampled pairs" in note for note in report.notes)

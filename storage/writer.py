@@ -185,7 +185,7 @@ class ExchangeWriter:
                 if self._in_flight:
                     await self._spill_async(self._in_flight, prepared=False)
                     self._in_flight = []
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(1.0)  # do not spin if the failure repeats
 
     async def _when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._degraded:

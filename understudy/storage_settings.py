@@ -12,6 +12,7 @@ from storage.privacy import PrivacyPolicy
 from storage.timespec import parse_duration
 
 RedactPattern = Literal["email", "phone", "card"]
+DEFAULT_REDACT: tuple[RedactPattern, ...] = ("email", "card")
 
 
 class StorageSettings(BaseModel):
@@ -22,7 +23,7 @@ class StorageSettings(BaseModel):
     store_prompts: bool = True  # False keeps the request's parameters, not its messages
     store_responses: bool = True  # False keeps status, timings and tokens, not the text
     # Phone numbers are opt-in: the pattern also matches long numbers in ordinary text.
-    redact: list[RedactPattern] = Field(default_factory=lambda: ["email", "card"])
+    redact: list[RedactPattern] = Field(default_factory=lambda: list(DEFAULT_REDACT))
     spill_dir: Path = Path("understudy-spill")
     queue_size: int = Field(default=10_000, ge=1)
     batch_size: int = Field(default=256, ge=1, le=10_000)

@@ -46,7 +46,7 @@ class Evidence:
 
 @dataclass(frozen=True, slots=True)
 class EvidenceContext:
-    alpha: float  # two-sided level of this metric's interval
+    alpha: float  # error allowed at each end of the interval (a one-sided level)
     schedule: LookSchedule
     burn_in: int
     cs_target_n: int

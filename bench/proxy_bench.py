@@ -41,14 +41,22 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def process(cmd: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(
+    cmd: list[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
         cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         wait_for_port(port)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -65,12 +73,16 @@ def load(url: str, extra: list[str]) -> dict[str, float]:
     return result
 
 
-def measure(url: str, args: argparse.Namespace) -> dict[str, float]:
+def measure(url: str, args: argparse.Namespace, pid: int) -> dict[str, float]:
     d = str(args.duration)
+    cpu_before = cpu_seconds(pid)
     latency = load(url, ["--open", str(args.rate), "--duration", d])
+    # CPU per request is steady even when other work shares the machine.
+    cpu_us = (cpu_seconds(pid) - cpu_before) / (latency["requests"] + 50) * 1e6
     stream = load(url, ["--open", str(args.rate), "--duration", d, "--stream"])
     closed = load(url, ["--closed", str(args.concurrency), "--duration", d])
     return {
+        "cpu_us_per_request": cpu_us,
         "p50_ms": latency["p50_ms"],
         "p99_ms": latency["p99_ms"],
         "ttft_p50_ms": stream["ttft_p50_ms"],
@@ -102,22 +114,18 @@ def run_cases(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     mock_port = free_port()
     mock = f"http://127.0.0.1:{mock_port}"
-    with process([PY, "-m", "bench.mock_upstream", str(mock_port)], mock_port):
-        results["direct"] = measure(mock, args)
+    with process([PY, "-m", "bench.mock_upstream", str(mock_port)], mock_port) as mock_proc:
+        results["direct"] = measure(mock, args, mock_proc.pid)
         port = free_port()
-        with process([PY, "-m", "bench.mirror_floor", str(port), f"{mock}/v1", f"{mock}/v1"], port):
-            results["floor"] = measure(f"http://127.0.0.1:{port}", args)
+        floor_cmd = [PY, "-m", "bench.mirror_floor", str(port), f"{mock}/v1", f"{mock}/v1"]
+        with process(floor_cmd, port) as proc:
+            results["floor"] = measure(f"http://127.0.0.1:{port}", args, proc.pid)
         for case, mode, record in args.cases:
             port = free_port()
-            with (
-                tempfile.TemporaryDirectory() as db_dir,
-                process(
-                    [PY, "-m", "understudy.cli", "serve"],
-                    port,
-                    understudy_env(mock, mode, port, db_dir, record),
-                ),
-            ):
-                results[case] = measure(f"http://127.0.0.1:{port}", args)
+            with tempfile.TemporaryDirectory() as db_dir:
+                env = understudy_env(mock, mode, port, db_dir, record)
+                with process([PY, "-m", "understudy.cli", "serve"], port, env) as proc:
+                    results[case] = measure(f"http://127.0.0.1:{port}", args, proc.pid)
     return results
 
 
@@ -128,8 +136,8 @@ def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> st
         f"{args.duration:g} s each; non-streaming unless noted",
         "",
         "| case | p50 ms (added) | p99 ms (added) | stream TTFT p50 ms (added) "
-        "| max req/s (x direct, x floor) | errors |",
-        "|---|---|---|---|---|---|",
+        "| max req/s (x direct, x floor) | CPU µs/request | errors |",
+        "|---|---|---|---|---|---|---|",
     ]
     for case, r in results.items():
         lines.append(
@@ -137,7 +145,8 @@ def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> st
             f"| {r['p99_ms']:.2f} (+{r['p99_ms'] - direct['p99_ms']:.2f}) "
             f"| {r['ttft_p50_ms']:.2f} (+{r['ttft_p50_ms'] - direct['ttft_p50_ms']:.2f}) "
             f"| {r['max_rps']:.0f} ({r['max_rps'] / direct['max_rps']:.2f}x, "
-            f"{r['max_rps'] / floor['max_rps']:.2f}x) | {r['errors']:.0f} |"
+            f"{r['max_rps'] / floor['max_rps']:.2f}x) | {r['cpu_us_per_request']:.0f} "
+            f"| {r['errors']:.0f} |"
         )
     shadow = results.get("shadow")
     if shadow is not None:
@@ -161,7 +170,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
     parser.add_argument("--json", type=Path, default=None, help="also write raw results here")
     args = parser.parse_args()
-    args.cases = [("off", "off", True), ("shadow", "shadow", True)]
+    args.cases = [
+        ("off", "off", True),
+        ("shadow", "shadow", True),
+        ("shadow, not recording", "shadow", False),
+    ]
     results = run_cases(args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

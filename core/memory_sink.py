@@ -21,3 +21,16 @@ class InMemorySink:
 
     def queue_depth(self) -> int:
         return 0
+
+
+class DiscardingSink:
+    """Records nothing, by the operator's choice; counts what it was given."""
+
+    def __init__(self) -> None:
+        self.discarded = 0
+
+    def put(self, exchange: Exchange) -> None:
+        self.discarded += 1
+
+    def queue_depth(self) -> int:
+        return 0

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter
 
 
 class WriterMetrics:
@@ -38,11 +36,4 @@ class WriterMetrics:
             "Exchanges lost: neither stored nor spilled (the spill disk failed too).",
             registry=registry,
         )
-        self.queue_depth = Gauge(
-            "understudy_storage_queue_depth",
-            "Exchanges waiting in memory for the writer.",
-            registry=registry,
-        )
-
-    def track_queue(self, depth: Callable[[], float]) -> None:
-        self.queue_depth.set_function(depth)
+        # The queue depth is exported once, by the proxy, as understudy_sink_queue_depth.

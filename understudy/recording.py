@@ -32,6 +32,7 @@ def build_writer(
         privacy=storage.privacy_policy(),
         queue_size=storage.queue_size,
         batch_size=storage.batch_size,
+        linger_s=storage.linger_s,
         registry=registry,
     )
 

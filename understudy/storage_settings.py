@@ -20,6 +20,7 @@ class StorageSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
+    enabled: bool = True  # False: record nothing (exchanges are only counted)
     store_prompts: bool = True  # False keeps the request's parameters, not its messages
     store_responses: bool = True  # False keeps status, timings and tokens, not the text
     # Phone numbers are opt-in: the pattern also matches long numbers in ordinary text.
@@ -27,6 +28,7 @@ class StorageSettings(BaseModel):
     spill_dir: Path = Path("understudy-spill")
     queue_size: int = Field(default=10_000, ge=1)
     batch_size: int = Field(default=256, ge=1, le=10_000)
+    linger_s: float = Field(default=0.2, ge=0, le=10)  # how long a partial batch may wait
     retention: timedelta | None = None  # e.g. "30d"; None keeps records until purged
 
     @field_validator("retention", mode="before")

@@ -6,6 +6,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from core import ExchangeSink, FlagState
+from core.memory_sink import DiscardingSink
 from proxy.app import create_proxy_app
 from proxy.config import Limits, UpstreamConfig
 from proxy.upstream_set import UpstreamSet
@@ -78,7 +79,9 @@ def build_app(
     """
     registry = registry or CollectorRegistry()
     recording = None
-    if sink is None:
+    if sink is None and not settings.storage.enabled:
+        sink = DiscardingSink()
+    elif sink is None:
         writer, recording = build_writer(settings, registry)
         sink = writer
     app = create_proxy_app(

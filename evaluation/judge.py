@@ -60,6 +60,11 @@ class JudgeOutcome(StrEnum):
     def code(self) -> int:
         return {"win": 1, "loss": -1}.get(self.value, 0)
 
+    @property
+    def preferred(self) -> str | None:
+        """Which answer won, in the stored vocabulary ("candidate", "primary", "tie")."""
+        return {"win": "candidate", "loss": "primary", "tie": "tie"}.get(self.value)
+
 
 @dataclass(frozen=True, slots=True)
 class JudgePair:

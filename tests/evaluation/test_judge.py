@@ -150,6 +150,11 @@ def test_parse_choice(text: str | None, expected: str | None) -> None:
     assert parse_choice(text) == expected
 
 
+def test_outcomes_map_to_codes_and_preferred_answers() -> None:
+    assert [o.code for o in JudgeOutcome] == [1, -1, 0, 0]
+    assert [o.preferred for o in JudgeOutcome] == ["candidate", "primary", "tie", None]
+
+
 def test_orders_must_agree() -> None:
     assert combine_orders("A", "B") == (JudgeOutcome.WIN, True)
     assert combine_orders("B", "A") == (JudgeOutcome.LOSS, True)

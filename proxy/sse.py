@@ -13,6 +13,10 @@ def data_events(chunks: Iterable[tuple[float, bytes]]) -> Iterator[tuple[float, 
     Multi-line ``data:`` fields are joined with newlines, as the SSE spec says.
     An event left incomplete at the end of the stream is not yielded.
     """
+    chunks = list(chunks)
+    if not any(b"\r" in chunk for _, chunk in chunks):
+        yield from _lf_events(chunks)  # what OpenAI-compatible servers send: one split per chunk
+        return
     buffer = b""
     for at, chunk in chunks:
         buffer += chunk
@@ -22,6 +26,19 @@ def data_events(chunks: Iterable[tuple[float, bytes]]) -> Iterator[tuple[float, 
                 break
             end, sep_len = cut
             raw, buffer = buffer[:end], buffer[end + sep_len :]
+            data = _data_of(raw)
+            if data is not None:
+                yield at, data
+
+
+def _lf_events(chunks: list[tuple[float, bytes]]) -> Iterator[tuple[float, bytes]]:
+    buffer = b""
+    for at, chunk in chunks:
+        buffer += chunk
+        if b"\n\n" not in buffer:
+            continue
+        *complete, buffer = buffer.split(b"\n\n")
+        for raw in complete:
             data = _data_of(raw)
             if data is not None:
                 yield at, data

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from core import ErrorKind, UpstreamError, UpstreamRequest
+from core import UpstreamError, UpstreamRequest
 from proxy.capture import Capture
 from proxy.upstreams import HttpUpstream
 
@@ -29,22 +27,20 @@ class ConcurrencyCaps:
         return self._in_flight[name]
 
 
-async def call_to_end(
-    upstream: HttpUpstream, request: UpstreamRequest, capture: Capture, deadline_s: float
-) -> None:
-    """Read the whole response into ``capture``. Failures become data, never exceptions."""
+async def call_to_end(upstream: HttpUpstream, request: UpstreamRequest, capture: Capture) -> None:
+    """Read the whole response into ``capture``. Failures become data, never exceptions.
+
+    The deadline is the upstream session's total timeout, which covers reading the body.
+    """
     try:
-        async with asyncio.timeout(deadline_s):
-            response = await upstream.send(request)
-            capture.status = response.status
-            try:
-                async for chunk in response:
-                    capture.add(chunk)
-            finally:
-                await response.aclose()
+        response = await upstream.send(request)
+        capture.status = response.status
+        try:
+            async for chunk in response:
+                capture.add(chunk)
+        finally:
+            await response.aclose()
     except UpstreamError as exc:
         capture.finish(exc.kind)
-    except TimeoutError:
-        capture.finish(ErrorKind.TIMEOUT)
     else:
         capture.finish()

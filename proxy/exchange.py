@@ -162,7 +162,7 @@ class ExchangeHandler:
         gauge = self._metrics.shadows_in_flight.labels(upstream.name)
         gauge.inc()
         try:
-            await call_to_end(upstream, request, capture, upstream.config.timeout_s)
+            await call_to_end(upstream, request, capture)
         except asyncio.CancelledError:
             capture.finish(ErrorKind.TIMEOUT)  # cancelled at shutdown after the grace period
             raise

@@ -82,13 +82,22 @@ class ProxyMetrics:
         self.sink_queue_depth.set_function(lambda: float(depth()))
 
     def observe_arm(self, route: Route, obs: Observation) -> None:
+        role = obs.role.value
         status = obs.error_kind.value if obs.error_kind and obs.status is None else str(obs.status)
-        self.requests.labels(route.value, obs.role.value, obs.upstream, status).inc()
-        if obs.latency_ms is not None:
-            self.latency.labels(route.value, obs.role.value, obs.upstream).observe(
-                obs.latency_ms / 1000
+        key = (route.value, role, obs.upstream, status)
+        children = self._children.get(key)
+        if children is None:  # resolving label children is the costly part: once per key
+            children = (
+                self.requests.labels(*key),
+                self.latency.labels(*key[:3]),
+                self.ttft.labels(*key[:3]),
             )
+            self._children[key] = children
+        requests, latency, ttft = children
+        requests.inc()
+        if obs.latency_ms is not None:
+            latency.observe(obs.latency_ms / 1000)
         if obs.ttft_ms is not None:
-            self.ttft.labels(route.value, obs.role.value, obs.upstream).observe(obs.ttft_ms / 1000)
-        if obs.error_kind is not None and obs.role.value in ("shadow", "noise"):
+            ttft.observe(obs.ttft_ms / 1000)
+        if obs.error_kind is not None and role in ("shadow", "noise"):
             self.shadows_failed.labels(obs.upstream, obs.error_kind.value).inc()

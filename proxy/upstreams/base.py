@@ -70,7 +70,6 @@ class HttpUpstream(abc.ABC):
                 total=self.config.timeout_s, sock_connect=self.config.connect_timeout_s
             ),
             auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
         )
 
     async def close(self) -> None:

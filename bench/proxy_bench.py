@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,7 +111,8 @@ def understudy_env(mock: str, mode: str, port: int, db_dir: str, record: bool) -
     return env
 
 
-def run_cases(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+def run_round(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Every case once, each server in a fresh process."""
     results: dict[str, dict[str, float]] = {}
     mock_port = free_port()
     mock = f"http://127.0.0.1:{mock_port}"
@@ -129,11 +131,22 @@ def run_cases(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     return results
 
 
+def run_cases(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Medians over interleaved rounds: on a small shared machine single runs swing widely."""
+    rounds = [run_round(args) for _ in range(args.rounds)]
+    return {
+        case: {
+            metric: statistics.median(r[case][metric] for r in rounds) for metric in rounds[0][case]
+        }
+        for case in rounds[0]
+    }
+
+
 def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
     direct, floor = results["direct"], results["floor"]
     lines = [
         f"open loop {args.rate:g} req/s and closed loop {args.concurrency} clients, "
-        f"{args.duration:g} s each; non-streaming unless noted",
+        f"{args.duration:g} s each; medians of {args.rounds} rounds; non-streaming unless noted",
         "",
         "| case | p50 ms (added) | p99 ms (added) | stream TTFT p50 ms (added) "
         "| max req/s (x direct, x floor) | CPU µs/request | errors |",
@@ -165,9 +178,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per measurement")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests per second")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; figures are medians")
     parser.add_argument("--json", type=Path, default=None, help="also write raw results here")
     args = parser.parse_args()
     args.cases = [

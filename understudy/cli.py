@@ -19,20 +19,28 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only that subcommand's module is imported.
+
+    Command modules import heavy libraries (aiohttp, SQLAlchemy, scipy): loading
+    only the one being run keeps every command quick to start.
+    """
     parser = argparse.ArgumentParser(
         prog="understudy",
         description="A drop-in OpenAI proxy that shadows and rolls out self-hosted models.",
     )
     parser.add_argument("--version", action="version", version=f"understudy {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
+    chosen = [m for m in COMMAND_MODULES if m.rsplit(".", 1)[1] == command]
+    for module_name in chosen or COMMAND_MODULES:
         import_module(module_name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(first)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)

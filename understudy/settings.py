@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from core import ConfigError, RolloutMode
+from understudy.evaluation_settings import EvaluationSettings
 from understudy.storage_settings import StorageSettings
 
 
@@ -106,6 +107,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///understudy.db"
     admin_token: SecretStr | None = None
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     log_level: str = "info"
     log_format: LogFormat = LogFormat.AUTO

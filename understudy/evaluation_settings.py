@@ -1,0 +1,50 @@
+"""``UNDERSTUDY_EVALUATION__*``: how strict the verdict is, mapped onto evaluation's config."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from evaluation.config import EvaluationConfig
+
+
+class EvaluationSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)  # false promote, and false rollback
+    min_samples: int = Field(default=500, ge=1)  # pairs before any promotion
+    latency_margin: float = Field(default=1.10, gt=1)  # worst acceptable latency ratio
+    error_margin: float = Field(default=0.01, gt=0, lt=1)  # worst acceptable extra error rate
+    quality_margin: float = Field(default=0.55, gt=0, lt=1)  # worst acceptable loss share
+    noise_margin: float = Field(default=0.05, gt=0, lt=1)  # similarity gap beyond OpenAI's own
+    slo_ttft_p50_ms: float = Field(default=700.0, gt=0)
+    slo_total_p95_ms: float = Field(default=2000.0, gt=0)
+    text_metrics: list[str] | None = None  # None: every built-in text metric
+    text_sample_cap: int = Field(default=2000, ge=10)
+
+    def config(self) -> EvaluationConfig:
+        # Imported here: evaluation pulls in scipy, which every other command can do without.
+        from evaluation.config import DEFAULT_METRIC_SPECS, EvaluationConfig
+        from evaluation.metrics.registry import DEFAULT_METRICS
+
+        margins = {
+            "latency_total": self.latency_margin,
+            "latency_p95": self.latency_margin,
+            "latency_ttft": self.latency_margin,
+            "error_rate": self.error_margin,
+            "quality": self.quality_margin,
+            "noise_gap": self.noise_margin,
+            "slo_ttft_p50": self.slo_ttft_p50_ms,
+            "slo_total_p95": self.slo_total_p95_ms,
+        }
+        specs = tuple(replace(s, margin=margins.get(s.name, s.margin)) for s in DEFAULT_METRIC_SPECS)
+        return EvaluationConfig(
+            alpha=self.alpha,
+            metrics=specs,
+            min_samples=self.min_samples,
+            text_metrics=tuple(self.text_metrics or DEFAULT_METRICS),
+            text_sample_cap=self.text_sample_cap,
+        )

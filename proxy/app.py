@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 
@@ -13,10 +14,11 @@ from prometheus_client import CollectorRegistry
 from core import ExchangeSink, FlagSource, Route
 from proxy.config import Limits
 from proxy.errors import error_response
-from proxy.exchange import ExchangeHandler
+from proxy.exchange import EXCHANGE_ID, ExchangeHandler
 from proxy.metrics import ProxyMetrics
 from proxy.ops import OpsHandlers, ReadinessCheck
 from proxy.passthrough import PassthroughHandler
+from proxy.relay import EXCHANGE_ID_HEADER, SERVED_BY_HEADER
 from proxy.tasks import BackgroundTasks
 from proxy.upstream_set import UpstreamSet
 
@@ -113,7 +115,17 @@ def create_proxy_app(
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(mark_shutting_down)
+    app.on_response_prepare.append(_identify_response)
     return app
+
+
+async def _identify_response(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response says which exchange it was and who answered, errors included."""
+    if EXCHANGE_ID_HEADER not in response.headers:
+        exchange_id = request.get(EXCHANGE_ID) or uuid.uuid4()
+        response.headers[EXCHANGE_ID_HEADER] = str(exchange_id)
+    if SERVED_BY_HEADER not in response.headers:
+        response.headers[SERVED_BY_HEADER] = "understudy"  # refused before any upstream
 
 
 async def _mirrored(

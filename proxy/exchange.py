@@ -39,6 +39,8 @@ from proxy.validation import ParsedRequest, parse_request
 
 log = structlog.get_logger("understudy.exchange")
 
+EXCHANGE_ID = web.RequestKey("exchange_id", uuid.UUID)
+
 # Client headers the primary may see; candidates get none of the client's headers.
 PRIMARY_HEADERS = ("OpenAI-Organization", "OpenAI-Project", "OpenAI-Beta")
 
@@ -66,6 +68,7 @@ class ExchangeHandler:
 
     async def handle(self, request: web.Request, route: Route) -> web.StreamResponse:
         exchange_id = uuid.uuid4()
+        request[EXCHANGE_ID] = exchange_id  # so even a refusal carries the id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(exchange_id=str(exchange_id), route=route.value)
         try:

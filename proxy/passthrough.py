@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
 import structlog
 from aiohttp import web
@@ -23,6 +25,18 @@ class PassthroughHandler:
         self._max_body_bytes = max_body_bytes
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await self._forward(request)
+        log.info(
+            "passthrough",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return response
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
         tail = request.match_info["tail"]
         headers = {k: request.headers[k] for k in _FORWARDED if k in request.headers}
         if self._primary.config.api_key is not None:

@@ -21,6 +21,9 @@ async def post(
             url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
         ) as r,
     ):
+        # Even a refused request says which exchange it was and that nothing upstream answered.
+        assert len(r.headers["x-understudy-exchange-id"]) == 36
+        assert r.headers["x-understudy-served-by"] == "understudy"
         return r.status, await r.json(content_type=None)
 
 

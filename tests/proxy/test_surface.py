@@ -152,3 +152,13 @@ def test_sync_sdk_through_the_proxy_in_threads() -> None:
             assert text == via.choices[0].message.content
     assert any(r.path == "/v1/chat/completions" for r in candidate.requests)
     assert len(sink.exchanges) == 2
+
+
+async def test_pass_through_responses_are_identified_and_logged(make_rig: RigFactory) -> None:
+    rig = await make_rig()
+    async with aiohttp.ClientSession() as s, s.get(rig.base_url + "/models") as r:
+        assert r.status == 200
+        assert r.headers["x-understudy-served-by"] == "openai"
+        assert len(r.headers["x-understudy-exchange-id"]) == 36
+    [line] = [e for e in rig.log_events() if e["event"] == "passthrough"]
+    assert line["path"] == "/v1/models" and line["status"] == 200

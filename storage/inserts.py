@@ -29,7 +29,7 @@ def insert_ignoring_duplicates(dialect: str, table: Table) -> Insert:
 
 # Exchanges per INSERT statement: building a statement's parameters runs on the event
 # loop, so a smaller statement keeps the proxy's tail latency down.
-STATEMENT_ROWS = 32
+STATEMENT_ROWS = 8
 
 
 async def insert_exchanges(conn: AsyncConnection, exchanges: Sequence[Exchange]) -> None:

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "understudy.commands.db",
     "understudy.commands.exchanges",
     "understudy.commands.purge",
+    "understudy.commands.report",
 )
 
 

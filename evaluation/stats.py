@@ -112,13 +112,23 @@ def compare_paired_latency(
     )
 
 
+# Below this share of the total spent after the first byte, an answer came in one piece.
+STREAMED_FRACTION = 0.02
+
+
 def time_per_output_token(
     latency_ms: FloatArray, ttft_ms: FloatArray, completion_tokens: FloatArray
 ) -> FloatArray:
-    """Milliseconds per generated token after the first; NaN where it is undefined."""
+    """Milliseconds per generated token after the first; NaN where it is undefined.
+
+    A non-streamed answer arrives in one piece (its first byte is the whole answer),
+    so it has no generation time after the first token: such rows are left out.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
-        tpot = (latency_ms - ttft_ms) / (completion_tokens - 1.0)
-    usable = np.isfinite(tpot) & (completion_tokens >= 2) & (tpot > 0)
+        generating = latency_ms - ttft_ms
+        tpot = generating / (completion_tokens - 1.0)
+    streamed = generating > STREAMED_FRACTION * latency_ms
+    usable = np.isfinite(tpot) & (completion_tokens >= 2) & (tpot > 0) & streamed
     result: FloatArray = np.where(usable, tpot, np.nan)
     return result
 

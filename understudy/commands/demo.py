@@ -121,7 +121,7 @@ def _print_guide(proxy: RunningSite, mode: str) -> None:
 
 
 async def _generate(base_url: str, rate: float, counts: dict[str, int]) -> None:
-    from openai import APIError, AsyncOpenAI  # imported here: it is slow to import
+    from openai import APIError, AsyncOpenAI, AsyncStream  # here: slow to import
 
     log = structlog.get_logger("understudy.demo")
     client = AsyncOpenAI(base_url=base_url, api_key="sk-demo-client", max_retries=0)
@@ -130,12 +130,17 @@ async def _generate(base_url: str, rate: float, counts: dict[str, int]) -> None:
 
     async def one(i: int) -> None:
         try:
+            stream = i % 2 == 1  # half streamed, so time to first token means something
             raw = await client.chat.completions.with_raw_response.create(
                 model="gpt-4o-mini",
                 messages=[{"role": "user", "content": rng.choice(QUESTIONS)}],
                 user=f"demo-user-{i % 40}",
-                stream=False,
+                stream=stream,
             )
+            answer = raw.parse()
+            if isinstance(answer, AsyncStream):
+                async for _chunk in answer:
+                    pass
             served = raw.headers.get("x-understudy-served-by", "?")
             counts[served] = counts.get(served, 0) + 1
         except APIError as exc:

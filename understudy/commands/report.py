@@ -231,7 +231,11 @@ async def load_report_input(
     loaded = await _load_columns(db, window, args.mode)
     ids = loaded.exchange_ids
     if not ids:
-        what = "shadow pairs" if loaded.mode is Mode.SHADOW else "split-mode exchanges"
+        what = {
+            None: "shadow pairs or split-mode exchanges",
+            Mode.SHADOW.value: "shadow pairs",
+            Mode.SPLIT.value: "split-mode exchanges",
+        }[args.mode]
         raise NoData(f"no {what} of candidate {candidate!r} {_window_words(args)}")
     judged = await load_judgements(db, window, ids, judge_model=args.judge_model)
     judgments = Series.build(judged.codes, judged.rows)

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "understudy.commands.exchanges",
     "understudy.commands.purge",
     "understudy.commands.report",
+    "understudy.commands.judge",
 )
 
 

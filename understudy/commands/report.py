@@ -134,7 +134,7 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
         except NoData as exc:
             return fail(f"no exchanges match: {exc}")
     try:
-        report = build_report(data)
+        report = build_report(data, settings.evaluation.config())
     except ConfigError as exc:
         return fail(str(exc))
     sys.stdout.write(RENDERERS[args.format](report))

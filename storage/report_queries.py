@@ -8,14 +8,11 @@ Works on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,6 +32,7 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import FromClause
 
@@ -52,10 +50,6 @@ _JUDGEMENTS: Table = JudgementRow.__table__  # type: ignore[assignment]
 
 # Rows converted to arrays at a time: bounds the Python tuples alive at once.
 PARTITION_ROWS = 50_000
-# Column reads are cut into this many time slices read at once, when each gets
-# at least MIN_SLICE_ROWS exchanges.
-READ_SLICES = 2
-MIN_SLICE_ROWS = 100_000
 TEXT_SAMPLE_CAP = 2_000
 _UNIX_EPOCH_JULIAN_DAY = 2440587.5
 _OUTCOME_CODES = {"candidate": 1, "primary": -1, "tie": 0}
@@ -261,71 +255,44 @@ class _Columns:
         )
 
 
-async def _read(db: Database, query: Select[Any], numeric: int) -> _Columns:
-    """Stream one select, turning each partition of rows into arrays as it comes."""
-    parts: list[list[FloatArray]] = [[] for _ in range(numeric)]
-    text: list[list[Any]] = []
-    async with db.engine.connect() as conn:
-        result = await conn.stream(query)
-        async for partition in result.partitions(PARTITION_ROWS):
-            columns = list(zip(*partition, strict=True))
-            for i in range(numeric):
-                parts[i].append(_floats(columns[i]))
-            if not text:
-                text = [[] for _ in columns[numeric:]]
-            for values, column in zip(text, columns[numeric:], strict=True):
-                values.extend(column)
-    empty = np.empty(0, dtype=np.float64)
-    return _Columns([np.concatenate(p) if p else empty for p in parts], text)
+def _fetch(sync_conn: Connection, query: Select[Any], numeric: int) -> _Columns:
+    """Run one select on the driver's own server-side cursor, converting rows as they come.
 
-
-async def _slices(db: Database, window: ReportWindow) -> list[ReportWindow]:
-    """The window cut at ``created_at`` quantiles into about equally full slices.
-
-    Each slice is read on its own connection at the same time: SQLite runs
-    each in its own thread and releases the GIL while it steps, so the join
-    work of one slice overlaps the conversion of another (a third faster on
-    two cores); PostgreSQL runs each in its own backend.
+    Rows arrive as the driver's plain tuples, skipping SQLAlchemy's per-row
+    result handling (a fifth of the time on a million rows); nothing here needs
+    it, since every column is a number or text. Values are compiled into the
+    SQL as literals, escaped by SQLAlchemy, so that no driver-specific
+    parameter handling is needed either.
     """
-    e = _EXCHANGES.c
-    count_query = select(func.count()).select_from(_EXCHANGES).where(*_window_conditions(window))
-    async with db.engine.connect() as conn:
-        total = int((await conn.execute(count_query)).scalar_one())
-        pieces = min(READ_SLICES, total // MIN_SLICE_ROWS)
-        if pieces < 2:
-            return [window]
-        edges: list[datetime] = []
-        for k in range(1, pieces):
-            edge_query = (
-                select(e.created_at)
-                .where(*_window_conditions(window))
-                .order_by(e.created_at)
-                .offset(total * k // pieces)
-                .limit(1)
-            )
-            edges.append((await conn.execute(edge_query)).scalar_one())
-    bounds = [window.since, *edges, window.until]
-    return [
-        replace(window, since=lo, until=hi) for lo, hi in itertools.pairwise(bounds) if lo != hi
-    ]
-
-
-async def _read_sliced(
-    db: Database,
-    window: ReportWindow,
-    build: Callable[[ReportWindow], Select[Any]],
-    numeric: int,
-) -> _Columns:
-    """``build(slice)`` read for each slice of the window at once, joined in arrival order."""
-    slices = await _slices(db, window)
-    read = await asyncio.gather(*(_read(db, build(part), numeric) for part in slices))
-    non_empty = [r for r in read if r.numeric[0].size]
-    if len(non_empty) <= 1:
-        return non_empty[0] if non_empty else read[0]
+    sql = str(query.compile(dialect=sync_conn.dialect, compile_kwargs={"literal_binds": True}))
+    driver: Any = sync_conn.connection.dbapi_connection
+    cursor = driver.cursor(server_side=True)
+    numbers: list[FloatArray] = []
+    texts: list[list[list[Any]]] = []
+    try:
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(PARTITION_ROWS):
+            if not isinstance(rows[0], tuple):  # asyncpg's Record
+                rows = [tuple(row) for row in rows]
+            # One 2-D object array, then one cast: twice as fast as a cast per column.
+            block = np.array(rows, dtype=object)
+            numbers.append(block[:, :numeric].astype(np.float64))  # None becomes NaN
+            texts.append([block[:, i].tolist() for i in range(numeric, block.shape[1])])
+    finally:
+        cursor.close()
+    if not numbers:
+        return _Columns([np.empty(0, dtype=np.float64) for _ in range(numeric)], [])
+    table = np.concatenate(numbers)
+    width = len(texts[0])
     return _Columns(
-        [np.concatenate([r.numeric[i] for r in non_empty]) for i in range(numeric)],
-        [[v for r in non_empty for v in r.text[i]] for i in range(len(non_empty[0].text))],
+        [np.ascontiguousarray(table[:, i]) for i in range(numeric)],
+        [[v for part in texts for v in part[i]] for i in range(width)],
     )
+
+
+async def _read(db: Database, query: Select[Any], numeric: int) -> _Columns:
+    async with db.engine.connect() as conn:
+        return await conn.run_sync(_fetch, query, numeric)
 
 
 def _arm(columns: Sequence[FloatArray]) -> ArmArrays:
@@ -355,7 +322,7 @@ def _shadow_query(dialect: str, window: ReportWindow) -> Select[Any]:
 
 async def load_shadow_columns(db: Database, window: ReportWindow) -> ShadowArrays:
     """Every shadow pair of the candidate in the window, in arrival order."""
-    read = await _read_sliced(db, window, partial(_shadow_query, db.dialect), 13)
+    read = await _read(db, _shadow_query(db.dialect, window), 13)
     # Failed is NULL where the outer join found no arm: those rows are not pairs.
     read = read.keep(_found(read.numeric[2] + read.numeric[8]))
     columns = read.numeric
@@ -401,7 +368,7 @@ async def load_split_columns(db: Database, window: ReportWindow) -> SplitArrays:
     before its first byte and the primary answered) is a failed candidate row,
     so the candidate's errors cannot hide behind the primary.
     """
-    read = await _read_sliced(db, window, partial(_split_query, db.dialect), 8)
+    read = await _read(db, _split_query(db.dialect, window), 8)
     read = read.keep(_found(read.numeric[2]))
     columns = read.numeric
     ids, subjects = read.text if read.text else ([], [])

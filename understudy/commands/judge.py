@@ -14,22 +14,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
-from openai import AsyncOpenAI
-
 from core import Route
-from evaluation.cost import load_price_table
-from evaluation.judge import (
-    PROMPT_VERSION,
-    JudgeBudget,
-    JudgeConfig,
-    JudgeOutcome,
-    JudgePair,
-    JudgeRun,
-    PairwiseJudge,
-)
 from storage.database import Database
 from storage.judgements import Judgement, Outcome, add_judgements
 from storage.report_queries import (
@@ -48,6 +36,14 @@ from understudy.commands.common import (
 from understudy.commands.db import fail, open_current, run_storage
 from understudy.commands.report import non_negative, when, whole
 from understudy.settings import Settings
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+    from evaluation.judge import JudgeConfig, JudgePair, JudgeRun
+
+# The openai SDK and evaluation are imported when a judging run starts: they are
+# slow to import, and every other command starts without them.
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 BATCH_PAIRS = 50  # judged, then stored, at a time: an interrupted run keeps what it paid for
@@ -128,6 +124,8 @@ def request_text(request: Mapping[str, Any] | None) -> str:
 
 
 def _judge_pair(pair: PairToJudge) -> JudgePair:
+    from evaluation.judge import JudgePair
+
     return JudgePair(
         pair_id=str(pair.exchange_id),
         request=request_text(pair.request),
@@ -184,6 +182,8 @@ def _judgements(run: JudgeRun, candidate: str) -> list[Judgement]:
 
 
 def _count(tally: _Tally, run: JudgeRun) -> None:
+    from evaluation.judge import JudgeOutcome
+
     tally.requests += run.requests
     tally.spent_usd += run.spent_usd
     for r in run.results:
@@ -210,6 +210,11 @@ async def _candidate(db: Database, args: argparse.Namespace, settings: Settings)
 
 
 async def _judge(args: argparse.Namespace, settings: Settings, key: str) -> int:
+    from openai import AsyncOpenAI
+
+    from evaluation.cost import load_price_table
+    from evaluation.judge import JudgeBudget, JudgeConfig
+
     price = load_price_table().price_for(args.model)
     config = JudgeConfig(
         base_url=args.base_url,
@@ -251,6 +256,8 @@ async def _judge_all(
     limit: int | None,
 ) -> _Tally:
     """Judge batch after batch, storing each, until no pair or no budget is left."""
+    from evaluation.judge import PROMPT_VERSION, JudgeBudget, PairwiseJudge
+
     tally = _Tally()
     after: tuple[datetime, UUID] | None = None
     out_of_budget = False
@@ -291,6 +298,8 @@ async def _judge_all(
 
 
 def _write_summary(tally: _Tally, candidate: str, config: JudgeConfig, key: str) -> None:
+    from evaluation.judge import PROMPT_VERSION
+
     cost = f"${tally.spent_usd:.4f}" if config.price is not None else "cost not tracked"
     sys.stdout.write(
         f"judged {tally.judged:,} pairs of {candidate} with {config.model} ({PROMPT_VERSION}): "

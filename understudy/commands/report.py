@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core import ConfigError, Route
-from evaluation.columns import ArmColumns, Mode, Series, ShadowColumns, SplitColumns
-from evaluation.cost import SelfHosted
-from evaluation.render import render_json, render_markdown, render_text
-from evaluation.report import CostInput, Report, ReportInput, TextSample, build_report
 from storage.database import Database
 from storage.report_queries import (
     ArmArrays,
@@ -39,11 +34,14 @@ from understudy.commands.common import Subparsers, add_config_option, settings_f
 from understudy.commands.db import fail, open_current, run_storage
 from understudy.settings import Settings
 
-RENDERERS: dict[str, Callable[[Report], str]] = {
-    "text": render_text,
-    "json": render_json,
-    "markdown": render_markdown,
-}
+if TYPE_CHECKING:
+    from evaluation.columns import ArmColumns
+    from evaluation.report import CostInput, Report, ReportInput
+
+# evaluation (scipy) is imported only when a report runs: every other command
+# starts without it.
+FORMATS = ("text", "json", "markdown")
+MODES = ("shadow", "split")
 
 
 class NoData(Exception):
@@ -64,10 +62,10 @@ def register(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--mode",
-        choices=[m.value for m in Mode],
+        choices=MODES,
         help="shadow (paired) or split (by user); default shadow when shadow pairs exist",
     )
-    parser.add_argument("--format", choices=tuple(RENDERERS), default="text")
+    parser.add_argument("--format", choices=FORMATS, default="text")
     parser.add_argument("--stage", default="", help="a label for the rollout stage, e.g. 25%%")
     parser.add_argument(
         "--judge-model", metavar="MODEL", help="count only this LLM judge's judgements"
@@ -133,12 +131,21 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
             data = await load_report_input(db, args, settings)
         except NoData as exc:
             return fail(f"no exchanges match: {exc}")
+    from evaluation.report import build_report
+
     try:
         report = build_report(data, settings.evaluation.config())
     except ConfigError as exc:
         return fail(str(exc))
-    sys.stdout.write(RENDERERS[args.format](report))
+    sys.stdout.write(render(report, args.format))
     return 0
+
+
+def render(report: Report, form: str) -> str:
+    from evaluation.render import render_json, render_markdown, render_text
+
+    renderers = {"text": render_text, "json": render_json, "markdown": render_markdown}
+    return renderers[form](report)
 
 
 # ---- assembling the report's input ------------------------------------------------------------
@@ -176,7 +183,7 @@ async def _candidate(db: Database, args: argparse.Namespace, settings: Settings)
 
 @dataclass(frozen=True, slots=True)
 class _Loaded:
-    mode: Mode
+    mode: str  # "shadow" or "split"
     shadow: ShadowArrays | None = None
     split: SplitArrays | None = None
 
@@ -188,14 +195,16 @@ class _Loaded:
 
 async def _load_columns(db: Database, window: ReportWindow, wanted: str | None) -> _Loaded:
     """The columns of the requested mode; by default shadow pairs, else split rows."""
-    if wanted in (None, Mode.SHADOW.value):
+    if wanted in (None, "shadow"):
         shadow = await load_shadow_columns(db, window)
         if len(shadow) or wanted is not None:
-            return _Loaded(Mode.SHADOW, shadow=shadow)
-    return _Loaded(Mode.SPLIT, split=await load_split_columns(db, window))
+            return _Loaded("shadow", shadow=shadow)
+    return _Loaded("split", split=await load_split_columns(db, window))
 
 
 def _arm(arrays: ArmArrays) -> ArmColumns:
+    from evaluation.columns import ArmColumns
+
     return ArmColumns.build(
         arrays.latency_ms,
         arrays.ttft_ms,
@@ -209,6 +218,9 @@ def _arm(arrays: ArmArrays) -> ArmColumns:
 def _cost(
     args: argparse.Namespace, names: SeenNames, primary: str, candidate: str
 ) -> CostInput | None:
+    from evaluation.cost import SelfHosted
+    from evaluation.report import CostInput
+
     primary_model = args.primary_model or names.primary_model or names.requested_model or primary
     candidate_model = args.candidate_model or names.candidate_model or candidate
     hosted = None
@@ -221,6 +233,9 @@ async def load_report_input(
     db: Database, args: argparse.Namespace, settings: Settings
 ) -> ReportInput:
     """Everything ``build_report`` needs, read from the database; raises NoData."""
+    from evaluation.columns import Mode, Series, ShadowColumns, SplitColumns
+    from evaluation.report import ReportInput, TextSample
+
     candidate = await _candidate(db, args, settings)
     window = ReportWindow(
         candidate=candidate,
@@ -233,15 +248,15 @@ async def load_report_input(
     if not ids:
         what = {
             None: "shadow pairs or split-mode exchanges",
-            Mode.SHADOW.value: "shadow pairs",
-            Mode.SPLIT.value: "split-mode exchanges",
+            "shadow": "shadow pairs",
+            "split": "split-mode exchanges",
         }[args.mode]
         raise NoData(f"no {what} of candidate {candidate!r} {_window_words(args)}")
     judged = await load_judgements(db, window, ids, judge_model=args.judge_model)
     judgments = Series.build(judged.codes, judged.rows)
     if loaded.shadow is not None:
         s = loaded.shadow
-        sample = await sample_pairs(db, window, ids)
+        sample = await sample_pairs(db, window, ids, cap=settings.evaluation.text_sample_cap)
         t = sample.texts
         primary = sample.names.primary_upstream or settings.primary.name
         return ReportInput(

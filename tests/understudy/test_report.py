@@ -200,7 +200,12 @@ def test_window_route_and_cost_options(sqlite_url: str, capsys: Capture) -> None
     assert code == 0 and json.loads(out)["n"] == 200
 
 
-def test_judgements_count_in_the_quality_metric(sqlite_url: str, capsys: Capture) -> None:
+def test_judgements_count_in_the_quality_metric(
+    db_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Capture,
+) -> None:
+    monkeypatch.setenv("UNDERSTUDY_DATABASE_URL", db_url)
     rng = random.Random(4)
     pairs = [shadow_pair(i, rng, 1.0) for i in range(PAIRS)]
     outcomes = ("candidate", "primary", "tie")
@@ -220,8 +225,8 @@ def test_judgements_count_in_the_quality_metric(sqlite_url: str, capsys: Capture
         )
         for e, j in zip(pairs[:30], judged, strict=False)
     ]
-    seed(sqlite_url, pairs, judged)
-    asyncio.run(_add(sqlite_url, rejudged))
+    seed(db_url, pairs, judged)
+    asyncio.run(_add(db_url, rejudged))
 
     code, out, _ = report(capsys, "--format", "json", "--judge-model", "judge-1")
     assert code == 0

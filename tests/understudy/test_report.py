@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import migrations
-from core import Exchange, RolloutMode, Usage
+from core import Exchange, Role, RolloutMode, Usage
 from storage.database import Database
 from storage.inserts import insert_exchanges
 from storage.judgements import Judgement, add_judgements
@@ -244,13 +244,38 @@ async def _add(url: str, judgements: Sequence[Judgement]) -> None:
 
 def test_split_mode_compares_the_users_each_arm_served(sqlite_url: str, capsys: Capture) -> None:
     rng = random.Random(5)
-    seed(sqlite_url, [split_exchange(i, rng, 1.4) for i in range(800)])
+    served = [split_exchange(i, rng, 1.4) for i in range(800)]
+    # The candidate was chosen for these but failed before its first byte; OpenAI answered.
+    fallbacks = [
+        full_exchange(
+            created_at=T0 + timedelta(seconds=900 + i),
+            subject_hash="user-0",
+            decision=decision(
+                served=CANDIDATE,
+                served_is_candidate=True,
+                shadow=None,
+                noise=False,
+                mode=RolloutMode.SPLIT,
+                percent=25.0,
+            ),
+            served_by="openai",
+            fallback=True,
+            observations=(
+                shadow_arm(upstream=CANDIDATE, role=Role.FAILED_OVER),
+                served_arm(tool_calls=()),
+            ),
+        )
+        for i in range(20)
+    ]
+    seed(sqlite_url, served + fallbacks)
     code, out, err = report(capsys, "--format", "json", "--candidate", CANDIDATE)
     assert code == 0, err
     data = json.loads(out)
-    assert data["mode"] == "split" and data["n"] == 800
+    assert data["mode"] == "split" and data["n"] == 820
     median = finding(data, "total latency: median ratio")
     assert median["estimate"] == pytest.approx(1.4, rel=0.15)
+    # Fallbacks count against the candidate they were assigned to.
+    assert finding(data, "error rate difference")["estimate"] == pytest.approx(20 / 220)
     assert data["cost"] is None
 
     code, _, err = report(capsys, "--mode", "shadow", "--candidate", CANDIDATE)

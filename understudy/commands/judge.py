@@ -198,15 +198,17 @@ def _count(tally: _Tally, run: JudgeRun) -> None:
             tally.first_error = tally.first_error or r.error
 
 
-async def _candidate(db: Database, args: argparse.Namespace, settings: Settings) -> str | None:
+async def _candidate(db: Database, args: argparse.Namespace, settings: Settings) -> str | list[str]:
+    """The candidate to judge, or the names recorded when there is not exactly one."""
     if args.candidate:
         return str(args.candidate)
     if settings.rollout.candidate:
         return settings.rollout.candidate
     if len(settings.candidates) == 1:
         return settings.candidates[0].name
-    seen = await candidates_in(db, since=args.since, until=args.until)
-    return seen[0] if len(seen) == 1 else None
+    route = Route(args.route) if args.route else None
+    seen = await candidates_in(db, since=args.since, until=args.until, route=route)
+    return seen[0] if len(seen) == 1 else seen
 
 
 async def _judge(args: argparse.Namespace, settings: Settings, key: str) -> int:
@@ -226,8 +228,9 @@ async def _judge(args: argparse.Namespace, settings: Settings, key: str) -> int:
     )
     async with await open_current(settings.database_url) as db:
         candidate = await _candidate(db, args, settings)
-        if candidate is None:
-            return fail("choose the candidate to judge with --candidate")
+        if isinstance(candidate, list):
+            recorded = ", ".join(candidate) or "none recorded"
+            return fail(f"choose the candidate to judge with --candidate ({recorded})")
         window = ReportWindow(
             candidate=candidate,
             since=args.since,

@@ -48,6 +48,10 @@ class NoData(Exception):
     """Nothing to report on: the message says what was looked for."""
 
 
+class Ambiguous(Exception):
+    """The data allows more than one report: the message says which option to add."""
+
+
 def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "report", help="the verdict on a candidate: latency, errors, quality and cost"
@@ -131,6 +135,8 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
             data = await load_report_input(db, args, settings)
         except NoData as exc:
             return fail(f"no exchanges match: {exc}")
+        except Ambiguous as exc:
+            return fail(str(exc))
     from evaluation.report import build_report
 
     try:
@@ -175,7 +181,7 @@ async def _candidate(db: Database, args: argparse.Namespace, settings: Settings)
     if not seen:
         raise NoData(f"no candidate took part in any exchange {_window_words(args)}")
     if len(seen) > 1:
-        raise NoData(
+        raise Ambiguous(
             f"several candidates were recorded ({', '.join(seen)}): choose one with --candidate"
         )
     return seen[0]
@@ -183,7 +189,6 @@ async def _candidate(db: Database, args: argparse.Namespace, settings: Settings)
 
 @dataclass(frozen=True, slots=True)
 class _Loaded:
-    mode: str  # "shadow" or "split"
     shadow: ShadowArrays | None = None
     split: SplitArrays | None = None
 
@@ -198,8 +203,8 @@ async def _load_columns(db: Database, window: ReportWindow, wanted: str | None) 
     if wanted in (None, "shadow"):
         shadow = await load_shadow_columns(db, window)
         if len(shadow) or wanted is not None:
-            return _Loaded("shadow", shadow=shadow)
-    return _Loaded("split", split=await load_split_columns(db, window))
+            return _Loaded(shadow=shadow)
+    return _Loaded(split=await load_split_columns(db, window))
 
 
 def _arm(arrays: ArmArrays) -> ArmColumns:
@@ -215,9 +220,7 @@ def _arm(arrays: ArmArrays) -> ArmColumns:
     )
 
 
-def _cost(
-    args: argparse.Namespace, names: SeenNames, primary: str, candidate: str
-) -> CostInput | None:
+def _cost(args: argparse.Namespace, names: SeenNames, primary: str, candidate: str) -> CostInput:
     from evaluation.cost import SelfHosted
     from evaluation.report import CostInput
 
@@ -232,7 +235,7 @@ def _cost(
 async def load_report_input(
     db: Database, args: argparse.Namespace, settings: Settings
 ) -> ReportInput:
-    """Everything ``build_report`` needs, read from the database; raises NoData."""
+    """Everything ``build_report`` needs, read from the database; raises NoData or Ambiguous."""
     from evaluation.columns import Mode, Series, ShadowColumns, SplitColumns
     from evaluation.report import ReportInput, TextSample
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from core import ConfigError
+from storage.timespec import parse_when
 from understudy.settings import Settings, load_settings
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -28,3 +29,11 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:
     except ConfigError as exc:
         sys.stderr.write(f"understudy: configuration error: {exc}\n")
         raise SystemExit(EXIT_CONFIG) from None
+
+
+def when(text: str) -> Any:
+    """An argparse type for ``--since``/``--until``: an ISO 8601 time or an age like 24h."""
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -12,8 +12,7 @@ from core import Exchange, Observation, Role, Route
 from storage import codec
 from storage.judgements import Judgement, list_judgements
 from storage.repository import ExchangeFilter, find_by_prefix, get_exchange, list_exchanges
-from storage.timespec import parse_when
-from understudy.commands.common import Subparsers, add_config_option, settings_from_args
+from understudy.commands.common import Subparsers, add_config_option, settings_from_args, when
 from understudy.commands.db import fail, open_current, run_storage
 
 FORMATS = ("table", "json")
@@ -25,8 +24,8 @@ def register(subparsers: Subparsers) -> None:
     actions = parser.add_subparsers(dest="exchanges_command", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="recorded exchanges, newest first")
-    listing.add_argument("--since", type=_when, help="ISO 8601 time, or an age like 1h or 7d")
-    listing.add_argument("--until", type=_when, help="ISO 8601 time, or an age like 10m")
+    listing.add_argument("--since", type=when, help="ISO 8601 time, or an age like 1h or 7d")
+    listing.add_argument("--until", type=when, help="ISO 8601 time, or an age like 10m")
     listing.add_argument("--route", choices=[r.value for r in Route])
     listing.add_argument("--candidate", metavar="NAME", help="the shadow or split candidate")
     listing.add_argument(
@@ -48,13 +47,6 @@ def register(subparsers: Subparsers) -> None:
 
     for sub in (listing, show):
         add_config_option(sub)
-
-
-def _when(text: str) -> Any:
-    try:
-        return parse_when(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> int:

@@ -32,9 +32,10 @@ from understudy.commands.common import (
     Subparsers,
     add_config_option,
     settings_from_args,
+    when,
 )
 from understudy.commands.db import fail, open_current, run_storage
-from understudy.commands.report import non_negative, when, whole
+from understudy.commands.report import non_negative, whole
 from understudy.settings import Settings
 
 if TYPE_CHECKING:

@@ -29,8 +29,7 @@ from storage.report_queries import (
     sample_pairs,
     split_primary_upstream,
 )
-from storage.timespec import parse_when
-from understudy.commands.common import Subparsers, add_config_option, settings_from_args
+from understudy.commands.common import Subparsers, add_config_option, settings_from_args, when
 from understudy.commands.db import fail, open_current, run_storage
 from understudy.settings import Settings
 
@@ -92,13 +91,6 @@ def register(subparsers: Subparsers) -> None:
     cost.add_argument("--gpus", type=whole, default=1, metavar="N", help="GPUs per replica")
     add_config_option(parser)
     parser.set_defaults(func=_main)
-
-
-def when(text: str) -> Any:
-    try:
-        return parse_when(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def non_negative(text: str) -> float:

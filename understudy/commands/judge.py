@@ -19,14 +19,9 @@ from uuid import UUID
 
 from core import Route
 from storage.database import Database
+from storage.judge_queries import PairToJudge, count_unjudged, unjudged_pairs
 from storage.judgements import Judgement, Outcome, add_judgements
-from storage.report_queries import (
-    PairToJudge,
-    ReportWindow,
-    candidates_in,
-    count_unjudged,
-    unjudged_pairs,
-)
+from storage.report_queries import ReportWindow, candidates_in
 from understudy.commands.common import (
     EXIT_CONFIG,
     Subparsers,

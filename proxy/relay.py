@@ -40,22 +40,24 @@ async def relay(
         SERVED_BY_HEADER: arm.upstream,
     }
     streaming = record.parsed.stream and upstream.status < 400
-    response: web.StreamResponse = web.StreamResponse(status=upstream.status, headers=headers)
+    # Non-streaming answers are sent whole once complete; only streams need one up front.
+    response: web.StreamResponse | None = None
     try:
         if streaming:
+            response = web.StreamResponse(status=upstream.status, headers=headers)
             await _send(request, response, prepare_only=True)
         async for chunk in chunks:
             if chunk is not first:
                 capture.add(chunk)
-            if streaming:
+            if response is not None:
                 await _write(response, chunk)
         capture.finish()
-        if not streaming:
+        if response is None:
             response = web.Response(status=upstream.status, body=capture.body(), headers=headers)
         await _send(request, response)
     except UpstreamError as exc:
         capture.finish(exc.kind)
-        if not response.prepared:
+        if response is None or not response.prepared:
             return upstream_failure(exc, record)
         # Mid-stream failure: cut the client's connection too, as the upstream did.
         if request.transport is not None:
@@ -67,6 +69,7 @@ async def relay(
         raise
     finally:
         await upstream.aclose()
+    assert response is not None  # every path that gets here has made one
     return response
 
 

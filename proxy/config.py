@@ -15,7 +15,8 @@ class UpstreamConfig:
     model_map: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 60.0
     connect_timeout_s: float = 10.0
-    max_concurrency: int = 64
+    stream_idle_timeout_s: float = 60.0  # longest silence inside a streamed answer
+    max_concurrency: int = 64  # candidates and noise: concurrent calls; primary: its pool
 
     def mapped_model(self, requested: str) -> str:
         return self.model_map.get(requested, requested)
@@ -28,3 +29,10 @@ class Limits:
     max_tokens: int = 32768
     clamp: bool = True  # False: reject oversized n / max_tokens with a 400
     max_recorded_chars: int = 200_000
+    max_header_bytes: int = 16384
+    max_headers: int = 100
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    max_json_depth: int = 64
+    max_concurrent_requests: int = 1024
+    shed_shadows_at: float = 0.75

@@ -24,6 +24,7 @@ from core import (
     UpstreamResponse,
 )
 from proxy.arms import ConcurrencyCaps, call_to_end
+from proxy.body import read_body
 from proxy.capture import Capture
 from proxy.config import Limits
 from proxy.errors import RequestError
@@ -72,7 +73,7 @@ class ExchangeHandler:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(exchange_id=str(exchange_id), route=route.value)
         try:
-            parsed = parse_request(route, await self._read_body(request), self._limits)
+            parsed = parse_request(route, await read_body(request, self._limits), self._limits)
         except RequestError as exc:
             self._metrics.rejected.labels(route.value, exc.code or str(exc.status)).inc()
             log.info("request_rejected", status=exc.status, code=exc.code, param=exc.param)
@@ -102,17 +103,6 @@ class ExchangeHandler:
         finally:
             # Runs on success, on our error responses and when the client aborts.
             self._recorder.finish(record, background)
-
-    async def _read_body(self, request: web.Request) -> bytes:
-        if (
-            request.content_length is not None
-            and request.content_length > self._limits.max_body_bytes
-        ):
-            raise _too_large(self._limits.max_body_bytes)
-        try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise _too_large(self._limits.max_body_bytes) from None
 
     def _primary_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         out = {name: headers[name] for name in PRIMARY_HEADERS if name in headers}
@@ -272,11 +262,3 @@ def _is_json_object(body: bytes) -> bool:
         return isinstance(json.loads(body), dict)
     except ValueError:
         return False
-
-
-def _too_large(limit: int) -> RequestError:
-    return RequestError(
-        413,
-        f"Request body is larger than this proxy's limit of {limit} bytes.",
-        code="request_too_large",
-    )

@@ -39,6 +39,9 @@ class PrimarySettings(BaseModel):
     api_key: SecretStr | None = None  # unset: forward the client's own Authorization
     timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
+    # A stream that sends nothing for this long is cut and recorded as incomplete.
+    stream_idle_timeout_s: float = Field(default=300.0, gt=0)
+    max_connections: int = Field(default=512, ge=1)  # the served pool; noise has its own
 
     _url = field_validator("base_url")(_check_base_url)
 
@@ -52,6 +55,7 @@ class CandidateSettings(BaseModel):
     api_key: SecretStr | None = None
     model_map: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=60.0, gt=0)
+    stream_idle_timeout_s: float = Field(default=30.0, gt=0)
     max_concurrency: int = Field(default=64, ge=1)
 
     _url = field_validator("base_url")(_check_base_url)
@@ -83,6 +87,15 @@ class LimitSettings(BaseModel):
     max_tokens: int = Field(default=32768, ge=1)
     on_exceed: LimitAction = LimitAction.CLAMP
     max_recorded_chars: int = Field(default=200_000, ge=1000)
+    max_header_bytes: int = Field(default=16384, ge=1024)  # one header line; over it: 431
+    max_headers: int = Field(default=100, ge=8)  # header count; over it: 431
+    header_timeout_s: float = Field(default=10.0, gt=0)  # to receive a request's headers
+    body_timeout_s: float = Field(default=60.0, gt=0)  # to receive a request's body
+    max_json_depth: int = Field(default=64, ge=4)
+    # In-flight client requests; over it: 503 with Retry-After. Shadows stop first,
+    # from shed_shadows_at (a fraction of max_concurrent_requests).
+    max_concurrent_requests: int = Field(default=1024, ge=1)
+    shed_shadows_at: float = Field(default=0.75, gt=0, le=1)
 
 
 class LogFormat(StrEnum):

@@ -25,7 +25,8 @@ def upstream_set(settings: Settings) -> UpstreamSet:
             api_key=primary.api_key.get_secret_value() if primary.api_key else None,
             timeout_s=primary.timeout_s,
             connect_timeout_s=primary.connect_timeout_s,
-            max_concurrency=64,
+            stream_idle_timeout_s=primary.stream_idle_timeout_s,
+            max_concurrency=primary.max_connections,
         ),
         [
             UpstreamConfig(
@@ -36,6 +37,7 @@ def upstream_set(settings: Settings) -> UpstreamSet:
                 model_map=dict(c.model_map),
                 timeout_s=c.timeout_s,
                 connect_timeout_s=min(c.timeout_s, 5.0),
+                stream_idle_timeout_s=c.stream_idle_timeout_s,
                 max_concurrency=c.max_concurrency,
             )
             for c in settings.candidates
@@ -51,6 +53,13 @@ def limits(settings: Settings) -> Limits:
         max_tokens=lim.max_tokens,
         clamp=lim.on_exceed is LimitAction.CLAMP,
         max_recorded_chars=lim.max_recorded_chars,
+        max_header_bytes=lim.max_header_bytes,
+        max_headers=lim.max_headers,
+        header_timeout_s=lim.header_timeout_s,
+        body_timeout_s=lim.body_timeout_s,
+        max_json_depth=lim.max_json_depth,
+        max_concurrent_requests=lim.max_concurrent_requests,
+        shed_shadows_at=lim.shed_shadows_at,
     )
 
 

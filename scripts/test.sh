@@ -1,15 +1,67 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh machine, then runs lint, type checks
-# and the whole test suite (slow tier included). Extra arguments go to pytest.
+# Installs what the tests need on a fresh machine, from the hash-pinned lock,
+# audits those pins for known vulnerabilities, then runs lint, type checks and the
+# whole test suite (slow tier included). Extra arguments go to pytest.
+#
+# UNDERSTUDY_REQUIRE_AUDIT=1 makes an unreachable vulnerability service fatal;
+# by default it is reported loudly and the run goes on (this machine's network
+# reaches package registries only, not every vulnerability database).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+pip_install() {
+    python3 -m pip install --quiet --disable-pip-version-check --no-input --root-user-action=ignore "$@"
+}
+
+# Every dependency at the locked version, each file checked against its sha256;
+# then the project itself, with nothing more resolved and no build tools fetched.
+pip_install --require-hashes -r requirements.lock
+pip_install --no-deps --no-build-isolation -e .
 
 # PostgreSQL 15 server binaries: the tests start a throwaway cluster as the postgres user.
 if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+fi
+
+# Which vulnerability service answers: pip-audit's own default (PyPI's per-release
+# JSON API) first, then OSV. Probed first because pip-audit treats a package it
+# could not look up as "skipped", which must not pass for "audited".
+vulnerability_service() {
+    python3 - <<'PY'
+import json
+import urllib.request
+
+probes = {
+    "pypi": ("https://pypi.org/pypi/pip/24.0/json", None),
+    "osv": (
+        "https://api.osv.dev/v1/query",
+        json.dumps({"package": {"name": "pip", "ecosystem": "PyPI"}, "version": "24.0"}).encode(),
+    ),
+}
+for service, (url, body) in probes.items():
+    try:
+        with urllib.request.urlopen(url, data=body, timeout=10) as response:
+            if response.status == 200:
+                print(service)
+                break
+    except OSError:
+        continue
+PY
+}
+
+service="$(vulnerability_service)"
+if [ -n "$service" ]; then
+    echo "pip-audit: checking requirements.lock against $service"
+    # --strict: a pin that could not be looked up fails the run too.
+    python3 -m pip_audit --strict --disable-pip --require-hashes --progress-spinner off \
+        --vulnerability-service "$service" -r requirements.lock
+elif [ "${UNDERSTUDY_REQUIRE_AUDIT:-0}" = "1" ]; then
+    echo "pip-audit: no vulnerability service reachable (PyPI JSON API, OSV); failing" >&2
+    exit 1
+else
+    echo "pip-audit: NOT RUN: no vulnerability service reachable from this machine" \
+        "(PyPI's per-release JSON API and OSV both failed); the lock is unaudited" >&2
 fi
 
 python3 -m ruff check .

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
 
 import structlog
 
@@ -13,7 +12,7 @@ from understudy.commands.common import Subparsers, add_config_option, settings_f
 from understudy.logs import configure_logging
 from understudy.server import run, start_site, wait_for_stop_signal
 from understudy.settings import Settings
-from understudy.wiring import build_app
+from understudy.wiring import build_app, limits
 
 
 def register(subparsers: Subparsers) -> None:
@@ -33,10 +32,15 @@ async def serve(settings: Settings) -> int:
     app = build_app(settings)
     try:
         site = await start_site(
-            app, settings.host, settings.port, shutdown_timeout=settings.shutdown_grace_s
+            app,
+            settings.host,
+            settings.port,
+            shutdown_timeout=settings.shutdown_grace_s,
+            limits=limits(settings),
         )
     except (StorageError, OSError) as exc:  # schema behind, database or port unusable
-        sys.stderr.write(f"understudy: cannot start: {exc}\n")
+        # One JSON line like every other, and redacted: the error may quote a database URL.
+        log.error("cannot_start", error=str(exc))
         return 1
     # Everything allocated at start-up lives until exit: keeping it out of the
     # collector's generations shortens the pauses the proxy would otherwise see.

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from core import Exchange, Observation, ToolCall
-from storage.redaction import BUILTIN_REDACTORS, Redactor, redact_secrets
+from storage.redaction import BUILTIN_REDACTORS, SECRET_MARK, Redactor, pieces, redact_secrets
 
 # Request fields whose value is a credential, whatever it looks like.
 SECRET_FIELDS = frozenset(
@@ -35,7 +36,33 @@ PROMPT_FIELDS = frozenset(
     {"messages", "prompt", "input", "suffix", "instructions", "tools", "functions", "user"}
 )
 
-REDACTED = "[redacted:key]"
+REDACTED = SECRET_MARK
+
+# Containers nested deeper than this in a request are stored as their JSON
+# text (secret fields masked, then redacted like any text) instead of as
+# structure: no walk here or in a JSON encoder downstream recurses without end.
+STORED_DEPTH = 32
+
+T = TypeVar("T")
+
+
+def run_steps(steps: Generator[int, None, T]) -> T:
+    """Run stepwise work to the end at once (the synchronous API).
+
+    Stepwise work is a generator that yields the characters each step
+    redacted and returns its result.
+    """
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+
+def is_secret_field(key: object) -> bool:
+    """Whether a field of this name holds a credential, whatever its value looks like."""
+    return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_FIELDS
 
 
 def _storable(text: str) -> str:
@@ -55,7 +82,9 @@ class PrivacyPolicy:
 
     ``redact`` names built-in patterns (``email``, ``phone``, ``card``);
     ``hooks`` are extra ``str -> str`` redactors run after them. API keys and
-    bearer tokens are masked whatever the settings.
+    bearer tokens are masked whatever the settings. Long texts are redacted
+    in pieces of at most ``storage.redaction.PIECE_CHARS`` characters, cut
+    where no built-in pattern's match spans; hooks see those pieces too.
     """
 
     store_prompts: bool = True
@@ -81,9 +110,31 @@ class PrivacyPolicy:
         return cls(store_prompts, store_responses, tuple(redact), tuple(hooks))
 
     def redact_text(self, text: str) -> str:
-        text = _storable(text)
+        return run_steps(self.redact_text_steps(text))
+
+    def apply(self, exchange: Exchange) -> Exchange:
+        """The exchange as it may be stored."""
+        return run_steps(self.apply_steps(exchange))
+
+    def apply_steps(self, exchange: Exchange) -> Generator[int, None, Exchange]:
+        """``apply`` in steps of at most one piece of text each, for callers on an event loop."""
+        request = yield from self._request(exchange.request)
+        observations = []
+        for obs in exchange.observations:
+            observations.append((yield from self._observation(obs)))
+        return dataclasses.replace(exchange, request=request, observations=tuple(observations))
+
+    def redact_text_steps(self, text: str) -> Generator[int, None, str]:
         if len(text) < 6:  # shorter than anything a pattern can match ("a@b.io")
-            return text
+            yield len(text)
+            return _storable(text)
+        out: list[str] = []
+        for piece in pieces(text):
+            out.append(self._redact_piece(_storable(piece)))
+            yield len(piece)
+        return "".join(out)
+
+    def _redact_piece(self, text: str) -> str:
         text = redact_secrets(text)
         for name, redactor in BUILTIN_REDACTORS.items():  # fixed order, whatever the list says
             if name in self.redact:
@@ -92,47 +143,77 @@ class PrivacyPolicy:
             text = hook(text)
         return text
 
-    def apply(self, exchange: Exchange) -> Exchange:
-        """The exchange as it may be stored."""
-        request = self._request(exchange.request)
-        observations = tuple(self._observation(o) for o in exchange.observations)
-        return dataclasses.replace(exchange, request=request, observations=observations)
-
-    def _request(self, request: Mapping[str, Any]) -> dict[str, Any]:
+    def _request(self, request: Mapping[str, Any]) -> Generator[int, None, dict[str, Any]]:
         kept = (
             request
             if self.store_prompts
             else {k: v for k, v in request.items() if k not in PROMPT_FIELDS}
         )
-        cleaned: dict[str, Any] = self._value(kept)
+        cleaned: dict[str, Any] = yield from self._value(kept, 0)
         return cleaned
 
-    def _value(self, value: Any) -> Any:
+    def _value(self, value: Any, depth: int) -> Generator[int, None, Any]:
         if isinstance(value, str):
-            return self.redact_text(value)
+            return (yield from self.redact_text_steps(value))
+        if not isinstance(value, Mapping | list | tuple):
+            return value
+        if depth >= STORED_DEPTH:
+            return (yield from self.redact_text_steps(_masked_json(value)))
         if isinstance(value, Mapping):
-            return {
-                _storable(str(k)): REDACTED if _is_secret_field(k) else self._value(v)
-                for k, v in value.items()
-            }
-        if isinstance(value, list | tuple):
-            return [self._value(v) for v in value]
-        return value
+            cleaned: dict[str, Any] = {}
+            for key, item in value.items():
+                cleaned[_storable(str(key))] = (
+                    REDACTED if is_secret_field(key) else (yield from self._value(item, depth + 1))
+                )
+            return cleaned
+        items = []
+        for item in value:
+            items.append((yield from self._value(item, depth + 1)))
+        return items
 
-    def _observation(self, obs: Observation) -> Observation:
+    def _observation(self, obs: Observation) -> Generator[int, None, Observation]:
         if not self.store_responses:
             # Which tools were called is structure, not content: keep the names.
             calls = tuple(ToolCall(name=c.name, arguments="", id=c.id) for c in obs.tool_calls)
             return dataclasses.replace(obs, text=None, tool_calls=calls)
-        return dataclasses.replace(
-            obs,
-            text=self.redact_text(obs.text) if obs.text is not None else None,
-            tool_calls=tuple(
-                dataclasses.replace(c, arguments=self.redact_text(c.arguments))
-                for c in obs.tool_calls
-            ),
-        )
+        text = None if obs.text is None else (yield from self.redact_text_steps(obs.text))
+        tool_calls = []
+        for call in obs.tool_calls:
+            arguments = yield from self.redact_text_steps(call.arguments)
+            tool_calls.append(dataclasses.replace(call, arguments=arguments))
+        return dataclasses.replace(obs, text=text, tool_calls=tuple(tool_calls))
 
 
-def _is_secret_field(key: object) -> bool:
-    return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_FIELDS
+class _Raw(str):
+    """JSON text already encoded, as opposed to a string value still to encode."""
+
+
+def _masked_json(value: Any) -> str:
+    """``value`` as JSON text with secret fields masked, at any depth, without recursion."""
+    parts: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Raw):
+            parts.append(item)
+        elif isinstance(item, Mapping):
+            stack.append(_Raw("}"))
+            entries = list(item.items())
+            for index in range(len(entries) - 1, -1, -1):
+                key, child = entries[index]
+                stack.append(REDACTED if is_secret_field(key) else child)
+                comma = "," if index else ""
+                stack.append(_Raw(f"{comma}{json.dumps(str(key), ensure_ascii=False)}:"))
+            stack.append(_Raw("{"))
+        elif isinstance(item, list | tuple):
+            stack.append(_Raw("]"))
+            for index in range(len(item) - 1, -1, -1):
+                stack.append(item[index])
+                if index:
+                    stack.append(_Raw(","))
+            stack.append(_Raw("["))
+        elif item is None or isinstance(item, str | int | float | bool):
+            parts.append(json.dumps(item, ensure_ascii=False))
+        else:
+            parts.append(json.dumps(str(item), ensure_ascii=False))
+    return "".join(parts)

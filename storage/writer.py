@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Sequence
 from enum import Enum
@@ -38,8 +39,10 @@ RETRY = Backoff(base_s=0.05, cap_s=1.0)
 PROBE = Backoff(base_s=0.25, cap_s=5.0)  # how often a down database is tried again
 
 
-# Exchanges redacted between two yields to the event loop (each takes ~0.1 ms).
-PREPARE_SLICE = 8
+# The longest the writer redacts before it yields to the event loop. Redaction
+# runs in steps of at most one piece of text (64 K characters, ~1-3 ms), so a
+# slice ends at most one step past this.
+PREPARE_SLICE_S = 0.002
 
 
 class _Outcome(Enum):
@@ -229,19 +232,28 @@ class ExchangeWriter:
         if await self._store(prepared, replay=False) is _Outcome.UNAVAILABLE:
             await self._spill_async(prepared, prepared=True)
 
-    def _prepare(self, batch: Sequence[Exchange]) -> list[Exchange]:
-        return [self._privacy.apply(e) for e in batch]
-
     async def _prepare_in_slices(self, batch: Sequence[Exchange]) -> list[Exchange]:
-        """Apply privacy on the event loop, yielding between slices.
+        """Apply privacy on the event loop, yielding every ``PREPARE_SLICE_S``.
 
         Not in a worker thread: a CPU-bound thread holds the GIL for up to the
         interpreter's 5 ms switch interval, which the proxy would see as latency.
+        The slice is measured, not counted in exchanges: one exchange may hold
+        a megabyte of text, and is then redacted over many slices.
         """
         prepared: list[Exchange] = []
-        for start in range(0, len(batch), PREPARE_SLICE):
-            prepared.extend(self._prepare(batch[start : start + PREPARE_SLICE]))
-            await asyncio.sleep(0)
+        slice_end = time.perf_counter() + PREPARE_SLICE_S
+        for exchange in batch:
+            steps = self._privacy.apply_steps(exchange)
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    prepared.append(done.value)
+                    break
+                if time.perf_counter() >= slice_end:
+                    await asyncio.sleep(0)
+                    slice_end = time.perf_counter() + PREPARE_SLICE_S
+        await asyncio.sleep(0)
         return prepared
 
     async def _store(self, prepared: list[Exchange], *, replay: bool) -> _Outcome:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
@@ -15,10 +16,11 @@ from core import ExchangeSink, FlagSource, Route
 from proxy.config import Limits
 from proxy.errors import error_response
 from proxy.exchange import EXCHANGE_ID, ExchangeHandler
+from proxy.load import RequestLoad
 from proxy.metrics import ProxyMetrics
 from proxy.ops import OpsHandlers, ReadinessCheck
 from proxy.passthrough import PassthroughHandler
-from proxy.relay import EXCHANGE_ID_HEADER, SERVED_BY_HEADER
+from proxy.relay import REQUEST_ID_HEADER, SERVED_BY_HEADER
 from proxy.tasks import BackgroundTasks
 from proxy.upstream_set import UpstreamSet
 
@@ -28,6 +30,8 @@ UPSTREAMS = web.AppKey("upstreams", UpstreamSet)
 BACKGROUND = web.AppKey("background_tasks", BackgroundTasks)
 METRICS = web.AppKey("proxy_metrics", ProxyMetrics)
 OPS = web.AppKey("ops", OpsHandlers)
+LOAD = web.AppKey("request_load", RequestLoad)
+REQUEST_ID = web.RequestKey("request_id", uuid.UUID)
 
 MIRRORED_ROUTES = {
     "/v1/chat/completions": Route.CHAT,
@@ -39,6 +43,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
+async def identify_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give the request an id and bind it to every log line written while handling it."""
+    request_id = uuid.uuid4()
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=str(request_id))
+    return await handler(request)
+
+
+@web.middleware
 async def openai_error_shape(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error the client sees, ours or aiohttp's, is in OpenAI's JSON shape."""
     try:
@@ -46,27 +60,76 @@ async def openai_error_shape(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        if exc.status == 404:
-            return error_response(404, f"Unknown path {request.path}.", code="unknown_url")
-        if exc.status == 405:
-            return error_response(
-                405,
-                f"Method {request.method} is not allowed on {request.path}.",
-                code="method_not_allowed",
-            )
-        if exc.status == 413:
-            return error_response(413, "Request body is too large.", code="request_too_large")
-        return error_response(exc.status, exc.reason, code=None)
+        return http_error(exc)
     except asyncio.CancelledError:
         raise
-    except Exception:
-        log.exception("internal_error", path=request.path)
+    except Exception as exc:
+        # The type and where it happened; never the message, which may quote a body.
+        log.error(
+            "internal_error",
+            method=request.method,
+            path=request.path,
+            error=type(exc).__qualname__,
+            at=_where(exc),
+        )
         return error_response(
             500,
             "Understudy failed to handle this request.",
             error_type="server_error",
             code="proxy_internal_error",
         )
+
+
+# Status -> (code, message) for errors aiohttp raises; the message never quotes the request.
+_HTTP_ERRORS = {
+    400: ("bad_request", "The request could not be understood."),
+    404: ("unknown_url", "Unknown path; this proxy serves the OpenAI API under /v1/."),
+    405: ("method_not_allowed", "This method is not allowed on this path."),
+    408: ("request_timeout", "The request did not arrive in time."),
+    413: ("request_too_large", "Request body is too large."),
+    431: ("request_header_fields_too_large", "The request's headers are too large."),
+    503: ("service_unavailable", "Understudy cannot serve this request now."),
+}
+# Headers of aiohttp's error that still mean something on ours.
+_KEPT_HEADERS = ("Allow", "Retry-After")
+
+
+def http_error(exc: web.HTTPException) -> web.Response:
+    code, message = _HTTP_ERRORS.get(exc.status, (None, exc.reason))
+    return error_response(
+        exc.status,
+        message,
+        error_type="invalid_request_error" if exc.status < 500 else "server_error",
+        code=code,
+        headers={k: exc.headers[k] for k in _KEPT_HEADERS if k in exc.headers},
+    )
+
+
+@web.middleware
+async def limit_load(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse API requests at once when too many are in flight; ops endpoints never."""
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    load = request.config_dict[LOAD]
+    if not load.try_enter():
+        request.config_dict[METRICS].overloaded.inc()
+        log.warning("overloaded", in_flight=load.in_flight)
+        return error_response(
+            503,
+            f"Understudy is handling its limit of {load.max_in_flight} requests; retry shortly.",
+            error_type="server_error",
+            code="overloaded",
+            headers={"Retry-After": "1"},
+        )
+    try:
+        return await handler(request)
+    finally:
+        load.leave()
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "unknown"
 
 
 def create_proxy_app(
@@ -80,8 +143,13 @@ def create_proxy_app(
     sink_depth: Callable[[], int] | None = None,
     shutdown_grace_s: float = 10.0,
 ) -> web.Application:
-    app = web.Application(client_max_size=limits.max_body_bytes, middlewares=[openai_error_shape])
+    app = web.Application(
+        client_max_size=limits.max_body_bytes,
+        middlewares=[identify_request, openai_error_shape, limit_load],
+    )
     metrics = ProxyMetrics(registry)
+    load = RequestLoad(limits.max_concurrent_requests, limits.shed_shadows_at)
+    metrics.watch_in_flight(lambda: load.in_flight)
     if sink_depth is not None:
         metrics.watch_sink_depth(sink_depth)
     tasks = BackgroundTasks()
@@ -90,11 +158,18 @@ def create_proxy_app(
     app[BACKGROUND] = tasks
     app[METRICS] = metrics
     app[OPS] = ops
+    app[LOAD] = load
 
     exchanges = ExchangeHandler(
-        upstreams=upstreams, flags=flags, sink=sink, metrics=metrics, tasks=tasks, limits=limits
+        upstreams=upstreams,
+        flags=flags,
+        sink=sink,
+        metrics=metrics,
+        tasks=tasks,
+        limits=limits,
+        load=load,
     )
-    passthrough = PassthroughHandler(upstreams.primary, limits.max_body_bytes)
+    passthrough = PassthroughHandler(upstreams.primary, limits, MIRRORED_ROUTES)
     for path, route in MIRRORED_ROUTES.items():
         app.router.add_post(path, partial(_mirrored, exchanges, route))
     app.router.add_route("*", "/v1/{tail:.*}", passthrough.handle)
@@ -120,10 +195,13 @@ def create_proxy_app(
 
 
 async def _identify_response(request: web.Request, response: web.StreamResponse) -> None:
-    """Every response says which exchange it was and who answered, errors included."""
-    if EXCHANGE_ID_HEADER not in response.headers:
-        exchange_id = request.get(EXCHANGE_ID) or uuid.uuid4()
-        response.headers[EXCHANGE_ID_HEADER] = str(exchange_id)
+    """Every response carries its request id and who answered, errors included.
+
+    The request id is the exchange id when the handler started one. Only responses
+    of recorded exchanges carry ``x-understudy-exchange-id`` (set where they are made).
+    """
+    request_id = request.get(EXCHANGE_ID) or request.get(REQUEST_ID) or uuid.uuid4()
+    response.headers[REQUEST_ID_HEADER] = str(request_id)
     if SERVED_BY_HEADER not in response.headers:
         response.headers[SERVED_BY_HEADER] = "understudy"  # refused before any upstream
 

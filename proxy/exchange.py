@@ -28,6 +28,7 @@ from proxy.body import read_body
 from proxy.capture import Capture
 from proxy.config import Limits
 from proxy.errors import RequestError
+from proxy.load import RequestLoad
 from proxy.metrics import ProxyMetrics
 from proxy.record import Arm, ExchangeRecord, ExchangeRecorder
 from proxy.relay import relay, upstream_failure
@@ -56,7 +57,9 @@ class ExchangeHandler:
         metrics: ProxyMetrics,
         tasks: BackgroundTasks,
         limits: Limits,
+        load: RequestLoad,
     ) -> None:
+        self._load = load
         self._upstreams = upstreams
         self._flags = flags
         self._metrics = metrics
@@ -119,19 +122,25 @@ class ExchangeHandler:
         decision, parsed = record.decision, record.parsed
         if decision.shadow is not None:
             candidate = self._upstreams.candidates[decision.shadow]
-            if self._caps.try_acquire(candidate.name):
+            if (skipped := self._skip_reason(candidate.name)) is None:
                 body = _shadow_body(parsed, candidate.config.mapped_model(parsed.model))
                 started.append(self._spawn(record, candidate, Role.SHADOW, body, {}))
             else:
-                self._metrics.shadows_skipped.labels(candidate.name).inc()
+                self._metrics.shadows_skipped.labels(candidate.name, skipped).inc()
                 record.shadow_skipped = True
         if decision.noise:
             noise = self._upstreams.noise
-            if self._caps.try_acquire(noise.name):
+            if (skipped := self._skip_reason(noise.name)) is None:
                 started.append(self._spawn(record, noise, Role.NOISE, parsed.body, primary_headers))
             else:
-                self._metrics.shadows_skipped.labels(noise.name).inc()
+                self._metrics.shadows_skipped.labels(noise.name, skipped).inc()
         return started
+
+    def _skip_reason(self, upstream: str) -> str | None:
+        """Why a background call is not started: near overload all are shed, else its cap."""
+        if self._load.shedding:
+            return "overload"
+        return None if self._caps.try_acquire(upstream) else "at_capacity"
 
     def _spawn(
         self,

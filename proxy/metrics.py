@@ -43,8 +43,9 @@ class ProxyMetrics:
         )
         self.shadows_skipped = Counter(
             "understudy_shadows_skipped",
-            "Shadow calls not made because the candidate's cap was full.",
-            ["upstream"],
+            "Background calls (shadow and noise) not made: at_capacity (the upstream's cap "
+            "was full) or overload (the proxy was shedding background work).",
+            ["upstream", "reason"],
             registry=registry,
         )
         self.shadows_failed = Counter(
@@ -65,6 +66,16 @@ class ProxyMetrics:
             ["route", "code"],
             registry=registry,
         )
+        self.overloaded = Counter(
+            "understudy_overloaded_requests",
+            "Client requests refused with 503 because too many were in flight.",
+            registry=registry,
+        )
+        self.requests_in_flight = Gauge(
+            "understudy_requests_in_flight",
+            "Client requests on the API being handled now.",
+            registry=registry,
+        )
         self.sink_queue_depth = Gauge(
             "understudy_sink_queue_depth",
             "Exchanges waiting to be recorded.",
@@ -80,6 +91,9 @@ class ProxyMetrics:
 
     def watch_sink_depth(self, depth: Callable[[], int]) -> None:
         self.sink_queue_depth.set_function(lambda: float(depth()))
+
+    def watch_in_flight(self, in_flight: Callable[[], int]) -> None:
+        self.requests_in_flight.set_function(lambda: float(in_flight()))
 
     def observe_arm(self, route: Route, obs: Observation) -> None:
         role = obs.role.value

@@ -11,7 +11,10 @@ from core import ErrorKind, UpstreamError, UpstreamResponse
 from proxy.errors import error_response
 from proxy.record import Arm, ExchangeRecord
 
+# Only on responses of recorded exchanges: the id the exchange is stored under.
 EXCHANGE_ID_HEADER = "x-understudy-exchange-id"
+# On every response: what the request's log lines carry.
+REQUEST_ID_HEADER = "x-understudy-request-id"
 SERVED_BY_HEADER = "x-understudy-served-by"
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from proxy.config import UpstreamConfig
 from proxy.upstreams import HttpUpstream, build_upstream
+
+# Noise calls are a sample for measuring the primary's own variance: a few suffice,
+# and they must never take connections the served pool needs.
+NOISE_MAX_CONCURRENCY = 64
 
 
 @dataclass
@@ -16,12 +20,19 @@ class UpstreamSet:
     candidates: dict[str, HttpUpstream] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, primary: UpstreamConfig, candidates: list[UpstreamConfig]) -> UpstreamSet:
+    def build(
+        cls,
+        primary: UpstreamConfig,
+        candidates: list[UpstreamConfig],
+        *,
+        noise_max_concurrency: int = NOISE_MAX_CONCURRENCY,
+    ) -> UpstreamSet:
+        """``primary.max_concurrency`` sizes the served pool; noise calls get their own cap."""
         if primary.kind != "openai":
             raise ValueError("the primary must be an OpenAI-compatible server (kind 'openai')")
         return cls(
-            primary=build_upstream(primary, unlimited_pool=True),
-            noise=build_upstream(primary),
+            primary=build_upstream(primary),
+            noise=build_upstream(replace(primary, max_concurrency=noise_max_concurrency)),
             candidates={c.name: build_upstream(c) for c in candidates},
         )
 

@@ -13,12 +13,12 @@ KINDS: dict[str, type[HttpUpstream]] = {
 }
 
 
-def build_upstream(config: UpstreamConfig, *, unlimited_pool: bool = False) -> HttpUpstream:
+def build_upstream(config: UpstreamConfig) -> HttpUpstream:
     try:
         kind = KINDS[config.kind]
     except KeyError:
         raise ValueError(f"unknown upstream kind {config.kind!r}; known: {sorted(KINDS)}") from None
-    return kind(config, unlimited_pool=unlimited_pool)
+    return kind(config)
 
 
 __all__ = ["KINDS", "HttpUpstream", "build_upstream"]

@@ -46,12 +46,39 @@ def map_client_error(exc: BaseException, upstream: str) -> UpstreamError:
     return UpstreamError(ErrorKind.INVALID_RESPONSE, f"{upstream}: {type(exc).__name__}")
 
 
+async def body_chunks(
+    response: aiohttp.ClientResponse, upstream: str, idle_timeout_s: float
+) -> AsyncIterator[bytes]:
+    """The response body as it arrives; a silence longer than ``idle_timeout_s`` ends it.
+
+    The session's total timeout bounds the whole call; this bounds each wait, so a
+    stream that stalls halfway is cut long before the total runs out. The error is
+    ``INCOMPLETE_STREAM`` once a byte arrived, ``TIMEOUT`` before. The caller closes
+    the response, which closes its connection.
+    """
+    chunks = response.content.iter_any().__aiter__()
+    received = False
+    while True:
+        idle = asyncio.timeout(idle_timeout_s)
+        try:
+            async with idle:
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            if not idle.expired():
+                raise map_client_error(exc, upstream) from exc
+            kind = ErrorKind.INCOMPLETE_STREAM if received else ErrorKind.TIMEOUT
+            raise UpstreamError(kind, f"{upstream}: no data for {idle_timeout_s:g} s") from exc
+        received = True
+        yield chunk
+
+
 class HttpUpstream(abc.ABC):
     """Base for adapters that reach their backend over HTTP through one ClientSession."""
 
-    def __init__(self, config: UpstreamConfig, *, unlimited_pool: bool = False) -> None:
+    def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
-        self._unlimited_pool = unlimited_pool
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -59,8 +86,10 @@ class HttpUpstream(abc.ABC):
         return self.config.name
 
     async def start(self) -> None:
+        # Bounded for every upstream, the primary included: a flood of clients waits
+        # for a connection instead of opening sockets without end.
         connector = aiohttp.TCPConnector(
-            limit=0 if self._unlimited_pool else self.config.max_concurrency,
+            limit=self.config.max_concurrency,
             ttl_dns_cache=300,
             keepalive_timeout=30,
         )
@@ -95,20 +124,22 @@ class AiohttpBody:
     """An UpstreamResponse over an aiohttp response, yielding bytes as they arrive."""
 
     def __init__(
-        self, response: aiohttp.ClientResponse, upstream: str, headers: Mapping[str, str]
+        self,
+        response: aiohttp.ClientResponse,
+        upstream: str,
+        headers: Mapping[str, str],
+        idle_timeout_s: float,
     ) -> None:
         self._response = response
         self._upstream = upstream
+        self._idle_timeout_s = idle_timeout_s
         self.status = response.status
         self.headers = headers
         self._complete = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise map_client_error(exc, self._upstream) from exc
+        async for chunk in body_chunks(self._response, self._upstream, self._idle_timeout_s):
+            yield chunk
         self._complete = True
 
     async def aclose(self) -> None:

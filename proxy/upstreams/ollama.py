@@ -14,7 +14,7 @@ import aiohttp
 
 from core import ErrorKind, Route, UpstreamError, UpstreamRequest, UpstreamResponse
 from proxy.upstreams import ollama_translate as tr
-from proxy.upstreams.base import HttpUpstream, map_client_error
+from proxy.upstreams.base import HttpUpstream, body_chunks, map_client_error
 
 _JSON_HEADERS = {"content-type": "application/json"}
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
@@ -35,8 +35,10 @@ class _Translated:
         model: str,
         stream: bool,
         include_usage: bool,
+        idle_timeout_s: float,
     ) -> None:
         self._response = response
+        self._idle_timeout_s = idle_timeout_s
         self._upstream = upstream
         self._route = route
         self._model = model
@@ -49,27 +51,45 @@ class _Translated:
         )
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            if self.status >= 400:
-                text = await self._response.text(errors="replace")
-                yield json.dumps(tr.error_body(self.status, text)).encode()
-            elif self._stream:
-                async for piece in self._stream_chunks():
-                    yield piece
-            else:
-                native = self._parse(await self._response.read())
-                rid = tr.new_id(self._route)
-                yield json.dumps(
-                    tr.completion_from_native(self._route, native, self._model, rid)
-                ).encode()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise map_client_error(exc, self._upstream) from exc
+        if self.status >= 400:
+            text = (await self._whole()).decode("utf-8", errors="replace")
+            yield json.dumps(tr.error_body(self.status, text)).encode()
+        elif self._stream:
+            async for piece in self._stream_chunks():
+                yield piece
+        else:
+            native = self._parse(await self._whole())
+            rid = tr.new_id(self._route)
+            yield json.dumps(
+                tr.completion_from_native(self._route, native, self._model, rid)
+            ).encode()
         self._complete = True
+
+    def _chunks(self) -> AsyncIterator[bytes]:
+        return body_chunks(self._response, self._upstream, self._idle_timeout_s)
+
+    async def _whole(self) -> bytes:
+        return b"".join([chunk async for chunk in self._chunks()])
+
+    async def _lines(self) -> AsyncIterator[bytes]:
+        """NDJSON lines, each waited for under the idle timeout like any body read."""
+        pending: list[bytes] = []
+        async for chunk in self._chunks():
+            if b"\n" not in chunk:
+                pending.append(chunk)
+                continue
+            first, *middle, rest = chunk.split(b"\n")
+            yield b"".join([*pending, first])
+            for line in middle:
+                yield line
+            pending = [rest] if rest else []
+        if pending:
+            yield b"".join(pending)
 
     async def _stream_chunks(self) -> AsyncIterator[bytes]:
         rid = tr.new_id(self._route)
         first, saw_tools, done = True, False, False
-        async for line in self._response.content:  # NDJSON: one JSON object per line
+        async for line in self._lines():  # NDJSON: one JSON object per line
             if not line.strip():
                 continue
             native = self._parse(line)
@@ -139,4 +159,5 @@ class OllamaUpstream(HttpUpstream):
             str(request.body["model"]),
             request.stream,
             include_usage,
+            self.config.stream_idle_timeout_s,
         )

@@ -33,4 +33,9 @@ class OpenAIUpstream(HttpUpstream):
             raise map_client_error(exc, self.name) from exc
         # Error statuses come back as responses: the proxy relays a primary's
         # error to the client untouched and records a candidate's.
-        return AiohttpBody(response, self.name, relayable_headers(response.headers))
+        return AiohttpBody(
+            response,
+            self.name,
+            relayable_headers(response.headers),
+            self.config.stream_idle_timeout_s,
+        )

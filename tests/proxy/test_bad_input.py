@@ -21,8 +21,10 @@ async def post(
             url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
         ) as r,
     ):
-        # Even a refused request says which exchange it was and that nothing upstream answered.
-        assert len(r.headers["x-understudy-exchange-id"]) == 36
+        # A refused request has an id and says nothing upstream answered; no exchange is
+        # recorded, so it carries no exchange id.
+        assert len(r.headers["x-understudy-request-id"]) == 36
+        assert "x-understudy-exchange-id" not in r.headers
         assert r.headers["x-understudy-served-by"] == "understudy"
         return r.status, await r.json(content_type=None)
 

@@ -39,7 +39,9 @@ async def test_non_streaming_chat_is_byte_identical(make_rig: RigFactory) -> Non
     assert status_d == status_p == 200
     assert proxied == direct
     assert headers["x-understudy-served-by"] == "openai"
-    assert len(headers["x-understudy-exchange-id"]) == 36
+    [exchange] = await rig.exchanges(1)
+    assert headers["x-understudy-exchange-id"] == str(exchange.id)
+    assert headers["x-understudy-request-id"] == str(exchange.id)
 
 
 async def test_streaming_chat_is_byte_identical(make_rig: RigFactory) -> None:
@@ -159,6 +161,8 @@ async def test_pass_through_responses_are_identified_and_logged(make_rig: RigFac
     async with aiohttp.ClientSession() as s, s.get(rig.base_url + "/models") as r:
         assert r.status == 200
         assert r.headers["x-understudy-served-by"] == "openai"
-        assert len(r.headers["x-understudy-exchange-id"]) == 36
+        request_id = r.headers["x-understudy-request-id"]
+        assert "x-understudy-exchange-id" not in r.headers  # nothing is recorded
     [line] = [e for e in rig.log_events() if e["event"] == "passthrough"]
     assert line["path"] == "/v1/models" and line["status"] == 200
+    assert line["request_id"] == request_id

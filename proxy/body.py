@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from proxy.config import Limits
 from proxy.errors import RequestError
@@ -30,7 +31,7 @@ async def read_body(request: web.Request, limits: Limits) -> bytes:
             f"The request body did not arrive within {limits.body_timeout_s:g} s.",
             code="request_timeout",
         ) from None
-    except (HttpProcessingError, ValueError, OSError) as exc:
+    except (HttpProcessingError, RequestPayloadError, ValueError, OSError) as exc:
         # A corrupt compressed body (ContentEncodingError) or a broken chunked frame.
         raise RequestError(
             400,

@@ -40,6 +40,7 @@ class Fault(StrEnum):
     CUT_STREAM = "cut_stream"  # send `cut_after_chunks` writes, then close the socket
     HUGE_LINE = "huge_line"  # one stream line carrying `huge_line_bytes` of content
     RESET = "reset"  # close the socket (TCP RST) without answering
+    STALL = "stall"  # send `stall_after_chunks` writes, then go silent with the socket open
 
 
 _FAULT_NAMES = frozenset(fault.value for fault in Fault)
@@ -86,6 +87,8 @@ class FakeUpstream:
     slow_first_byte_s   pause before the headers under slow_first_byte
     cut_after_chunks    lines sent before the socket closes under cut_stream
     huge_line_bytes     size of the content under huge_line
+    stall_after_chunks  lines sent before going silent under stall (0: headers only;
+                        a JSON answer sends half its body when above 0)
     """
 
     stream_content_type = "text/event-stream; charset=utf-8"
@@ -104,6 +107,7 @@ class FakeUpstream:
         self.slow_first_byte_s = 2.0
         self.cut_after_chunks = 2
         self.huge_line_bytes = 2 * 1024 * 1024
+        self.stall_after_chunks = 1
         self.requests: list[RecordedRequest] = []
         self.cancelled: list[Cancellation] = []
 
@@ -267,6 +271,14 @@ class FakeUpstream:
         await self.pause_before_first_byte(request, self.token_delay_s * tokens)
         body = self.encode_json(payload)
         headers = self.response_headers()
+        if self.fault_of(request) == Fault.STALL:
+            resp = web.StreamResponse(status=status, headers=headers)
+            resp.content_type = "application/json"
+            resp.content_length = len(body)
+            await resp.prepare(request)
+            if self.stall_after_chunks > 0:
+                await resp.write(body[: len(body) // 2])
+            await _wait_for_disconnect(request)
         if self.fault_of(request) != Fault.CUT_STREAM:
             return web.Response(
                 body=body, status=status, content_type="application/json", headers=headers
@@ -298,7 +310,10 @@ class FakeUpstream:
             if self.fault_of(request) == Fault.CUT_STREAM
             else None
         )
+        stall_at = self.stall_after_chunks if self.fault_of(request) == Fault.STALL else None
         written = 0
+        if stall_at == 0:
+            await _wait_for_disconnect(request)
         for number, step in enumerate(steps):
             if 0 < number < len(steps) - 1 and self.token_delay_s > 0:
                 await asyncio.sleep(self.token_delay_s)
@@ -307,6 +322,8 @@ class FakeUpstream:
                     return self._drop(request, resp)
                 await resp.write(line)
                 written += 1
+                if written == stall_at:
+                    await _wait_for_disconnect(request)
         return resp
 
     def _drop(

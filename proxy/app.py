@@ -67,6 +67,7 @@ async def openai_error_shape(request: web.Request, handler: Handler) -> web.Stre
         # The type and where it happened; never the message, which may quote a body.
         log.error(
             "internal_error",
+            request_id=str(_request_id(request)),
             method=request.method,
             path=request.path,
             error=type(exc).__qualname__,
@@ -200,10 +201,14 @@ async def _identify_response(request: web.Request, response: web.StreamResponse)
     The request id is the exchange id when the handler started one. Only responses
     of recorded exchanges carry ``x-understudy-exchange-id`` (set where they are made).
     """
-    request_id = request.get(EXCHANGE_ID) or request.get(REQUEST_ID) or uuid.uuid4()
-    response.headers[REQUEST_ID_HEADER] = str(request_id)
+    response.headers[REQUEST_ID_HEADER] = str(_request_id(request))
     if SERVED_BY_HEADER not in response.headers:
         response.headers[SERVED_BY_HEADER] = "understudy"  # refused before any upstream
+
+
+def _request_id(request: web.Request) -> uuid.UUID:
+    """The exchange id when the handler started one, else the id given on arrival."""
+    return request.get(EXCHANGE_ID) or request.get(REQUEST_ID) or uuid.uuid4()
 
 
 async def _mirrored(

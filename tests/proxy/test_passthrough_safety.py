@@ -8,6 +8,7 @@ out on raw sockets, so no client library tidies them up first.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,18 @@ from typing import Any
 import aiohttp
 import pytest
 from openai import AsyncOpenAI
+from prometheus_client import CollectorRegistry
 
+from core import FlagState, Route
+from core.memory_sink import InMemorySink
+from proxy.app import create_proxy_app
+from proxy.config import Limits, UpstreamConfig
+from proxy.upstream_set import UpstreamSet
 from tests.fakes import FakeOpenAI, running
 from tests.proxy.conftest import CLIENT_KEY, Rig, RigFactory
+from understudy.logs import configure_logging
+from understudy.server import start_site
+from understudy.settings import LogFormat
 
 OPERATOR_KEY = "sk-operator-canary-90e1c4"
 
@@ -305,3 +315,57 @@ async def test_bad_bodies_and_headers_get_openai_errors_not_500s(make_rig: RigFa
         assert r.status == 400
         assert (await r.json())["error"]["code"] == "invalid_body_encoding"
     assert rig.primary.requests == []
+
+
+async def test_router_errors_are_openai_shaped(make_rig: RigFactory) -> None:
+    rig = await make_rig()
+    not_found = await send_raw(rig.proxy.url, "GET", "/api/pull")
+    assert not_found.status == 404 and not_found.json()["error"]["code"] == "unknown_url"
+    wrong_method = await send_raw(rig.proxy.url, "POST", "/healthz")
+    assert wrong_method.status == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in wrong_method.headers["allow"]
+    for answer in (not_found, wrong_method):
+        assert_openai_refusal(answer)
+    assert rig.primary.requests == []
+
+
+class BrokenFlags:
+    """A flag source that fails with a message quoting what it was given."""
+
+    def current(self, route: Route) -> FlagState:
+        raise RuntimeError(f"flag lookup failed for {route}: {SECRET_PROMPT}")
+
+
+SECRET_PROMPT = "the launch code is 0000-canary"
+
+
+async def test_internal_error_is_a_500_in_shape_logged_without_body_or_message() -> None:
+    primary = FakeOpenAI()
+    logs = io.StringIO()
+    configure_logging("info", LogFormat.JSON, stream=logs, cache=False)
+    async with running(primary.app) as upstream:
+        app = create_proxy_app(
+            upstreams=UpstreamSet.build(
+                UpstreamConfig(name="openai", base_url=f"{upstream.url}/v1"), []
+            ),
+            flags=BrokenFlags(),
+            sink=InMemorySink(),
+            registry=CollectorRegistry(),
+            limits=Limits(),
+        )
+        site = await start_site(app, "127.0.0.1", 0)
+        try:
+            body = json.dumps(
+                {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": SECRET_PROMPT}]}
+            ).encode()
+            answer = await send_raw(site.url, "POST", "/v1/chat/completions", body)
+        finally:
+            await site.stop()
+    assert answer.status == 500
+    assert answer.json()["error"]["code"] == "proxy_internal_error"
+    assert SECRET_PROMPT not in answer.body.decode()
+    lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.strip()]
+    [line] = [e for e in lines if e["event"] == "internal_error"]
+    assert line["error"] == "RuntimeError" and line["request_id"]
+    assert SECRET_PROMPT not in logs.getvalue()

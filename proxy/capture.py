@@ -11,13 +11,17 @@ from dataclasses import dataclass, field
 from core import ErrorKind
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class Capture:
     started: float = field(default_factory=time.perf_counter)
     status: int | None = None
     chunks: list[tuple[float, bytes]] = field(default_factory=list)
     ended: float | None = None
     error: ErrorKind | None = None
+
+    def __repr__(self) -> str:
+        # Sizes only: the chunks are an upstream's answer.
+        return f"Capture(status={self.status}, chunks={len(self.chunks)}, error={self.error})"
 
     def add(self, chunk: bytes) -> None:
         self.chunks.append((time.perf_counter(), chunk))

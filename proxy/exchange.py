@@ -33,11 +33,11 @@ from proxy.metrics import ProxyMetrics
 from proxy.record import Arm, ExchangeRecord, ExchangeRecorder
 from proxy.relay import relay, upstream_failure
 from proxy.routing import decide
-from proxy.subject import subject_hash, subject_of
+from proxy.subject import SUBJECT_HEADER, subject_hash, subject_of
 from proxy.tasks import BackgroundTasks
 from proxy.upstream_set import UpstreamSet
 from proxy.upstreams import HttpUpstream
-from proxy.validation import ParsedRequest, parse_request
+from proxy.validation import ParsedRequest, check_headers, parse_request
 
 log = structlog.get_logger("understudy.exchange")
 
@@ -45,6 +45,8 @@ EXCHANGE_ID = web.RequestKey("exchange_id", uuid.UUID)
 
 # Client headers the primary may see; candidates get none of the client's headers.
 PRIMARY_HEADERS = ("OpenAI-Organization", "OpenAI-Project", "OpenAI-Beta")
+# Every client header read or forwarded: each must be valid text, or the request is refused.
+CLIENT_HEADERS = (*PRIMARY_HEADERS, "Authorization", SUBJECT_HEADER)
 
 
 class ExchangeHandler:
@@ -76,6 +78,7 @@ class ExchangeHandler:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(exchange_id=str(exchange_id), route=route.value)
         try:
+            check_headers(request.headers, CLIENT_HEADERS)
             parsed = parse_request(route, await read_body(request, self._limits), self._limits)
         except RequestError as exc:
             self._metrics.rejected.labels(route.value, exc.code or str(exc.status)).inc()

@@ -46,7 +46,15 @@ def observe(
                     error = ErrorKind.INCOMPLETE_STREAM
             elif capture.status < 400:
                 _read_body(json.loads(capture.body()), route, assembly)
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            IndexError,
+            OverflowError,
+            RecursionError,  # an upstream's body nested deeper than the parser goes
+        ):
             error = error or ErrorKind.INVALID_RESPONSE
     if error is None and capture.status is not None and capture.status >= 400:
         error = ErrorKind.HTTP_STATUS
@@ -86,10 +94,24 @@ def _usage(raw: Any) -> Usage:
     details = raw.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
     return Usage(
-        prompt_tokens=raw.get("prompt_tokens"),
-        completion_tokens=raw.get("completion_tokens"),
-        cached_tokens=cached,
+        prompt_tokens=_count(raw.get("prompt_tokens")),
+        completion_tokens=_count(raw.get("completion_tokens")),
+        cached_tokens=_count(cached),
     )
+
+
+# An upstream's answer is untrusted: a field of the wrong type is recorded as absent,
+# so a number where text belongs cannot break assembling or storing the observation.
+def _count(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _read_stream(capture: Capture, route: Route, assembly: _Assembly) -> None:
@@ -104,11 +126,11 @@ def _read_stream(capture: Capture, route: Route, assembly: _Assembly) -> None:
             if choice.get("index", 0) != 0:
                 continue  # only the first choice is recorded
             if choice.get("finish_reason"):
-                assembly.finish_reason = choice["finish_reason"]
-            piece = choice.get("text") if route is Route.COMPLETIONS else None
+                assembly.finish_reason = _text_or_none(choice["finish_reason"])
+            piece = _text(choice.get("text")) if route is Route.COMPLETIONS else ""
             delta = choice.get("delta") or {}
             if route is Route.CHAT:
-                piece = delta.get("content")
+                piece = _text(delta.get("content"))
                 for call in delta.get("tool_calls") or ():
                     _merge_tool_fragment(assembly, call)
                     assembly.first_token_at = assembly.first_token_at or at
@@ -118,16 +140,15 @@ def _read_stream(capture: Capture, route: Route, assembly: _Assembly) -> None:
 
 
 def _merge_tool_fragment(assembly: _Assembly, call: Mapping[str, Any]) -> None:
+    index = call.get("index", 0)
     slot = assembly.tools.setdefault(
-        int(call.get("index", 0)), {"name": "", "arguments": "", "id": ""}
+        index if type(index) is int else 0, {"name": "", "arguments": "", "id": ""}
     )
     if call.get("id"):
-        slot["id"] = call["id"]
+        slot["id"] = _text(call["id"])
     function = call.get("function") or {}
-    if function.get("name"):
-        slot["name"] += function["name"]
-    if function.get("arguments"):
-        slot["arguments"] += function["arguments"]
+    slot["name"] += _text(function.get("name"))
+    slot["arguments"] += _text(function.get("arguments"))
 
 
 def _read_body(body: Any, route: Route, assembly: _Assembly) -> None:
@@ -142,19 +163,19 @@ def _read_body(body: Any, route: Route, assembly: _Assembly) -> None:
     if not choices:
         return
     choice = choices[0]
-    assembly.finish_reason = choice.get("finish_reason")
+    assembly.finish_reason = _text_or_none(choice.get("finish_reason"))
     if route is Route.COMPLETIONS:
-        assembly.text.append(choice.get("text") or "")
+        assembly.text.append(_text(choice.get("text")))
         return
     message = choice.get("message") or {}
-    if message.get("content"):
-        assembly.text.append(message["content"])
+    if content := _text(message.get("content")):
+        assembly.text.append(content)
     for i, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
         assembly.tools[i] = {
-            "name": function.get("name", ""),
-            "arguments": function.get("arguments", ""),
-            "id": call.get("id", ""),
+            "name": _text(function.get("name")),
+            "arguments": _text(function.get("arguments")),
+            "id": _text(call.get("id")),
         }
 
 

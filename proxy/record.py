@@ -22,7 +22,7 @@ from proxy.validation import ParsedRequest
 log = structlog.get_logger("understudy.exchange")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class Arm:
     """One upstream call of an exchange, while it runs."""
 
@@ -31,10 +31,18 @@ class Arm:
     model: str
     capture: Capture
 
+    def __repr__(self) -> str:
+        # Names only: the capture holds the answer.
+        return f"Arm(upstream={self.upstream!r}, role={self.role.value})"
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, repr=False)
 class ExchangeRecord:
-    """What is known about an exchange while its arms run."""
+    """What is known about an exchange while its arms run.
+
+    Its repr shows only the id: asyncio prints a failed callback's arguments, and the
+    record holds prompts and answers.
+    """
 
     id: uuid.UUID
     created_at: datetime
@@ -46,6 +54,9 @@ class ExchangeRecord:
     shadow_skipped: bool = False
     pending: int = 0  # background arms still running after the client was answered
     arms: list[Arm] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"ExchangeRecord(id={self.id})"
 
 
 class ExchangeRecorder:
@@ -80,6 +91,37 @@ class ExchangeRecorder:
             self._emit(record)
 
     def _emit(self, record: ExchangeRecord) -> None:
+        """Hand the exchange to the sink and log it; never raises.
+
+        It runs in a done-callback or in the handler's ``finally``: an exception from
+        either would be printed with the record (asyncio's handle repr) or replace the
+        client's answer. A failure is counted as dropped and logged without the record.
+        """
+        try:
+            exchange = self._exchange_of(record)
+        except Exception as exc:
+            self._dropped(record, "record_failed", exc)
+            return
+        try:
+            self._sink.put(exchange)
+        except Exception as exc:  # a sink must never take the proxy down
+            self._dropped(record, "sink_failed", exc)
+        try:
+            _log_exchange(exchange, record)
+        except Exception as exc:
+            log.error("exchange_log_failed", exchange_id=str(record.id), error=type(exc).__name__)
+
+    def _dropped(self, record: ExchangeRecord, reason: str, exc: Exception) -> None:
+        self._metrics.sink_dropped.inc()
+        # The exception's type only: its message or repr may quote the exchange.
+        log.error(
+            "exchange_dropped",
+            exchange_id=str(record.id),
+            reason=reason,
+            error=type(exc).__name__,
+        )
+
+    def _exchange_of(self, record: ExchangeRecord) -> Exchange:
         route, stream = record.parsed.route, record.parsed.stream
         observations = []
         for arm in record.arms:
@@ -96,7 +138,7 @@ class ExchangeRecorder:
             )
             self._metrics.observe_arm(route, obs)
             observations.append(obs)
-        exchange = Exchange(
+        return Exchange(
             id=record.id,
             created_at=record.created_at,
             route=route,
@@ -109,12 +151,6 @@ class ExchangeRecorder:
             request=record.parsed.body,
             observations=tuple(observations),
         )
-        try:
-            self._sink.put(exchange)
-        except Exception as exc:  # a sink must never take the proxy down; count and log it
-            self._metrics.sink_dropped.inc()
-            log.error("exchange_dropped", error=repr(exc))
-        _log_exchange(exchange, record)
 
 
 def _log_exchange(exchange: Exchange, record: ExchangeRecord) -> None:

@@ -15,7 +15,10 @@ def bucket(flag_key: str, subject: str) -> int:
     A subject's bucket never changes, so raising the percentage only ever moves
     subjects from the primary to the candidate, never back.
     """
-    digest = hashlib.blake2b(f"{flag_key}:{subject}".encode(), digest_size=8).digest()
+    # surrogatepass: total on any str (a lone surrogate cannot make this raise), and the
+    # same bytes as a plain encode() for valid text, so no subject's bucket moves.
+    key = f"{flag_key}:{subject}".encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(key, digest_size=8).digest()
     return int.from_bytes(digest, "big") % BUCKETS
 
 

@@ -20,10 +20,18 @@ def subject_of(body: Mapping[str, Any], headers: Mapping[str, str]) -> str:
     auth = headers.get("Authorization")
     if auth:
         # Never keep the key itself, only a digest of it.
-        return "key:" + hashlib.sha256(auth.encode()).hexdigest()[:32]
+        return "key:" + hashlib.sha256(_utf8(auth)).hexdigest()[:32]
     return "anonymous"
 
 
 def subject_hash(subject: str) -> str:
     """What is stored: a digest, so raw user ids and keys never reach the database."""
-    return hashlib.sha256(subject.encode()).hexdigest()[:16]
+    return hashlib.sha256(_utf8(subject)).hexdigest()[:16]
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 for any str, lone surrogates included, so hashing never raises.
+
+    Valid text encodes exactly as ``str.encode()`` would, so digests are unchanged.
+    """
+    return text.encode("utf-8", "surrogatepass")

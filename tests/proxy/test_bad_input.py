@@ -39,7 +39,7 @@ def assert_openai_error(body: Any, param: str | None = None) -> None:
 
 CASES = [
     ("/chat/completions", b"{not json", None, "invalid_json"),
-    ("/chat/completions", b"\xff\xfe", None, "invalid_json"),
+    ("/chat/completions", b"\xff\xfe", None, "invalid_encoding"),  # a UTF-16 byte order mark
     ("/chat/completions", b"[1, 2]", None, "invalid_type"),
     ("/chat/completions", b'"a string"', None, "invalid_type"),
     (

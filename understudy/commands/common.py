@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -37,3 +40,19 @@ def when(text: str) -> Any:
         return parse_when(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by ``None``: strict JSON has neither."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
+def strict_json(data: Any, *, indent: int | None = 2) -> str:
+    """Standard JSON for command output; ``allow_nan=False`` makes any slip fail loudly."""
+    return json.dumps(finite(data), indent=indent, ensure_ascii=False, allow_nan=False)

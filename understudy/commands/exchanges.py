@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -12,7 +11,13 @@ from core import Exchange, Observation, Role, Route
 from storage import codec
 from storage.judgements import Judgement, list_judgements
 from storage.repository import ExchangeFilter, find_by_prefix, get_exchange, list_exchanges
-from understudy.commands.common import Subparsers, add_config_option, settings_from_args, when
+from understudy.commands.common import (
+    Subparsers,
+    add_config_option,
+    settings_from_args,
+    strict_json,
+    when,
+)
 from understudy.commands.db import fail, open_current, run_storage
 
 FORMATS = ("table", "json")
@@ -98,7 +103,7 @@ async def _show(args: argparse.Namespace) -> int:
 
 
 def _write_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(strict_json(data) + "\n")
 
 
 def judgement_to_json(j: Judgement) -> dict[str, Any]:
@@ -188,7 +193,7 @@ def render_exchange(e: Exchange, judgements: Sequence[Judgement] = ()) -> str:
     ]
     out = "\n".join(lines) + "\n"
     if e.request:
-        out += "request\n" + _indent(json.dumps(dict(e.request), indent=2, ensure_ascii=False))
+        out += "request\n" + _indent(strict_json(dict(e.request)))
     else:
         out += "request     (not stored)\n"
     for i, obs in enumerate(e.observations, start=1):

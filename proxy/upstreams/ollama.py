@@ -95,7 +95,7 @@ class _Translated:
             native = self._parse(line)
             if "error" in native:
                 raise UpstreamError(ErrorKind.INVALID_RESPONSE, f"{self._upstream}: stream error")
-            saw_tools = saw_tools or bool((native.get("message") or {}).get("tool_calls"))
+            saw_tools = saw_tools or tr.has_tool_calls(native)
             chunks = tr.chunks_from_native(
                 self._route,
                 native,

@@ -1,14 +1,20 @@
-"""Pure translation between OpenAI request/response shapes and Ollama's native API."""
+"""Pure translation between OpenAI request/response shapes and Ollama's native API.
+
+``to_native`` never raises on a body ``proxy.validation`` accepted. The functions that read
+an Ollama answer take any JSON object and raise only ``UpstreamError`` (INVALID_RESPONSE)
+when a field has the wrong type.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from core import Route
+from core import ErrorKind, Route, UpstreamError
 
 # OpenAI sampling parameters and their Ollama `options` names.
 _OPTION_NAMES = {
@@ -57,7 +63,8 @@ def _message(message: Mapping[str, Any]) -> dict[str, Any]:
             if part.get("type") == "text":
                 texts.append(str(part.get("text", "")))
             elif part.get("type") == "image_url":
-                url = str((part.get("image_url") or {}).get("url", ""))
+                image = part.get("image_url")
+                url = str(image.get("url", "")) if isinstance(image, Mapping) else ""
                 if url.startswith("data:") and "," in url:
                     images.append(url.split(",", 1)[1])
         out["content"] = "\n".join(texts)
@@ -65,15 +72,16 @@ def _message(message: Mapping[str, Any]) -> dict[str, Any]:
         out["content"] = "" if content is None else str(content)
     if images:
         out["images"] = images
-    if message.get("tool_calls"):
+    calls = message.get("tool_calls")
+    if calls and isinstance(calls, list):
         out["tool_calls"] = [
             {
                 "function": {
-                    "name": c["function"]["name"],
+                    "name": c["function"].get("name", ""),
                     "arguments": _json_or_raw(c["function"].get("arguments", "{}")),
                 }
             }
-            for c in message["tool_calls"]
+            for c in calls
             if isinstance(c, Mapping) and isinstance(c.get("function"), Mapping)
         ]
     if message.get("role") == "tool" and message.get("name"):
@@ -86,7 +94,7 @@ def _json_or_raw(text: Any) -> Any:
         return text
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 
@@ -97,7 +105,8 @@ def _format(body: Mapping[str, Any]) -> Any:
     if fmt.get("type") == "json_object":
         return "json"
     if fmt.get("type") == "json_schema":
-        return (fmt.get("json_schema") or {}).get("schema")
+        schema = fmt.get("json_schema")
+        return schema.get("schema") if isinstance(schema, Mapping) else None
     return None
 
 
@@ -132,19 +141,66 @@ def _finish_reason(done_reason: str | None, has_tools: bool) -> str:
     return "length" if done_reason == "length" else "stop"
 
 
+# Reading an answer: absent or null is the default, any other wrong type is an invalid answer.
+def _invalid(field: str) -> UpstreamError:
+    return UpstreamError(ErrorKind.INVALID_RESPONSE, f"ollama answer: '{field}' has the wrong type")
+
+
+def _object(value: Any, field: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return value
+    raise _invalid(field)
+
+
+def _array(value: Any, field: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    raise _invalid(field)
+
+
+def _string(value: Any, field: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    raise _invalid(field)
+
+
+def _count(value: Any, field: str) -> int:
+    if value is None:
+        return 0
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return int(value)
+    raise _invalid(field)
+
+
+def has_tool_calls(native: Mapping[str, Any]) -> bool:
+    """Whether one answer line carries tool calls (UpstreamError when it is malformed)."""
+    return bool(_array(_object(native.get("message"), "message").get("tool_calls"), "tool_calls"))
+
+
 def _tool_calls(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     calls = []
-    for i, call in enumerate(message.get("tool_calls") or []):
-        function = call.get("function", {})
+    for i, call in enumerate(_array(message.get("tool_calls"), "tool_calls")):
+        function = _object(_object(call, "tool_calls[]").get("function"), "function")
         arguments = function.get("arguments", {})
+        if not isinstance(arguments, str):
+            try:
+                arguments = json.dumps(arguments)
+            except (ValueError, RecursionError) as exc:  # nested deeper than dumps recurses
+                raise _invalid("arguments") from exc
         calls.append(
             {
                 "index": i,
                 "id": f"call_{uuid.uuid4().hex[:24]}",
                 "type": "function",
                 "function": {
-                    "name": function.get("name", ""),
-                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+                    "name": _string(function.get("name"), "name"),
+                    "arguments": arguments,
                 },
             }
         )
@@ -152,8 +208,8 @@ def _tool_calls(message: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _usage(native: Mapping[str, Any]) -> dict[str, int]:
-    prompt = int(native.get("prompt_eval_count") or 0)
-    completion = int(native.get("eval_count") or 0)
+    prompt = _count(native.get("prompt_eval_count"), "prompt_eval_count")
+    completion = _count(native.get("eval_count"), "eval_count")
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -167,8 +223,8 @@ def completion_from_native(
     """A whole (non-streaming) OpenAI response from one Ollama JSON answer."""
     created = int(time.time())
     if route is Route.EMBEDDINGS:
-        vectors = native.get("embeddings") or []
-        prompt = int(native.get("prompt_eval_count") or 0)
+        vectors = _array(native.get("embeddings"), "embeddings")
+        prompt = _count(native.get("prompt_eval_count"), "prompt_eval_count")
         return {
             "object": "list",
             "data": [
@@ -180,7 +236,7 @@ def completion_from_native(
     if route is Route.COMPLETIONS:
         choice: dict[str, Any] = {
             "index": 0,
-            "text": native.get("response", ""),
+            "text": _string(native.get("response"), "response"),
             "logprobs": None,
             "finish_reason": _finish_reason(native.get("done_reason"), False),
         }
@@ -192,9 +248,10 @@ def completion_from_native(
             "choices": [choice],
             "usage": _usage(native),
         }
-    message = native.get("message") or {}
+    message = _object(native.get("message"), "message")
     calls = [{k: v for k, v in c.items() if k != "index"} for c in _tool_calls(message)]
-    out_message: dict[str, Any] = {"role": "assistant", "content": message.get("content") or None}
+    content = _string(message.get("content"), "content")
+    out_message: dict[str, Any] = {"role": "assistant", "content": content or None}
     if calls:
         out_message["tool_calls"] = calls
     return {
@@ -229,7 +286,7 @@ def chunks_from_native(
     done = bool(native.get("done"))
     out: list[dict[str, Any]] = []
     if route is Route.COMPLETIONS:
-        text = native.get("response", "")
+        text = _string(native.get("response"), "response")
         finish = _finish_reason(native.get("done_reason"), False) if done else None
         if text or finish:
             out.append(
@@ -244,10 +301,10 @@ def chunks_from_native(
                 }
             )
     else:
-        message = native.get("message") or {}
+        message = _object(native.get("message"), "message")
         delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
-        if message.get("content"):
-            delta["content"] = message["content"]
+        if content := _string(message.get("content"), "content"):
+            delta["content"] = content
         calls = _tool_calls(message)
         if calls:
             delta["tool_calls"] = calls
@@ -291,7 +348,7 @@ def error_body(status: int, native_text: str) -> dict[str, Any]:
         parsed = json.loads(native_text)
         if isinstance(parsed, Mapping) and isinstance(parsed.get("error"), str):
             message = parsed["error"]
-    except ValueError:
-        pass
+    except (ValueError, RecursionError):
+        pass  # not JSON: the text itself is the message
     kind = "invalid_request_error" if status < 500 else "server_error"
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}

@@ -7,57 +7,25 @@ nor double, a single exchange whose answer reached the client.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from storage.database import Database
 from storage.privacy import PrivacyPolicy
 from storage.writer import ExchangeWriter
 from tests.fakes import FakeOpenAI, ThreadedServer
-from tests.pg import PostgresServer, free_port
+from tests.faults.load import RATE, Load, drive
+from tests.faults.serve import start_proxy
+from tests.pg import PostgresServer
 from tests.storage.helpers import spill_records
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-
-REPO = Path(__file__).resolve().parents[2]
-RATE = 200  # requests per second
-EXCHANGE_ID_HEADER = "x-understudy-exchange-id"
-
-
-@dataclass
-class Proxy:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def metrics(self) -> dict[str, float]:
-        import urllib.request
-
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
-            body = response.read().decode()
-        return {
-            sample.name: sample.value
-            for family in text_string_to_metric_families(body)
-            for sample in family.samples
-        }
-
-    def terminate(self, timeout_s: float = 60.0) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout_s)
 
 
 @pytest.fixture
@@ -66,97 +34,6 @@ def upstreams() -> Iterator[tuple[str, str]]:
     candidate = FakeOpenAI(persona="candidate", first_byte_delay_s=0.05)
     with ThreadedServer(primary.app) as p, ThreadedServer(candidate.app) as c:
         yield f"{p.url}/v1", f"{c.url}/v1"
-
-
-def start_proxy(tmp_path: Path, database_url: str, upstreams: tuple[str, str]) -> Proxy:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "UNDERSTUDY_HOST": "127.0.0.1",
-        "UNDERSTUDY_PORT": str(port),
-        "UNDERSTUDY_PRIMARY__BASE_URL": upstreams[0],
-        "UNDERSTUDY_CANDIDATES": json.dumps([{"name": "local", "base_url": upstreams[1]}]),
-        "UNDERSTUDY_ROLLOUT__MODE": "shadow",
-        "UNDERSTUDY_DATABASE_URL": database_url,
-        "UNDERSTUDY_STORAGE__SPILL_DIR": str(tmp_path / "spill"),
-        "UNDERSTUDY_LOG_FORMAT": "json",
-        "UNDERSTUDY_LOG_LEVEL": "warning",
-        "UNDERSTUDY_SHUTDOWN_GRACE_S": "10",
-    }
-    log = tmp_path / "proxy.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "understudy.cli", "serve"],
-            env=env,
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    proxy = Proxy(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + 30
-    import urllib.error
-    import urllib.request
-
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"proxy exited at start:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{proxy.url}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return proxy
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"proxy not ready in 30 s:\n{log.read_text()}")
-
-
-@dataclass
-class Load:
-    answered: set[uuid.UUID] = field(default_factory=set)
-    failed: int = 0
-    sent: int = 0
-
-
-async def drive(url: str, seconds: float, load: Load) -> None:
-    """Send RATE requests a second for ``seconds``, half of them streamed."""
-    loop = asyncio.get_running_loop()
-    timeout = aiohttp.ClientTimeout(total=60)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-
-        async def one(i: int) -> None:
-            body = {
-                "model": "gpt-4o-mini",
-                "messages": [{"role": "user", "content": f"Question number {i}?"}],
-                "stream": i % 2 == 0,
-            }
-            headers = {"Authorization": "Bearer sk-client-e2e", "x-understudy-subject": f"u{i}"}
-            try:
-                async with session.post(
-                    f"{url}/v1/chat/completions", json=body, headers=headers
-                ) as response:
-                    await response.read()
-                    if response.status == 200:
-                        load.answered.add(uuid.UUID(response.headers[EXCHANGE_ID_HEADER]))
-                    else:
-                        load.failed += 1
-            except (aiohttp.ClientError, TimeoutError):
-                load.failed += 1
-
-        tasks: set[asyncio.Task[None]] = set()
-        start = loop.time()
-        while (elapsed := loop.time() - start) < seconds:
-            due = start + load.sent / RATE
-            if due > loop.time():
-                await asyncio.sleep(due - loop.time())
-            task = asyncio.create_task(one(load.sent), name=f"e2e-request-{load.sent}")
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            load.sent += 1
-        del elapsed
-        await asyncio.gather(*tasks)
 
 
 async def stored_ids(url: str) -> list[uuid.UUID]:

@@ -1,0 +1,1 @@
+"""Fault injection: the real ``understudy serve`` process under load, with upstreams that fail."""

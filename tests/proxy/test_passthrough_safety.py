@@ -90,7 +90,9 @@ class RawAnswer:
         return json.loads(self.body)
 
 
-async def send_raw(base: str, method: str, target: str, body: bytes = b"") -> RawAnswer:
+async def send_raw(
+    base: str, method: str, target: str, body: bytes = b"", extra_headers: bytes = b""
+) -> RawAnswer:
     """One request with exactly this request line; Connection: close, read to the end."""
     host, port = base.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -99,7 +101,7 @@ async def send_raw(base: str, method: str, target: str, body: bytes = b"") -> Ra
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     )
-    writer.write(head.encode("latin-1") + body)
+    writer.write(head.encode("latin-1")[:-2] + extra_headers + b"\r\n" + body)
     await writer.drain()
     data = await asyncio.wait_for(reader.read(), timeout=10)
     writer.close()
@@ -369,3 +371,14 @@ async def test_internal_error_is_a_500_in_shape_logged_without_body_or_message()
     [line] = [e for e in lines if e["event"] == "internal_error"]
     assert line["error"] == "RuntimeError" and line["request_id"]
     assert SECRET_PROMPT not in logs.getvalue()
+
+
+async def test_unsendable_forwarded_header_is_a_400(trapped: tuple[Rig, Trap]) -> None:
+    rig, trap = trapped
+    for header in (b"OpenAI-Organization: caf\xc3\xa9\r\n", b"OpenAI-Beta: a\x01b\r\n"):
+        answer = await send_raw(rig.proxy.url, "GET", "/v1/models", extra_headers=header)
+        assert answer.status == 400, header
+        if "x-understudy-request-id" in answer.headers:  # not refused by the parser itself
+            assert_openai_refusal(answer)
+            assert answer.json()["error"]["code"] == "invalid_header"
+    assert trap.received == []

@@ -50,7 +50,8 @@ class Reply:
         assert self.headers["content-type"].startswith("application/json")
         payload: dict[str, Any] = json.loads(self.body)
         assert set(payload["error"]) == {"message", "type", "param", "code"}
-        return payload["error"]
+        error: dict[str, Any] = payload["error"]
+        return error
 
 
 async def echo(request: web.Request) -> web.Response:

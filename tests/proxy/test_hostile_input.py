@@ -71,7 +71,21 @@ async def send_raw(
     for line in lines:
         name, _, value = line.partition(":")
         parsed[name.strip().lower()] = value.strip()
+    if parsed.get("transfer-encoding") == "chunked":
+        payload = _unchunk(payload)
     return RawAnswer(int(status_line.split(" ")[1]), parsed, payload)
+
+
+def _unchunk(data: bytes) -> bytes:
+    out = []
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out.append(data[:size])
+        data = data[size + 2 :]
+    return b"".join(out)
 
 
 def assert_refused(rig: Rig, answer: RawAnswer, status: int, code: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Metric names -> classes. Adding a metric: one module plus one line here.
 
 Classes are named by import path and loaded on first use, so an unused
-metric's dependencies (sacrebleu for chrF) are never imported.
+metric's dependencies (sacrebleu for chrF and BLEU) are never imported.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ METRIC_CLASSES: Mapping[str, str] = MappingProxyType(
         "token_f1": "evaluation.metrics.token_f1:TokenF1",
         "rouge_l": "evaluation.metrics.rouge_l:RougeL",
         "chrf": "evaluation.metrics.chrf:ChrF",
+        "bleu": "evaluation.metrics.bleu:Bleu",
         "length_ratio": "evaluation.metrics.length_ratio:LengthRatio",
         "json_valid": "evaluation.metrics.json_match:JsonValid",
         "json_equal": "evaluation.metrics.json_match:JsonEqual",

@@ -11,6 +11,7 @@ import pytest
 
 from core import ConfigError, Direction, ToolCall
 from evaluation.metrics import METRIC_CLASSES, PairMetric, build_metrics
+from evaluation.metrics.bleu import Bleu
 from evaluation.metrics.chrf import ChrF
 from evaluation.metrics.exact_match import ExactMatch
 from evaluation.metrics.json_match import JsonEqual, JsonValid
@@ -90,6 +91,17 @@ def test_chrf_is_sacrebleu_scaled_to_unit_interval() -> None:
     assert m.score(cand, ref) == pytest.approx(expected)
     assert m.score(ref, ref) == pytest.approx(1.0)
     assert 0.0 < m.score(cand, ref) < 1.0
+
+
+def test_bleu_is_sentence_bleu_with_effective_order() -> None:
+    m = Bleu()
+    # Every 1-, 2- and 3-gram of the answer is in the reference (no 4-grams exist, so
+    # effective order leaves them out); only the brevity penalty exp(1 - 6/3) remains.
+    assert m.score("the cat sat", "the cat sat on the mat") == pytest.approx(math.exp(-1))
+    assert m.score("the cat sat on the mat", "the cat sat on the mat") == pytest.approx(1.0)
+    assert m.score("dogs bark loudly", "the cat sat on the mat") == 0.0
+    assert m.score("", "") == 1.0
+    assert m.score("", "something") == 0.0
 
 
 def test_length_ratio_is_symmetric_shorter_over_longer() -> None:

@@ -25,6 +25,8 @@ class FlagState:
     noise_rate: float  # 0-1, share of requests sent twice to the primary
     version: int = 0
     killed: bool = False  # the kill switch: behave as OFF whatever the mode says
+    stage: str | None = None  # the rollout plan's stage, once a plan drives the rollout
+    paused: bool = False  # nothing moves the rollout automatically while paused
 
 
 @dataclass(frozen=True, slots=True)

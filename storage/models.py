@@ -1,4 +1,4 @@
-"""The SQL schema: exchanges, one observation per arm, and LLM-judge results.
+"""The SQL schema: exchanges, one observation per arm, LLM-judge results, rollout flags and audit.
 
 Alembic owns the schema (``migrations/``); every change here needs a revision.
 Names of enum-like values are free strings so that a new ``core`` enum member
@@ -131,6 +131,51 @@ class JudgementRow(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     detail: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
+
+
+class FlagRow(Base):
+    """One version of the rollout state: an insert per change, never an update.
+
+    ``route`` NULL is the default for every route; a route's own row overrides it.
+    ``version`` is one sequence over all routes, so its maximum says whether anything changed.
+    """
+
+    __tablename__ = "rollout_flags"
+    __table_args__ = (
+        CheckConstraint("percent >= 0 AND percent <= 100", name="percent"),
+        CheckConstraint("version > 0", name="version"),
+        Index(None, "route", "version"),
+    )
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    route: Mapped[str | None] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(16))
+    candidate: Mapped[str | None] = mapped_column(String)
+    percent: Mapped[float] = mapped_column(Float)
+    shadow_rate: Mapped[float] = mapped_column(Float)
+    noise_rate: Mapped[float] = mapped_column(Float)
+    stage: Mapped[str | None] = mapped_column(String)
+    paused: Mapped[bool] = mapped_column(Boolean)
+    killed: Mapped[bool] = mapped_column(Boolean)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditRow(Base):
+    """One change to the rollout: who, what, when and why. Append-only; purge never touches it."""
+
+    __tablename__ = "rollout_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String)
+    action: Mapped[str] = mapped_column(String(32))
+    route: Mapped[str | None] = mapped_column(String(32))
+    flag_version: Mapped[int | None] = mapped_column(Integer)
+    before: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+    # The evidence behind an automatic change (the verdict that caused it).
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
 
 
 metadata = Base.metadata

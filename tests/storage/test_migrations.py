@@ -19,7 +19,7 @@ from tests.storage.factories import full_exchange
 from tests.storage.helpers import count_rows
 from tests.storage.test_roundtrip import store
 
-TABLES = {"exchanges", "observations", "judgements"}
+TABLES = {"exchanges", "observations", "judgements", "rollout_flags", "rollout_audit"}
 
 
 async def tables(url: str) -> set[str]:

@@ -1,0 +1,81 @@
+"""The rollout's persisted state: seed it, read it, change it with an audit entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core import Route
+from rollout.changes import NewValues, RolloutAction, Rules, apply, base_row
+from storage.database import Database
+from storage.flags import (
+    AuditNote,
+    FlagRecord,
+    append_flag,
+    current_flags,
+    seed_flags,
+)
+
+SEED_ACTOR = "settings"  # the first row comes from the configuration, not a person
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change as written: the route's row before and after, and the version it made."""
+
+    route: Route | None
+    before: FlagRecord | None
+    after: FlagRecord
+
+    @property
+    def version(self) -> int:
+        return self.after.version
+
+
+class RolloutStore:
+    """Changes to the rollout, each checked against ``rules`` and audited.
+
+    ``seed`` is the state the settings describe: it becomes the default row the
+    first time anything reads or changes an empty store.
+    """
+
+    def __init__(self, db: Database, rules: Rules, seed: FlagRecord) -> None:
+        self._db = db
+        self._rules = rules
+        self._seed = seed
+
+    async def rows(self) -> dict[str | None, FlagRecord]:
+        """The current rows; the seed (version 0, not written) when the store is empty."""
+        rows = await current_flags(self._db)
+        return rows or {None: self._seed}
+
+    async def ensure_seeded(self) -> None:
+        await seed_flags(
+            self._db,
+            self._seed,
+            AuditNote(actor=SEED_ACTOR, action=RolloutAction.SEED, reason="initial settings"),
+        )
+
+    async def change(
+        self,
+        action: RolloutAction,
+        *,
+        actor: str,
+        reason: str | None,
+        route: Route | None = None,
+        values: NewValues | None = None,
+        expected_version: int | None = None,
+    ) -> Change:
+        """Apply ``action`` to ``route`` (None: the default for every route).
+
+        Raises ``RolloutRefused`` when a rule forbids it and ``StaleVersion`` when
+        ``expected_version`` is not the latest; nothing is written then.
+        """
+        await self.ensure_seeded()
+        before, after = await append_flag(
+            self._db,
+            None if route is None else route.value,
+            lambda rows: apply(action, base_row(rows, route), route, self._rules, values),
+            AuditNote(actor=actor, action=action, reason=reason),
+            expected_version=expected_version,
+        )
+        return Change(route=route, before=before, after=after)

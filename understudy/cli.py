@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "understudy.commands.purge",
     "understudy.commands.report",
     "understudy.commands.judge",
+    "understudy.commands.rollout",
 )
 
 

@@ -72,6 +72,11 @@ class RolloutSettings(BaseModel):
     percent: float = Field(default=0.0, ge=0, le=100)
     shadow_rate: float = Field(default=1.0, ge=0, le=1)
     flag_key: str = "default"
+    # With a database, the values above only seed an empty flag store; after that the
+    # store (`understudy rollout ...`) is the rollout. How often replicas look at it:
+    poll_interval_s: float = Field(default=0.25, gt=0, le=1)
+    # Embeddings stay in shadow unless every index is rebuilt with the candidate's vectors.
+    allow_embeddings_split: bool = False
 
 
 class LimitAction(StrEnum):
@@ -119,6 +124,8 @@ class Settings(BaseSettings):
     noise_rate: float = Field(default=0.0, ge=0, le=1)
     database_url: str = "sqlite+aiosqlite:///understudy.db"
     admin_token: SecretStr | None = None
+    # While this file exists every request goes to the primary alone, on every replica.
+    kill_file: Path | None = None
     limits: LimitSettings = Field(default_factory=LimitSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from core import ExchangeSink, FlagState
+from core import ExchangeSink, FlagSource
 from core.memory_sink import DiscardingSink
 from proxy.app import create_proxy_app
 from proxy.config import Limits, UpstreamConfig
+from proxy.tasks import BackgroundTasks
 from proxy.upstream_set import UpstreamSet
-from rollout.static_flags import StaticFlagSource
-from understudy.recording import build_writer
+from rollout.changes import Rules
+from rollout.live import DatabaseFollower, LiveFlags, log_snapshot, watch_kill_file
+from rollout.metrics import RolloutMetrics
+from rollout.state import Resolution, RolloutSnapshot
+from rollout.store import RolloutStore
+from storage.database import Database
+from storage.flags import FlagRecord
+from understudy.recording import Lifecycle, build_writer
 from understudy.settings import LimitAction, Settings
 
 
@@ -63,17 +72,76 @@ def limits(settings: Settings) -> Limits:
     )
 
 
-def static_flag(settings: Settings) -> FlagState:
+def seed_flag(settings: Settings) -> FlagRecord:
+    """The rollout the settings describe: the flag store's first row, or the only state."""
     r = settings.rollout
-    return FlagState(
-        key=r.flag_key,
-        mode=r.mode,
+    return FlagRecord(
+        route=None,
+        mode=r.mode.value,
         candidate=r.candidate,
         percent=r.percent,
         shadow_rate=r.shadow_rate,
         noise_rate=settings.noise_rate,
-        version=0,
     )
+
+
+def rollout_rules(settings: Settings) -> Rules:
+    return Rules(
+        candidates=tuple(c.name for c in settings.candidates),
+        allow_embeddings_split=settings.rollout.allow_embeddings_split,
+    )
+
+
+def resolution(settings: Settings) -> Resolution:
+    return Resolution.of(
+        settings.rollout.flag_key,
+        (c.name for c in settings.candidates),
+        allow_embeddings_split=settings.rollout.allow_embeddings_split,
+    )
+
+
+def rollout_store(settings: Settings, db: Database) -> RolloutStore:
+    return RolloutStore(db, rollout_rules(settings), seed_flag(settings))
+
+
+def build_rollout(
+    settings: Settings, registry: CollectorRegistry, *, from_database: bool
+) -> tuple[FlagSource, Lifecycle]:
+    """The FlagSource requests read, and the lifecycle that keeps it current.
+
+    ``from_database``: the flag store in ``settings.database_url`` is the rollout and is
+    followed; otherwise the settings are. The kill file is watched either way.
+    """
+    rules = resolution(settings)
+    poll_s = settings.rollout.poll_interval_s
+    configured = RolloutSnapshot.build({None: seed_flag(settings)}, rules)
+    flags = LiveFlags(configured, RolloutMetrics(registry))
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        tasks = BackgroundTasks()
+        db: Database | None = None
+        if from_database:
+            db = Database(settings.database_url)
+            store = rollout_store(settings, db)
+            follower = DatabaseFollower(db, store, rules, flags, poll_s=poll_s)
+            try:
+                await follower.load()
+            except BaseException:
+                await db.dispose()
+                raise
+            tasks.spawn(follower.run(), name="rollout-flags")
+        else:
+            log_snapshot("rollout_loaded", configured)
+        if settings.kill_file is not None:
+            tasks.spawn(
+                watch_kill_file(settings.kill_file, flags, poll_s), name="rollout-kill-file"
+            )
+        yield
+        await tasks.drain(0)  # both loops run until cancelled
+        if db is not None:
+            await db.dispose()
+
+    return flags, lifecycle
 
 
 def build_app(
@@ -93,17 +161,22 @@ def build_app(
     elif sink is None:
         writer, recording = build_writer(settings, registry)
         sink = writer
+    # The flag store lives in the database the proxy records to; without one, the settings.
+    flags, following = build_rollout(settings, registry, from_database=recording is not None)
     app = create_proxy_app(
         upstreams=upstream_set(settings),
-        flags=StaticFlagSource(static_flag(settings)),
+        flags=flags,
         sink=sink,
         registry=registry,
         limits=limits(settings),
         sink_depth=getattr(sink, "queue_depth", None),
         shutdown_grace_s=settings.shutdown_grace_s,
     )
+    # Before the proxy's own start-up: the flags are read before the first request.
+    app.cleanup_ctx.insert(0, following)
     if recording is not None:
         # First in, last out: the writer starts before the proxy and stops after the
-        # proxy's background calls have finished and handed over their exchanges.
+        # proxy's background calls have finished and handed over their exchanges. It
+        # also checks the schema, so it starts before the flags are read.
         app.cleanup_ctx.insert(0, recording)
     return app

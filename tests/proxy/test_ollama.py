@@ -36,7 +36,10 @@ async def test_shadow_to_ollama_uses_native_chat_with_mapped_model(make_rig: Rig
 
 
 async def test_ollama_serving_split_traffic_looks_like_openai(make_rig: RigFactory) -> None:
-    rig = await make_rig(candidate_kind="ollama", rollout={"mode": "cutover", "candidate": "local"})
+    rig = await make_rig(
+        candidate_kind="ollama",
+        rollout={"mode": "cutover", "candidate": "local", "allow_embeddings_split": True},
+    )
     client = rig.client()
     answer = await client.chat.completions.create(**chat())
     assert answer.object == "chat.completion" and answer.choices[0].message.content

@@ -140,10 +140,12 @@ def create_proxy_app(
     sink: ExchangeSink,
     registry: CollectorRegistry,
     limits: Limits,
+    redact: Callable[[str], str],
     readiness: Sequence[ReadinessCheck] = (),
     sink_depth: Callable[[], int] | None = None,
     shutdown_grace_s: float = 10.0,
 ) -> web.Application:
+    """The proxy. ``redact`` masks secrets in upstream error bodies before clients see them."""
     app = web.Application(
         client_max_size=limits.max_body_bytes,
         middlewares=[identify_request, openai_error_shape, limit_load],
@@ -169,8 +171,9 @@ def create_proxy_app(
         tasks=tasks,
         limits=limits,
         load=load,
+        redact=redact,
     )
-    passthrough = PassthroughHandler(upstreams.primary, limits, MIRRORED_ROUTES)
+    passthrough = PassthroughHandler(upstreams.primary, limits, MIRRORED_ROUTES, redact)
     for path, route in MIRRORED_ROUTES.items():
         app.router.add_post(path, partial(_mirrored, exchanges, route))
     app.router.add_route("*", "/v1/{tail:.*}", passthrough.handle)

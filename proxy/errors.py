@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -48,3 +49,14 @@ def error_response(
         content_type="application/json",
         headers=headers,
     )
+
+
+def redacted_upstream_error(body: bytes, redact: Callable[[str], str]) -> bytes:
+    """An upstream's error body as a client may see it: any key it quotes is masked.
+
+    Upstreams echo what they were sent (the operator's key among it); an answer that is
+    not an error is relayed unchanged. Bytes that are not UTF-8 pass through as they are.
+    """
+    text = body.decode("utf-8", "surrogateescape")
+    masked = redact(text)
+    return body if masked == text else masked.encode("utf-8", "surrogateescape")

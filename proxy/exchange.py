@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,8 +60,10 @@ class ExchangeHandler:
         tasks: BackgroundTasks,
         limits: Limits,
         load: RequestLoad,
+        redact: Callable[[str], str],
     ) -> None:
         self._load = load
+        self._redact = redact
         self._upstreams = upstreams
         self._flags = flags
         self._metrics = metrics
@@ -197,7 +199,9 @@ class ExchangeHandler:
             upstream_response = await primary.send(upstream_request)
             arm.capture.status = upstream_response.status
             chunks = aiter(upstream_response)
-            return await relay(request, record, arm, upstream_response, chunks, first=None)
+            return await relay(
+                request, record, arm, upstream_response, chunks, first=None, redact=self._redact
+            )
         except UpstreamError as exc:
             arm.capture.finish(exc.kind)
             return upstream_failure(exc, record)
@@ -249,7 +253,9 @@ class ExchangeHandler:
             arm.capture.add(first)
             record.arms.append(arm)
             record.served_by = candidate.name
-            return await relay(request, record, arm, response, chunks, first=first)
+            return await relay(
+                request, record, arm, response, chunks, first=first, redact=self._redact
+            )
         finally:
             self._caps.release(candidate.name)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import string
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -25,7 +25,7 @@ from yarl import URL
 from core import UpstreamError
 from proxy.body import read_body
 from proxy.config import Limits
-from proxy.errors import RequestError, error_response
+from proxy.errors import RequestError, error_response, redacted_upstream_error
 from proxy.exchange import PRIMARY_HEADERS
 from proxy.relay import SERVED_BY_HEADER
 from proxy.upstreams import HttpUpstream
@@ -131,8 +131,15 @@ def method_not_allowed() -> web.Response:
 
 
 class PassthroughHandler:
-    def __init__(self, primary: HttpUpstream, limits: Limits, mirrored: Iterable[str]) -> None:
+    def __init__(
+        self,
+        primary: HttpUpstream,
+        limits: Limits,
+        mirrored: Iterable[str],
+        redact: Callable[[str], str],
+    ) -> None:
         self._primary = primary
+        self._redact = redact
         self._limits = limits
         self._mirrored = tuple(mirrored)
         self._base = URL(primary.config.base_url)
@@ -182,14 +189,7 @@ class PassthroughHandler:
             ) as upstream:
                 return await self._relay(request, upstream)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            failure = map_client_error(exc, self._primary.name)
-            log.warning("passthrough_failed", error=failure.kind.value)
-            return error_response(
-                504 if failure.kind.value == "timeout" else 502,
-                f"The upstream did not answer ({failure.kind.value}).",
-                error_type="upstream_error",
-                code=f"upstream_{failure.kind.value}",
-            )
+            return _failed(map_client_error(exc, self._primary.name))
 
     def _headers(self, request: web.Request) -> dict[str, str]:
         headers = {k: request.headers[k] for k in _FORWARDED if k in request.headers}
@@ -218,6 +218,8 @@ class PassthroughHandler:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         response.headers[SERVED_BY_HEADER] = self._primary.name
         idle_s = self._primary.config.stream_idle_timeout_s
+        if upstream.status >= 400:
+            return await self._relay_error(upstream, response)
         try:
             await response.prepare(request)
             async for chunk in body_chunks(upstream, self._primary.name, idle_s):
@@ -231,6 +233,31 @@ class PassthroughHandler:
         except ConnectionResetError:  # the client left mid-answer; the upstream call ends
             _close_client(request)
         return response
+
+    async def _relay_error(
+        self, upstream: aiohttp.ClientResponse, head: web.StreamResponse
+    ) -> web.Response:
+        """An error answer is read whole, so a key it quotes is masked before it is sent."""
+        idle_s = self._primary.config.stream_idle_timeout_s
+        try:
+            body = b"".join([c async for c in body_chunks(upstream, self._primary.name, idle_s)])
+        except UpstreamError as exc:
+            return _failed(exc)
+        return web.Response(
+            status=upstream.status,
+            body=redacted_upstream_error(body, self._redact),
+            headers=head.headers,
+        )
+
+
+def _failed(failure: UpstreamError) -> web.Response:
+    log.warning("passthrough_failed", error=failure.kind.value)
+    return error_response(
+        504 if failure.kind.value == "timeout" else 502,
+        f"The upstream did not answer ({failure.kind.value}).",
+        error_type="upstream_error",
+        code=f"upstream_{failure.kind.value}",
+    )
 
 
 def _close_client(request: web.Request) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from core import ErrorKind, UpstreamError, UpstreamResponse
-from proxy.errors import error_response
+from proxy.errors import error_response, redacted_upstream_error
 from proxy.record import Arm, ExchangeRecord
 
 # Only on responses of recorded exchanges: the id the exchange is stored under.
@@ -29,11 +29,14 @@ async def relay(
     upstream: UpstreamResponse,
     rest: AsyncIterator[bytes],
     first: bytes | None,
+    *,
+    redact: Callable[[str], str],
 ) -> web.StreamResponse:
     """Send the upstream's answer to the client as it arrives, capturing it on the way.
 
     ``first`` (already captured) was read from ``rest`` before; ``rest`` yields the remainder.
-    A non-streaming answer is sent whole, with a Content-Length, once complete.
+    A non-streaming answer is sent whole, with a Content-Length, once complete; an error
+    answer goes through ``redact`` first.
     """
     capture = arm.capture
     chunks = _chunks(first, rest)
@@ -56,7 +59,10 @@ async def relay(
                 await _write(response, chunk)
         capture.finish()
         if response is None:
-            response = web.Response(status=upstream.status, body=capture.body(), headers=headers)
+            body = capture.body()
+            if upstream.status >= 400:
+                body = redacted_upstream_error(body, redact)
+            response = web.Response(status=upstream.status, body=body, headers=headers)
         await _send(request, response)
     except UpstreamError as exc:
         capture.finish(exc.kind)

@@ -20,6 +20,7 @@ from rollout.state import Resolution, RolloutSnapshot
 from rollout.store import RolloutStore
 from storage.database import Database
 from storage.flags import FlagRecord
+from storage.redaction import redact_secrets
 from understudy.recording import Lifecycle, build_writer
 from understudy.settings import LimitAction, Settings
 
@@ -169,6 +170,7 @@ def build_app(
         sink=sink,
         registry=registry,
         limits=limits(settings),
+        redact=redact_secrets,  # the log's and the database's secret patterns
         sink_depth=getattr(sink, "queue_depth", None),
         shutdown_grace_s=settings.shutdown_grace_s,
     )

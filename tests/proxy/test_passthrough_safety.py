@@ -23,6 +23,7 @@ from core.memory_sink import InMemorySink
 from proxy.app import create_proxy_app
 from proxy.config import Limits, UpstreamConfig
 from proxy.upstream_set import UpstreamSet
+from storage.redaction import redact_secrets
 from tests.fakes import FakeOpenAI, running
 from tests.proxy.conftest import CLIENT_KEY, Rig, RigFactory
 from understudy.logs import configure_logging
@@ -355,6 +356,7 @@ async def test_internal_error_is_a_500_in_shape_logged_without_body_or_message()
             sink=InMemorySink(),
             registry=CollectorRegistry(),
             limits=Limits(),
+            redact=redact_secrets,
         )
         site = await start_site(app, "127.0.0.1", 0)
         try:

@@ -10,6 +10,7 @@ from storage.database import Database
 from storage.flags import (
     AuditNote,
     FlagRecord,
+    Seed,
     append_flag,
     current_flags,
     seed_flags,
@@ -41,19 +42,16 @@ class RolloutStore:
     def __init__(self, db: Database, rules: Rules, seed: FlagRecord) -> None:
         self._db = db
         self._rules = rules
-        self._seed = seed
+        note = AuditNote(actor=SEED_ACTOR, action=RolloutAction.SEED, reason="initial settings")
+        self._seed = Seed(seed, note)
 
     async def rows(self) -> dict[str | None, FlagRecord]:
         """The current rows; the seed (version 0, not written) when the store is empty."""
         rows = await current_flags(self._db)
-        return rows or {None: self._seed}
+        return rows or {None: self._seed.record}
 
     async def ensure_seeded(self) -> None:
-        await seed_flags(
-            self._db,
-            self._seed,
-            AuditNote(actor=SEED_ACTOR, action=RolloutAction.SEED, reason="initial settings"),
-        )
+        await seed_flags(self._db, self._seed.record, self._seed.note)
 
     async def change(
         self,
@@ -70,12 +68,12 @@ class RolloutStore:
         Raises ``RolloutRefused`` when a rule forbids it and ``StaleVersion`` when
         ``expected_version`` is not the latest; nothing is written then.
         """
-        await self.ensure_seeded()
         before, after = await append_flag(
             self._db,
             None if route is None else route.value,
             lambda rows: apply(action, base_row(rows, route), route, self._rules, values),
             AuditNote(actor=actor, action=action, reason=reason),
+            seed=self._seed,
             expected_version=expected_version,
         )
         return Change(route=route, before=before, after=after)

@@ -84,6 +84,14 @@ class AuditEntry:
     verdict: dict[str, Any] | None = field(default=None)
 
 
+@dataclass(frozen=True, slots=True)
+class Seed:
+    """The default row an empty store starts from, and the audit note that says so."""
+
+    record: FlagRecord
+    note: AuditNote
+
+
 # Given the current rows by route, the new row for the changed route (version left at 0).
 Change = Callable[[Mapping[str | None, FlagRecord]], FlagRecord]
 
@@ -169,23 +177,33 @@ async def append_flag(
     change: Change,
     note: AuditNote,
     *,
+    seed: Seed | None = None,
     expected_version: int | None = None,
 ) -> tuple[FlagRecord | None, FlagRecord]:
     """Append the next version for ``route`` as ``change`` computes it, with its audit entry.
 
+    An empty store first gets ``seed`` as its default row, in the same transaction.
     Returns the route's row before (None if it had none) and the row written. Raises
     ``StaleVersion`` when ``expected_version`` is given and is not the latest version;
-    exceptions from ``change`` propagate and nothing is written.
+    exceptions from ``change`` propagate and nothing is written, not even the seed.
     """
     for attempt in range(_WRITE_ATTEMPTS):
         try:
             async with db.sessions() as session, session.begin():
                 await _serialise_writers(session, db.dialect)
                 rows = await _current(session)
+                seeding = seed if not rows else None
+                if seeding is not None:
+                    rows = {None: replace(seeding.record, route=None)}
                 latest = max((r.version for r in rows.values()), default=0)
                 if expected_version is not None and expected_version != latest:
                     raise StaleVersion(expected_version, latest)
                 record = change(rows)
+                if seeding is not None:
+                    rows = {
+                        None: await _insert(session, db.dialect, rows[None], None, 0, seeding.note)
+                    }
+                    latest = rows[None].version
                 before = rows.get(route)
                 written = await _insert(
                     session, db.dialect, replace(record, route=route), before, latest, note

@@ -152,6 +152,9 @@ async def test_a_mode_needs_a_candidate(database: Database) -> None:
 
 
 async def test_stale_expected_version(store: RolloutStore, database: Database) -> None:
+    with pytest.raises(StaleVersion, match="at version 0, not 1"):  # empty: the seed is pending
+        await store.change(RolloutAction.PAUSE, actor="cli", reason="x", expected_version=1)
+    await store.ensure_seeded()
     first = await store.change(RolloutAction.PAUSE, actor="cli", reason="x", expected_version=1)
     with pytest.raises(StaleVersion, match="at version 2, not 1"):
         await store.change(RolloutAction.RESUME, actor="cli", reason="x", expected_version=1)

@@ -30,6 +30,11 @@ PLACES = (
     "candidate_timeout", "malformed_header", "non_utf8_header", "bad_json", "too_deep",
     "nan", "rejected", "spilled",
 )  # fmt: skip
+# Keys of no known shape, in headers: only where they are says they are keys.
+PLAIN_PLACES = (
+    "plain_bearer", "plain_api_key_header", "plain_x_api_key", "plain_custom_header",
+    "plain_cookie", "plain_organization", "plain_project",
+)  # fmt: skip
 # Primary answers quoting the prompt on purpose: the client gets them unchanged.
 ANSWERED_BACK = ("answer_echo", "tool_schema")
 ECHO_STATUS = {"echo-401": 401, "echo-500": 500}
@@ -37,7 +42,25 @@ CANDIDATE_ONLY_ECHO = {"candidate-echo": 500}
 
 
 def new_canaries() -> dict[str, str]:
-    return {place: "sk-proj-" + secrets.token_urlsafe(36) for place in PLACES}
+    shaped = {place: "sk-proj-" + secrets.token_urlsafe(36) for place in PLACES}
+    return {**shaped, **{place: secrets.token_hex(24) for place in PLAIN_PLACES}}
+
+
+def client_of(url: str, c: Mapping[str, str], prefix: str = "") -> AsyncOpenAI:
+    """An SDK client sending the canaries of the header places (``prefix`` picks a set)."""
+    return AsyncOpenAI(
+        base_url=f"{url}/v1",
+        api_key=c[prefix + "bearer"],
+        organization=c[prefix + "organization"],
+        project=c[prefix + "project"],
+        max_retries=0,
+        default_headers={
+            "api-key": c[prefix + "api_key_header"],
+            "x-api-key": c[prefix + "x_api_key"],
+            "X-Custom-Auth": c[prefix + "custom_header"],
+            "Cookie": f"session={c[prefix + 'cookie']}",
+        },
+    )
 
 
 class EchoingOpenAI(FakeOpenAI):
@@ -88,13 +111,13 @@ class Responses:
 
     def __init__(self) -> None:
         self.seen: dict[str, bytes] = {}
-        self.exchange_ids: set[str] = set()
+        self.exchange_ids: dict[str, str] = {}  # label -> id, without dashes
 
     def add(self, label: str, status: int, headers: Mapping[str, str], body: bytes) -> None:
         head = "\n".join(f"{k}: {v}" for k, v in headers.items())
         self.seen[label] = f"{status}\n{head}\n".encode() + body
         if (exchange_id := headers.get("x-understudy-exchange-id")) is not None:
-            self.exchange_ids.add(exchange_id)
+            self.exchange_ids[label] = exchange_id.replace("-", "")
 
 
 async def sdk_call(responses: Responses, label: str, call: Any) -> int:
@@ -130,19 +153,7 @@ def chat_body(content: str, extra: str = "") -> bytes:
 
 async def send_everything(url: str, c: Mapping[str, str], responses: Responses) -> None:
     """Every request of the sweep, concurrently; each status checked as the API promises."""
-    client = AsyncOpenAI(
-        base_url=f"{url}/v1",
-        api_key=c["bearer"],
-        organization=c["organization"],
-        project=c["project"],
-        max_retries=0,
-        default_headers={
-            "api-key": c["api_key_header"],
-            "x-api-key": c["x_api_key"],
-            "X-Custom-Auth": c["custom_header"],
-            "Cookie": f"session={c['cookie']}",
-        },
-    )
+    client, plain = client_of(url, c), client_of(url, c, "plain_")
     chat = client.chat.completions.with_raw_response.create
 
     def user(content: str) -> list[Any]:
@@ -164,6 +175,10 @@ async def send_everything(url: str, c: Mapping[str, str], responses: Responses) 
         },
     }
     sdk = {
+        "plain_chat": plain.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=user("hello")
+        ),
+        "plain_passthrough": plain.models.with_raw_response.list(),
         "main": chat(
             model="gpt-4o-mini",
             messages=[
@@ -234,6 +249,7 @@ async def send_everything(url: str, c: Mapping[str, str], responses: Responses) 
         **dict.fromkeys(raw, 400),
     }
     await client.close()
+    await plain.close()
 
 
 def chat_on(proxy: Proxy, model: str, content: str) -> str:

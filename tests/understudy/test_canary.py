@@ -59,6 +59,7 @@ FAIL_ALL = (
     "CREATE TRIGGER canary_fail_all BEFORE INSERT ON exchanges "
     "BEGIN INSERT INTO no_such_table VALUES (1); END"
 )
+OPS_PATHS = ("/metrics", "/healthz", "/readyz")
 CLI_WORKERS = 4  # CLI runs at once: each mostly waits on its imports
 
 
@@ -117,6 +118,12 @@ def run_sql(db: Path, *statements: str) -> None:
 
 def files_under(directory: Path, prefix: str) -> bytes:
     return b"\n".join(p.read_bytes() for p in sorted(directory.rglob(f"{prefix}*")))
+
+
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: bytes = response.read()
+        return body
 
 
 def metric_values(exposition: bytes) -> dict[str, float]:
@@ -213,7 +220,7 @@ async def test_no_canary_reaches_any_sink(
     spill_dir = tmp_path / "spill"
     try:
         await send_everything(proxy.url, canaries, responses)
-        recorded = {i.replace("-", "") for i in responses.exchange_ids}
+        recorded = set(responses.exchange_ids.values())
         await asyncio.to_thread(
             wait_for, lambda: recorded <= set(stored_requests(db)), "the exchanges to be stored"
         )
@@ -233,8 +240,8 @@ async def test_no_canary_reaches_any_sink(
         await asyncio.to_thread(
             wait_for, lambda: spilled_id in stored_requests(db), "the spill to be replayed"
         )
-        metrics = await asyncio.to_thread(
-            lambda: urllib.request.urlopen(f"{proxy.url}/metrics", timeout=5).read()
+        metrics, health, ready = await asyncio.gather(
+            *(asyncio.to_thread(fetch, f"{proxy.url}{path}") for path in OPS_PATHS)
         )
     finally:
         exit_code = await asyncio.to_thread(proxy.terminate)
@@ -262,6 +269,8 @@ async def test_no_canary_reaches_any_sink(
         "rejected file": rejected,
         "spill dir now": files_under(spill_dir, ""),
         "metrics": metrics,
+        "healthz": health,
+        "readyz": ready,
         **{f"response {label}": body for label, body in responses.seen.items()},
         **outputs,
     }
@@ -272,7 +281,8 @@ async def test_no_canary_reaches_any_sink(
 
     # The sweep is not vacuous: every key went where it should, and recordings hold the mark.
     sent_to_primary = received(primary)
-    for place in ("operator", "prompt", "system", "organization", "project", "passthrough_query"):
+    forwarded = ("operator", "prompt", "system", "organization", "project", "passthrough_query")
+    for place in (*forwarded, "plain_organization", "plain_project"):
         assert canaries[place].encode() in sent_to_primary, place
     assert f"Bearer {canaries['operator']}".encode() in sent_to_primary
     assert canaries["bearer"].encode() not in sent_to_primary  # replaced by the operator's
@@ -283,7 +293,8 @@ async def test_no_canary_reaches_any_sink(
         assert canaries[place].encode() in responses.seen[place]
     assert len(stored) == len(recorded) + 1  # the spilled one replayed; the rejected not
     unmarked = [i for i, request in stored.items() if SECRET_MARK not in request]
-    assert unmarked == [], "every request held a key, so every stored one holds the mark"
+    # Every recorded request but the plain client's held a key in its body.
+    assert unmarked == [responses.exchange_ids["plain_chat"]]
     assert SECRET_MARK.encode() in spilled and SECRET_MARK.encode() in rejected
     counted = metric_values(metrics)
     assert counted["understudy_storage_spilled_total"] >= 1

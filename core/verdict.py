@@ -57,6 +57,7 @@ class MetricResult:
     unit: str  # how to read the numbers: "ratio", "share", "difference", "ms", "score"
     confidence: float
     reason: str  # one line in plain words
+    planned_n: int | None = None  # observations (in the metric's own count) for 80 % power
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ class Verdict:
     metrics: tuple[MetricResult, ...]
     n: int  # units in this stage: pairs in shadow mode, candidate-served exchanges in split
     min_samples: int  # no promotion before this many units
-    max_samples: int  # the last planned look; still inconclusive here means hold
+    planned_n: int | None  # units the stage needs for 80 % power at promotion, if known
     alpha: float
 
     def metric(self, name: str) -> MetricResult | None:

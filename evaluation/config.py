@@ -13,9 +13,16 @@ from evaluation.metrics.registry import DEFAULT_METRICS, METRIC_CLASSES
 class MetricSpec:
     """One decision metric. ``name`` selects how its evidence is computed.
 
-    ``margin`` is the worst acceptable value on the metric's scale. A guardrail
-    that fails rolls back; any other failure holds for a person. A metric that
-    is not ``required`` does not block promotion while it has no data.
+    Two questions are asked of each metric, each with its own one-sided test:
+
+    * promotion: is the candidate non-inferior, i.e. inside ``margin`` (the
+      worst acceptable value on the metric's scale)?
+    * harm: is it worse than ``harm`` (for a guardrail, the "as good as the
+      primary" value plus a small threshold; None means the margin)?
+
+    Proven harm on a guardrail rolls back; on any other metric it holds for a
+    person. A metric that is not ``required`` does not block promotion while
+    it has no data.
     """
 
     name: str
@@ -23,15 +30,37 @@ class MetricSpec:
     direction: Direction
     guardrail: bool = False
     required: bool = True
+    harm: float | None = None
+
+    @property
+    def harm_limit(self) -> float:
+        return self.margin if self.harm is None else self.harm
 
 
 LOWER = Direction.LOWER_IS_BETTER
 
+# Where "as good as the primary" sits on each guardrail's scale; harm is measured from here.
+NEUTRAL = {"latency_total": 1.0, "latency_p95": 1.0, "error_rate": 0.0, "quality": 0.5}
+RELATIVE_HARM = frozenset({"latency_total", "latency_p95"})  # ratios: the threshold is relative
+
+
+def harm_limit(name: str, threshold: float) -> float:
+    """The harm limit of a guardrail for a harm ``threshold`` (0: worse at all)."""
+    neutral = NEUTRAL[name]
+    return neutral * (1.0 + threshold) if name in RELATIVE_HARM else neutral + threshold
+
+
 DEFAULT_METRIC_SPECS: tuple[MetricSpec, ...] = (
-    MetricSpec("latency_total", 1.10, LOWER, guardrail=True),  # typical slowdown <= 10 %
-    MetricSpec("latency_p95", 1.10, LOWER, guardrail=True),  # tail slowdown <= 10 %
-    MetricSpec("error_rate", 0.01, LOWER, guardrail=True),  # <= 1 point more errors
-    MetricSpec("quality", 0.55, LOWER, guardrail=True, required=False),  # loses <= 55 %
+    # typical slowdown <= 10 %
+    MetricSpec("latency_total", 1.10, LOWER, guardrail=True, harm=harm_limit("latency_total", 0)),
+    # tail slowdown <= 10 %
+    MetricSpec("latency_p95", 1.10, LOWER, guardrail=True, harm=harm_limit("latency_p95", 0)),
+    # <= 1 point more errors
+    MetricSpec("error_rate", 0.01, LOWER, guardrail=True, harm=harm_limit("error_rate", 0)),
+    # loses <= 55 % of non-tied judgments
+    MetricSpec(
+        "quality", 0.55, LOWER, guardrail=True, required=False, harm=harm_limit("quality", 0)
+    ),
     MetricSpec("latency_ttft", 1.10, LOWER),
     MetricSpec("noise_gap", 0.05, LOWER, required=False),
     MetricSpec("slo_ttft_p50", 700.0, LOWER),  # median time to first token, ms
@@ -44,11 +73,11 @@ class EvaluationConfig:
     alpha: float = 0.05  # false promote, and false rollback, each at most this
     metrics: tuple[MetricSpec, ...] = DEFAULT_METRIC_SPECS
     min_samples: int = 500  # units before any promotion (pairs; candidate requests in split)
-    max_samples: int = 700  # units at the last planned look for quantile metrics
-    looks: int = 5  # planned looks for quantile metrics, at most 5
+    look_every: int = 25  # units between recomputations of quantile and split-mode metrics
     burn_in: int = 30  # values before an asymptotic confidence sequence is trusted
-    cs_target_n: int = 500  # where mean-type confidence sequences are tightest
-    bootstrap_replicates: int = 400
+    cs_target_n: int = 1000  # where normal-mixture confidence sequences are tightest
+    power: float = 0.8  # planned sample sizes give this chance of promoting an equal candidate
+    bootstrap_replicates: int = 400  # for the report's fixed-sample findings
     seed: int = 0  # makes bootstrap-based results reproducible
     text_metrics: tuple[str, ...] = DEFAULT_METRICS
     noise_metric: str = "chrf"  # the similarity the noise floor is judged on
@@ -68,10 +97,12 @@ class EvaluationConfig:
         unknown = [n for n in self.text_metrics if n not in METRIC_CLASSES]
         if unknown:
             raise ConfigError("evaluation.text_metrics", f"unknown metric {unknown[0]!r}")
-        if not 1 <= self.looks <= 5:
-            raise ConfigError("evaluation.looks", "must be between 1 and 5")
-        if self.max_samples < self.looks or self.min_samples < 1:
-            raise ConfigError("evaluation.max_samples", "must be at least the number of looks")
+        if self.look_every < 1:
+            raise ConfigError("evaluation.look_every", "must be at least 1")
+        if self.min_samples < 1:
+            raise ConfigError("evaluation.min_samples", "must be at least 1")
+        if not 0.5 <= self.power < 1.0:
+            raise ConfigError("evaluation.power", "must be in [0.5, 1)")
         if self.noise_metric not in self.text_metrics:
             raise ConfigError("evaluation.noise_metric", "must be one of text_metrics")
 
@@ -79,11 +110,21 @@ class EvaluationConfig:
     def guardrail_count(self) -> int:
         return sum(1 for m in self.metrics if m.guardrail)
 
-    def metric_alpha(self, spec: MetricSpec) -> float:
-        """Error allowed for each end of this metric's interval.
+    def promote_alpha(self, spec: MetricSpec) -> float:
+        """Error allowed for the promotion end of this metric's interval.
 
-        A rollback needs one guardrail's interval wholly beyond its margin, so
-        guardrails share alpha (Bonferroni). A promotion needs every metric
-        inside its margin (an intersection-union test), so each keeps alpha.
+        A promotion needs every metric inside its margin (an intersection-union
+        test), so each metric keeps the full alpha: a candidate beyond the
+        margin on any one metric is promoted with probability at most alpha.
+        """
+        return self.alpha
+
+    def harm_alpha(self, spec: MetricSpec) -> float:
+        """Error allowed for the harm end of this metric's interval.
+
+        A rollback needs any one guardrail beyond its harm limit, so guardrails
+        share alpha (Bonferroni): a candidate no worse than the primary on every
+        guardrail is rolled back with probability at most alpha. Other metrics
+        only hold, each at alpha.
         """
         return self.alpha / self.guardrail_count if spec.guardrail else self.alpha

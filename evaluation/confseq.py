@@ -1,27 +1,37 @@
 """Confidence sequences: intervals that stay valid however often they are looked at.
 
-Each end is a one-sided bound: the lower bound ever exceeds the true mean with
-probability at most ``alpha``, and likewise the upper bound falls below it. So
-"interval above the margin" is a level-alpha test however often it is checked,
-and the interval covers the mean throughout with probability at least 1 - 2*alpha.
+Each end is a one-sided bound with its own level: the lower bound ever exceeds
+the true value with probability at most its alpha, and likewise the upper
+bound falls below it. So "upper end inside the margin" is a level-alpha test
+however often, and at whatever times, it is checked; the two ends may carry
+different alphas because they answer different questions (promotion, harm).
 
-Two kinds, both computed for every prefix in one vectorised pass (the value a
-verdict uses is the last element):
-
-* ``betting_cs`` — the predictable plug-in empirical-Bernstein confidence
-  sequence of Waudby-Smith & Ramdas (2023), for values in a known range
-  [lo, hi]. Exactly valid at every sample size; used for error indicators,
-  judge outcomes and similarity gaps.
-* ``normal_mixture_cs`` — the asymptotic confidence sequence of Waudby-Smith,
-  Arnold, Wu, Howard & Ramdas (2021): the Gaussian-mixture boundary of
-  Howard et al. with a plug-in standard deviation. Valid as n grows, for
-  unbounded values such as log latency ratios; callers give it a burn-in.
+* ``count_betting_bounds`` — for values on a few known points in [lo, hi]
+  (error differences in {-1, 0, 1}, judge losses in {0, 1}): the betting
+  confidence sequence of Waudby-Smith & Ramdas (2023), "Estimating means of
+  bounded random variables by betting" (JRSS-B), with an equal-weight mixture
+  of constant bets spread over the full range (their "dKelly" hedge). Exact at
+  every sample size; computed from counts, so any prefix costs the same.
+* ``betting_cs`` — their predictable plug-in empirical-Bernstein sequence, for
+  bounded continuous values (similarity gaps).
+* ``normal_mixture_cs`` / ``mixture_radius`` — the asymptotic confidence
+  sequence of Waudby-Smith, Arnold, Wu, Howard & Ramdas (2021): the
+  Gaussian-mixture boundary of Howard, Ramdas, McAuliffe & Sekhon (2021,
+  "Time-uniform, nonparametric, nonasymptotic confidence sequences", eq. 14)
+  with a plug-in standard deviation, tightest near a planned sample size. Valid
+  as n grows, for unbounded values (log latency ratios) and asymptotically
+  linear estimators (quantile ratios); callers give it a burn-in.
+* ``binomial_rank_boundary`` — an exact mixture boundary for a Binomial(t, q)
+  count, the basis of the distribution-free quantile sequence of Howard &
+  Ramdas (2022), "Sequential estimation of quantiles with applications to
+  A/B-testing and best-arm identification" (Bernoulli).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -98,8 +108,9 @@ def mixture_rho(alpha: float, target_n: float) -> float:
     return math.sqrt((log_a + math.log(log_a + 1.0)) / target_n)
 
 
-def _mixture_radius(t: FloatArray, rho2: float, alpha: float) -> FloatArray:
-    """One-sided normal-mixture boundary for unit variance (Howard et al. 2021, eq. 14)."""
+def mixture_radius(t: FloatArray, alpha: float, target_n: float) -> FloatArray:
+    """One-sided normal-mixture radius for the mean of ``t`` unit-variance values."""
+    rho2 = mixture_rho(alpha, target_n) ** 2
     spread = t * rho2 + 1.0
     radius: FloatArray = np.sqrt(
         2.0 * spread / (t**2 * rho2) * np.log(np.sqrt(spread) / (2.0 * alpha) + 1.0)
@@ -107,8 +118,15 @@ def _mixture_radius(t: FloatArray, rho2: float, alpha: float) -> FloatArray:
     return radius
 
 
-def normal_mixture_cs(x: NDArray[np.floating], alpha: float, *, target_n: float = 500.0) -> CSPath:
-    """Asymptotic confidence sequence for the mean, alpha per side, tightest near ``target_n``."""
+def normal_mixture_cs(
+    x: NDArray[np.floating],
+    alpha: float,
+    *,
+    target_n: float = 1000.0,
+    alpha_upper: float | None = None,
+) -> CSPath:
+    """Asymptotic confidence sequence for the mean; ``alpha`` for the lower end and
+    ``alpha_upper`` (default the same) for the upper end, tightest near ``target_n``."""
     data = np.asarray(x, dtype=np.float64)
     _validate(data, alpha)
     n = data.shape[-1]
@@ -119,21 +137,136 @@ def normal_mixture_cs(x: NDArray[np.floating], alpha: float, *, target_n: float 
     s2 = np.cumsum(shifted**2, axis=-1)
     mean_shifted = s1 / t
     var = np.maximum(s2 / t - mean_shifted**2, 0.0) * (t / np.maximum(t - 1.0, 1.0))
-    rho2 = mixture_rho(alpha, target_n) ** 2
-    width = np.sqrt(var) * _mixture_radius(t, rho2, alpha)
+    sd = np.sqrt(var)
     mean = mean_shifted + data[..., :1]
-    return CSPath(mean, mean - width, mean + width)
+    up = alpha if alpha_upper is None else alpha_upper
+    return CSPath(
+        mean,
+        mean - sd * mixture_radius(t, alpha, target_n),
+        mean + sd * mixture_radius(t, up, target_n),
+    )
 
 
 def normal_mixture_last(
-    x: NDArray[np.floating], alpha: float, *, target_n: float = 500.0
+    x: NDArray[np.floating],
+    alpha: float,
+    *,
+    target_n: float = 1000.0,
+    alpha_upper: float | None = None,
 ) -> tuple[float, float, float]:
     """The current (estimate, lower, upper) of ``normal_mixture_cs`` without building the path."""
     data = np.asarray(x, dtype=np.float64)
     _validate(data, alpha)
-    n = float(data.size)
+    n = np.asarray(float(data.size))
     mean = float(np.mean(data))
     sd = float(np.std(data, ddof=1)) if data.size > 1 else 0.0
-    rho2 = mixture_rho(alpha, target_n) ** 2
-    width = sd * float(_mixture_radius(np.asarray(n), rho2, alpha))
-    return mean, mean - width, mean + width
+    up = alpha if alpha_upper is None else alpha_upper
+    low_width = sd * float(mixture_radius(n, alpha, target_n))
+    high_width = sd * float(mixture_radius(n, up, target_n))
+    return mean, mean - low_width, mean + high_width
+
+
+def _logsumexp(a: FloatArray, axis: int) -> FloatArray:
+    top = np.max(a, axis=axis, keepdims=True)
+    result: FloatArray = np.squeeze(top, axis=axis) + np.log(np.sum(np.exp(a - top), axis=axis))
+    return result
+
+
+# ---- betting on a few known points -----------------------------------------------------------
+
+# Constant bets, as a share of the largest bet that keeps wealth non-negative:
+# from nearly all-in down to 1/20 of it, equal weights.
+BET_SHARES: FloatArray = 0.9 * 0.56 ** np.arange(6, dtype=np.float64)
+_BISECTIONS = 32  # the bound is found to (hi - lo) * 2**-32, rounded to the safe side
+
+
+def _log_wealth(counts: FloatArray, ratio: FloatArray) -> FloatArray:
+    """log of the equal-weight mixture of wealths; ``ratio`` is (..., points)."""
+    wealth = np.zeros((*counts.shape[:-1], BET_SHARES.size))
+    for v in range(counts.shape[-1]):
+        wealth += counts[..., v, None] * np.log1p(BET_SHARES * ratio[..., v, None])
+    mixed: FloatArray = _logsumexp(wealth, axis=-1) - math.log(BET_SHARES.size)
+    return mixed
+
+
+def count_betting_bounds(
+    counts: NDArray[np.floating] | NDArray[np.integer],
+    support: tuple[float, ...],
+    lo: float,
+    hi: float,
+    alpha_lower: float,
+    alpha_upper: float,
+) -> tuple[FloatArray, FloatArray]:
+    """Lower and upper confidence-sequence bounds for the mean of values on ``support``.
+
+    ``counts[..., v]`` is how many of the values so far equal ``support[v]``
+    (any leading shape: one row per time, per run). The lower bound is the
+    largest m at which a gambler betting on "mean above m" has multiplied
+    its wealth by 1/alpha_lower (so m is rejected); likewise the upper bound.
+    Bisection keeps the rejected end, so the bounds are exact, never optimistic.
+    """
+    if hi <= lo or not all(lo <= s <= hi for s in support):
+        raise ValueError("support must lie in [lo, hi]")
+    for a in (alpha_lower, alpha_upper):
+        if not 0.0 < a < 1.0:
+            raise ValueError("alpha must be in (0, 1)")
+    c = np.asarray(counts, dtype=np.float64)
+    points = np.asarray(support, dtype=np.float64)
+    shape = c.shape[:-1]
+    # Constant bets never reject the sample mean (log(1 + y) <= y), so it brackets both ends.
+    total = np.maximum(c.sum(axis=-1), 1.0)
+    mean = np.clip((c @ points) / total, lo, hi)
+    bounds = []
+    for alpha, side in ((alpha_lower, 1.0), (alpha_upper, -1.0)):
+        rejected = np.full(shape, lo if side > 0 else hi)
+        accepted = mean.copy()
+        threshold = math.log(1.0 / alpha)
+        for _ in range(_BISECTIONS):
+            m = 0.5 * (rejected + accepted)
+            # A mean at the very end of the range makes m that end: 0/0, never a rejection.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if side > 0:  # bets that the mean is above m pay (x - lo)/(m - lo) - 1 per unit
+                    ratio = (points - lo) / (m[..., None] - lo) - 1.0
+                else:
+                    ratio = (hi - points) / (hi - m[..., None]) - 1.0
+                hit = _log_wealth(c, ratio) >= threshold
+            rejected = np.where(hit, m, rejected)
+            accepted = np.where(hit, accepted, m)
+        bounds.append(rejected)
+    return bounds[0], bounds[1]
+
+
+# ---- quantiles -------------------------------------------------------------------------------
+
+_RANK_BETS: FloatArray = 2.0 ** np.arange(-5.0, 2.5, 0.5)  # tilts of the binomial law
+
+
+def binomial_rank_boundary(q: float, alpha: float, size: int) -> float:
+    """b_t with P(Binomial count S_t - t*q >= b_t for some t) <= alpha, at t = ``size``.
+
+    The mixture over tilts of exp(lam*S_t - t*log(1 - q + q*e^lam)) is a
+    martingale with mean one, so Ville's inequality bounds the crossing.
+    Pass 1 - q for the other side.
+    """
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    table = _rank_table(q, alpha, 1 << max(size - 1, 1).bit_length())
+    return float(table[size - 1])
+
+
+@lru_cache(maxsize=64)
+def _rank_table(q: float, alpha: float, upto: int) -> FloatArray:
+    """``binomial_rank_boundary`` for every t in 1..upto, in one vectorised bisection."""
+    t = np.arange(1, upto + 1, dtype=np.float64)
+    lam = _RANK_BETS[None, :]
+    cumulant = t[:, None] * np.log1p(q * np.expm1(lam))
+    low, high = np.zeros_like(t), t * (1.0 - q) + 1.0
+    threshold = math.log(1.0 / alpha) + math.log(_RANK_BETS.size)
+    for _ in range(_BISECTIONS):
+        b = 0.5 * (low + high)
+        wealth = _logsumexp(lam * (t[:, None] * q + b[:, None]) - cumulant, axis=1)
+        hit = wealth >= threshold
+        high = np.where(hit, b, high)
+        low = np.where(hit, low, b)
+    high.flags.writeable = False
+    return high

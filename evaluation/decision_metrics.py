@@ -8,30 +8,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
 
 from evaluation.columns import ArmColumns, Mode, Series, SplitColumns, VerdictInput
-from evaluation.evidence import LookMetric, SequenceMetric
-from evaluation.groupseq import nominal_alpha
+from evaluation.evidence import EvidenceContext, LookMetric, LookResult, MeanMetric, log_or_nan
 from evaluation.quality import LOSS, TIE
-from evaluation.quantiles import order_statistic_interval
-from evaluation.resample import (
-    cluster_bootstrap_quantiles,
-    hd_quantile,
-    paired_bootstrap_log_quantile_ratio,
+from evaluation.quantile_metrics import (
+    cluster_mean,
+    clustered_mean_cs,
+    quantile_cs,
+    shadow_p95,
+    split_quantile_ratio,
 )
 from evaluation.stats import paired_valid, time_per_output_token
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
-MIN_QUANTILE_PAIRS = 20  # fewer usable rows than this at a look gives no interval
 NAN = math.nan
+ERROR_POINTS = (-1.0, 0.0, 1.0)  # candidate minus primary failure, per pair
+LOSS_POINTS = (0.0, 1.0)
 
-Definition = SequenceMetric | LookMetric
+Definition = MeanMetric | LookMetric
 
 
 def _exp(x: FloatArray) -> FloatArray:
@@ -97,24 +97,11 @@ def _paired_latency_rows(data: VerdictInput) -> BoolArray:
 def _p95_running(data: VerdictInput) -> float:
     cand, prim = _shadow(data)
     ok = _paired_latency_rows(data)
-    return hd_quantile(cand.latency_ms[ok], 0.95) / hd_quantile(prim.latency_ms[ok], 0.95)
+    return float(np.quantile(cand.latency_ms[ok], 0.95) / np.quantile(prim.latency_ms[ok], 0.95))
 
 
-def _p95_at_look(
-    data: VerdictInput, z: float, rng: np.random.Generator, replicates: int
-) -> tuple[float, float, float, int]:
-    cand, prim = _shadow(data)
-    ok = _paired_latency_rows(data)
-    n = int(np.count_nonzero(ok))
-    if n < MIN_QUANTILE_PAIRS:
-        return (_p95_running(data) if n else NAN), NAN, NAN, n
-    est, centred = paired_bootstrap_log_quantile_ratio(
-        cand.latency_ms[ok], prim.latency_ms[ok], 0.95, replicates, rng
-    )
-    # A bootstrap standard error with the look's z bound: extreme look levels
-    # would need far more replicates for percentile intervals.
-    se = float(np.std(centred, ddof=1))
-    return math.exp(est), math.exp(est - z * se), math.exp(est + z * se), n
+def _p95_at_look(data: VerdictInput, ctx: EvidenceContext) -> LookResult:
+    return shadow_p95(data, ctx, _paired_latency_rows(data))
 
 
 def _candidate_values(data: VerdictInput, field: str) -> FloatArray:
@@ -142,15 +129,8 @@ def _slo(field: str, q: float) -> LookMetric:
     def running(data: VerdictInput) -> float:
         return float(np.quantile(_candidate_values(data, field), q))
 
-    def at_look(
-        data: VerdictInput, z: float, rng: np.random.Generator
-    ) -> tuple[float, float, float, int]:
-        values = _candidate_values(data, field)
-        if values.size == 0:
-            return NAN, NAN, NAN, 0
-        # Each end at the look's one-sided nominal level.
-        lo, hi = order_statistic_interval(values, q, 2.0 * nominal_alpha(z, two_sided=False))
-        return float(np.quantile(values, q)), lo, hi, int(values.size)
+    def at_look(data: VerdictInput, ctx: EvidenceContext) -> LookResult:
+        return quantile_cs(_candidate_values(data, field), q, ctx)
 
     what = "time to first token" if field == "ttft_ms" else "total latency"
     return LookMetric(
@@ -164,20 +144,6 @@ def _slo(field: str, q: float) -> LookMetric:
 
 
 # ---- split mode: rows are single exchanges, users are the unit ------------------------------
-
-
-def _cluster_mean(values: FloatArray, users: NDArray[np.int64]) -> tuple[float, float]:
-    """Mean over rows and its user-clustered (sandwich) variance."""
-    _, codes = np.unique(users, return_inverse=True)
-    sums = np.bincount(codes, weights=values)
-    sizes = np.bincount(codes).astype(np.float64)
-    mean = float(sums.sum() / sizes.sum())
-    clusters = sums.size
-    if clusters < 2:
-        return mean, math.inf
-    residual = sums - mean * sizes
-    var = float(np.sum(residual**2) / sizes.sum() ** 2) * clusters / (clusters - 1)
-    return mean, var
 
 
 def _split_arms(
@@ -204,17 +170,16 @@ def _split_log_ratio(field: str) -> LookMetric:
         ok: BoolArray = np.isfinite(values) & (values > 0) & ~split.served.failed
         return ok
 
-    def at_look(
-        data: VerdictInput, z: float, rng: np.random.Generator
-    ) -> tuple[float, float, float, int]:
+    def at_look(data: VerdictInput, ctx: EvidenceContext) -> LookResult:
         (c, cu), (p, pu) = _split_arms(data, field)
         n = int(c.size + p.size)
-        if c.size == 0 or p.size == 0:
-            return NAN, NAN, NAN, 0
-        mc, vc = _cluster_mean(np.log(c), cu)
-        mp, vp = _cluster_mean(np.log(p), pu)
-        d, se = mc - mp, math.sqrt(vc + vp)
-        return math.exp(d), math.exp(d - z * se), math.exp(d + z * se), n
+        if c.size < 2 or p.size < 2:
+            return LookResult(NAN, NAN, NAN, n)
+        mc, vc = cluster_mean(np.log(c), cu)
+        mp, vp = cluster_mean(np.log(p), pu)
+        d = mc - mp
+        lo, hi, planned = clustered_mean_cs(d, vc + vp, int(c.size), ctx, log_or_nan(ctx.margin))
+        return LookResult(math.exp(d), math.exp(lo), math.exp(hi), n, planned)
 
     what = "time to first token" if field == "ttft_ms" else "total latency"
     return LookMetric(
@@ -227,25 +192,18 @@ def _split_log_ratio(field: str) -> LookMetric:
     )
 
 
-def _split_p95(replicates: int) -> LookMetric:
+def _split_p95() -> LookMetric:
     def running(data: VerdictInput) -> float:
         (c, _), (p, _) = _split_arms(data, "latency_ms")
         if c.size == 0 or p.size == 0:
             return NAN
         return float(np.quantile(c, 0.95) / np.quantile(p, 0.95))
 
-    def at_look(
-        data: VerdictInput, z: float, rng: np.random.Generator
-    ) -> tuple[float, float, float, int]:
-        (c, cu), (p, pu) = _split_arms(data, "latency_ms")
-        n = int(c.size + p.size)
-        if min(c.size, p.size) < MIN_QUANTILE_PAIRS:
-            return running(data), NAN, NAN, n
-        est = math.log(np.quantile(c, 0.95)) - math.log(np.quantile(p, 0.95))
-        boot_c = cluster_bootstrap_quantiles(c, cu, (0.95,), replicates, rng)[:, 0]
-        boot_p = cluster_bootstrap_quantiles(p, pu, (0.95,), replicates, rng)[:, 0]
-        se = float(np.std(np.log(boot_c) - np.log(boot_p), ddof=1))
-        return math.exp(est), math.exp(est - z * se), math.exp(est + z * se), n
+    def at_look(data: VerdictInput, ctx: EvidenceContext) -> LookResult:
+        c, p = _split_arms(data, "latency_ms")
+        if c[0].size == 0 or p[0].size == 0:
+            return LookResult(NAN, NAN, NAN, int(c[0].size + p[0].size))
+        return split_quantile_ratio(c, p, 0.95, ctx)
 
     return LookMetric(
         subject="candidate/primary p95 total latency",
@@ -273,16 +231,16 @@ def _split_errors() -> LookMetric:
     def usable(data: VerdictInput) -> BoolArray:
         return np.ones(data.n, dtype=np.bool_)
 
-    def at_look(
-        data: VerdictInput, z: float, rng: np.random.Generator
-    ) -> tuple[float, float, float, int]:
+    def at_look(data: VerdictInput, ctx: EvidenceContext) -> LookResult:
         fc, cu, fp, pu = arms(data)
-        if fc.size == 0 or fp.size == 0:
-            return NAN, NAN, NAN, 0
-        mc, vc = _cluster_mean(fc, cu)
-        mp, vp = _cluster_mean(fp, pu)
-        d, se = mc - mp, math.sqrt(vc + vp)
-        return d, d - z * se, d + z * se, int(fc.size + fp.size)
+        n = int(fc.size + fp.size)
+        if fc.size < 2 or fp.size < 2:
+            return LookResult(NAN, NAN, NAN, n)
+        mc, vc = cluster_mean(fc, cu)
+        mp, vp = cluster_mean(fp, pu)
+        d = mc - mp
+        lo, hi, planned = clustered_mean_cs(d, vc + vp, int(fc.size), ctx, ctx.margin)
+        return LookResult(d, lo, hi, n, planned)
 
     return LookMetric(
         subject="candidate minus primary error rate",
@@ -297,33 +255,34 @@ def _split_errors() -> LookMetric:
 # ---- the registry ----------------------------------------------------------------------------
 
 
-def _shadow_p95(replicates: int) -> LookMetric:
+def _shadow_p95() -> LookMetric:
     return LookMetric(
         subject="candidate/primary p95 total latency",
         unit="ratio",
         noun="pairs",
-        at_look=partial(_p95_at_look, replicates=replicates),
+        at_look=_p95_at_look,
         running=_p95_running,
         usable=_paired_latency_rows,
     )
 
 
-def _ratio_sequence(subject: str, series: Callable[[VerdictInput], Series]) -> SequenceMetric:
-    return SequenceMetric(subject, "ratio", "pairs", series, transform=_exp)
+def _ratio_sequence(subject: str, series: Callable[[VerdictInput], Series]) -> MeanMetric:
+    return MeanMetric(subject, "ratio", "pairs", series, transform=_exp, inverse=log_or_nan)
 
 
-def _quality() -> SequenceMetric:
-    return SequenceMetric(
+def _quality() -> MeanMetric:
+    return MeanMetric(
         "candidate's share of losses among non-tied judgments",
         "share",
         "judgments",
         _loss_indicator,
-        bounds=(0.0, 1.0),
+        neutral=0.5,
+        support=LOSS_POINTS,
     )
 
 
-def _noise() -> SequenceMetric:
-    return SequenceMetric(
+def _noise() -> MeanMetric:
+    return MeanMetric(
         "similarity gap to OpenAI's own run-to-run noise",
         "difference",
         "noise samples",
@@ -332,7 +291,7 @@ def _noise() -> SequenceMetric:
     )
 
 
-def _shadow_definition(name: str, replicates: int) -> Definition | None:
+def _shadow_definition(name: str) -> Definition | None:
     match name:
         case "latency_total":
             return _ratio_sequence(
@@ -345,32 +304,32 @@ def _shadow_definition(name: str, replicates: int) -> Definition | None:
         case "latency_tpot":
             return _ratio_sequence("candidate/primary time per output token", _paired_tpot)
         case "latency_p95":
-            return _shadow_p95(replicates)
+            return _shadow_p95()
         case "error_rate":
-            return SequenceMetric(
+            return MeanMetric(
                 "candidate minus primary error rate",
                 "difference",
                 "pairs",
                 _paired_errors,
-                bounds=(-1.0, 1.0),
+                support=ERROR_POINTS,
             )
     return None
 
 
-def _split_definition(name: str, replicates: int) -> Definition | None:
+def _split_definition(name: str) -> Definition | None:
     match name:
         case "latency_total":
             return _split_log_ratio("latency_ms")
         case "latency_ttft":
             return _split_log_ratio("ttft_ms")
         case "latency_p95":
-            return _split_p95(replicates)
+            return _split_p95()
         case "error_rate":
             return _split_errors()
     return None
 
 
-def definition(name: str, mode: Mode, replicates: int) -> Definition | None:
+def definition(name: str, mode: Mode) -> Definition | None:
     """How metric ``name`` is measured in ``mode``; None if it is unknown."""
     match name:
         case "quality":
@@ -382,8 +341,8 @@ def definition(name: str, mode: Mode, replicates: int) -> Definition | None:
         case "slo_total_p95":
             return _slo("latency_ms", 0.95)
     if mode is Mode.SHADOW:
-        return _shadow_definition(name, replicates)
-    return _split_definition(name, replicates)
+        return _shadow_definition(name)
+    return _split_definition(name)
 
 
 KNOWN_METRICS = (

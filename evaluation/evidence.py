@@ -1,12 +1,17 @@
 """Evidence for one decision metric: an estimate and an interval valid under monitoring.
 
+Every interval here is a confidence sequence, so it may be checked after any
+row without inflating error rates. Its two ends answer different questions
+and carry their own alpha: the end on the "better" side is the promotion test
+(inside the margin?), the end on the "worse" side is the harm test (beyond
+the harm limit?).
+
 Two shapes of metric exist:
 
-* ``SequenceMetric`` — a mean of a stream of values, covered by a confidence
-  sequence, so it may be recomputed after every new row.
+* ``MeanMetric`` — a mean of a stream of values; recomputed after every row.
 * ``LookMetric`` — anything else (quantiles, user-clustered estimates),
-  computed only at the planned O'Brien–Fleming looks. Between looks the last
-  look's result stands, so checking it after every row changes nothing.
+  recomputed every ``look_every`` units. Its interval is time-uniform too, so
+  looking only at those times is valid, and between them the last stands.
 
 Both can also produce their whole history (``path``), which is what the
 sequential simulations replay.
@@ -22,8 +27,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from evaluation.columns import Series, VerdictInput
-from evaluation.confseq import CSPath, betting_cs, normal_mixture_cs, normal_mixture_last
-from evaluation.groupseq import LookSchedule
+from evaluation.confseq import betting_cs, count_betting_bounds, normal_mixture_cs
+from evaluation.planning import planned_count_size, planned_size, planning_distance
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -41,17 +46,23 @@ class Evidence:
     subject: str  # what is measured, in words
     noun: str  # what n counts
     note: str = ""
-    final: bool = False  # no further data in this stage can change it
+    planned_n: int | None = None  # observations for 80 % power at promotion, if known
 
 
 @dataclass(frozen=True, slots=True)
 class EvidenceContext:
-    alpha: float  # error allowed at each end of the interval (a one-sided level)
-    schedule: LookSchedule
+    alpha_lower: float  # error allowed for the lower end (a one-sided level)
+    alpha_upper: float
+    margin: float  # promotion limit, on the metric's scale
+    worse_is_higher: bool
     burn_in: int
-    cs_target_n: int
-    replicates: int
-    seed: int
+    target_n: int  # where normal-mixture sequences are tightest
+    look_every: int  # units between recomputations of look metrics
+    power: float  # for planned sizes
+
+    @property
+    def promote_alpha(self) -> float:
+        return self.alpha_upper if self.worse_is_higher else self.alpha_lower
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,26 +73,81 @@ class EvidencePath:
     lower: FloatArray
     upper: FloatArray
     n: IntArray
-    final: NDArray[np.bool_]
 
 
 def _identity(x: FloatArray) -> FloatArray:
     return x
 
 
+def _same(x: float) -> float:
+    return x
+
+
 @dataclass(frozen=True, slots=True)
-class SequenceMetric:
-    """The mean of ``series(data)``; bounded values get an exact betting confidence sequence."""
+class MeanMetric:
+    """The mean of ``series(data)``.
+
+    ``support``: values lie on these few points (exact betting bounds from counts);
+    ``bounds``: values lie in this range (exact betting bounds);
+    neither: unbounded, an asymptotic normal-mixture sequence after burn-in.
+    ``neutral`` is the "as good as the primary" value, on the series' scale.
+    """
 
     subject: str
     unit: str
     noun: str
     series: Callable[[VerdictInput], Series]
-    bounds: tuple[float, float] | None = None  # None: unbounded, asymptotic CS after burn-in
+    neutral: float = 0.0
+    support: tuple[float, ...] | None = None
+    bounds: tuple[float, float] | None = None
     transform: Callable[[FloatArray], FloatArray] = _identity  # e.g. exp for log ratios
+    inverse: Callable[[float], float] = _same  # the margin onto the series' scale
 
-    def _scalar(self, x: float) -> float:
-        return float(self.transform(np.asarray([x]))[0])
+    def _bounds_path(self, values: FloatArray, ctx: EvidenceContext) -> tuple[FloatArray, ...]:
+        t = np.arange(1, values.size + 1, dtype=np.float64)
+        mean = np.cumsum(values) / t
+        if self.support is not None:
+            points = np.asarray(self.support)
+            counts = np.cumsum(values[:, None] == points[None, :], axis=0)
+            if not np.all(counts[-1].sum() == values.size):
+                raise ValueError(f"values must be one of {self.support}")
+            lo, hi = self.support[0], self.support[-1]
+            lower, upper = count_betting_bounds(
+                counts, self.support, lo, hi, ctx.alpha_lower, ctx.alpha_upper
+            )
+            return mean, lower, upper
+        if self.bounds is not None:
+            lo, hi = self.bounds
+            lower = betting_cs(values, ctx.alpha_lower, lo=lo, hi=hi).lower
+            upper = betting_cs(values, ctx.alpha_upper, lo=lo, hi=hi).upper
+            return mean, lower, upper
+        cs = normal_mixture_cs(
+            values, ctx.alpha_lower, target_n=ctx.target_n, alpha_upper=ctx.alpha_upper
+        )
+        early = np.arange(1, values.size + 1) < ctx.burn_in
+        lower, upper = cs.lower.copy(), cs.upper.copy()
+        lower[early] = upper[early] = NAN
+        return cs.estimate, lower, upper
+
+    def _planned(self, values: FloatArray, ctx: EvidenceContext, promote_end: float) -> int | None:
+        margin = self.inverse(ctx.margin)
+        if self.support is not None:
+            distance = abs(margin - self.neutral)
+            shares = tuple(float(np.mean(values == p)) for p in self.support)
+            return planned_count_size(
+                shares,
+                self.support,
+                self.neutral,
+                distance,
+                ctx.promote_alpha,
+                ctx.power,
+                ctx.worse_is_higher,
+            )
+        if values.size < 2:
+            return None
+        distance = planning_distance(margin, self.neutral, promote_end, ctx.worse_is_higher)
+        spread = float(np.std(values, ddof=1))
+        return planned_size(distance, spread, ctx.promote_alpha, ctx.target_n, ctx.power)
 
     def evidence(self, data: VerdictInput, ctx: EvidenceContext) -> Evidence:
         values = self.series(data).values
@@ -89,16 +155,17 @@ class SequenceMetric:
         base = Evidence(NAN, NAN, NAN, n, self.unit, self.subject, self.noun)
         if n == 0:
             return replace(base, note=f"no {self.noun} yet")
-        if self.bounds is not None:
-            est, lo, hi = betting_cs(values, ctx.alpha, lo=self.bounds[0], hi=self.bounds[1]).last()
-        elif n < ctx.burn_in:
-            est = float(np.mean(values))
-            note = f"interval after {ctx.burn_in} {self.noun}"
-            return replace(base, estimate=self._scalar(est), note=note)
-        else:
-            est, lo, hi = normal_mixture_last(values, ctx.alpha, target_n=ctx.cs_target_n)
+        est, lower, upper = (float(a[-1]) for a in self._bounds_path(values, ctx))
+        promote_end = upper if ctx.worse_is_higher else lower
+        note = f"interval after {ctx.burn_in} {self.noun}" if math.isnan(lower) else ""
+        scale = self.transform
         return replace(
-            base, estimate=self._scalar(est), lower=self._scalar(lo), upper=self._scalar(hi)
+            base,
+            estimate=float(scale(np.asarray([est]))[0]),
+            lower=float(scale(np.asarray([lower]))[0]),
+            upper=float(scale(np.asarray([upper]))[0]),
+            note=note,
+            planned_n=self._planned(values, ctx, promote_end),
         )
 
     def path(self, data: VerdictInput, ctx: EvidenceContext) -> EvidencePath:
@@ -106,37 +173,36 @@ class SequenceMetric:
         rows = data.n
         # How many values had arrived once row t (1-based) was in.
         counts = np.searchsorted(series.rows, np.arange(1, rows + 1), side="left").astype(np.int64)
-        est = np.full(rows, NAN)
-        lower = np.full(rows, NAN)
-        upper = np.full(rows, NAN)
+        est, lower, upper = np.full(rows, NAN), np.full(rows, NAN), np.full(rows, NAN)
         if series.values.size:
-            cs: CSPath
-            if self.bounds is not None:
-                cs = betting_cs(series.values, ctx.alpha, lo=self.bounds[0], hi=self.bounds[1])
-            else:
-                cs = normal_mixture_cs(series.values, ctx.alpha, target_n=ctx.cs_target_n)
+            mean, lo, hi = self._bounds_path(series.values, ctx)
             have = counts > 0
             idx = counts[have] - 1
-            est[have] = self.transform(cs.estimate[idx])
-            lower[have] = self.transform(cs.lower[idx])
-            upper[have] = self.transform(cs.upper[idx])
-            if self.bounds is None:
-                early = counts < ctx.burn_in
-                lower[early] = upper[early] = NAN
-        return EvidencePath(est, lower, upper, counts, np.zeros(rows, dtype=np.bool_))
+            est[have] = self.transform(mean[idx])
+            lower[have] = self.transform(lo[idx])
+            upper[have] = self.transform(hi[idx])
+        return EvidencePath(est, lower, upper, counts)
 
 
-LookFunction = Callable[[VerdictInput, float, np.random.Generator], tuple[float, float, float, int]]
+@dataclass(frozen=True, slots=True)
+class LookResult:
+    estimate: float
+    lower: float
+    upper: float
+    n: int
+    planned_n: int | None = None
+
+
+LookFunction = Callable[[VerdictInput, EvidenceContext], LookResult]
 
 
 @dataclass(frozen=True, slots=True)
 class LookMetric:
-    """Computed at each planned look k, with O'Brien–Fleming z bound b_k, on the data up
-    to the n_k-th unit (pair, or candidate request in split mode).
+    """Recomputed on the data up to each multiple of ``ctx.look_every`` units.
 
-    ``at_look(data, z, rng)`` returns (estimate, lower, upper, n) for the look's
-    rows. ``running(data)`` is a plain estimate to show before the first look,
-    and ``usable(data)`` marks the rows that count as observations.
+    ``at_look(data, ctx)`` gives the look's result; ``running(data)`` is
+    a plain estimate to show before the first look, and ``usable(data)`` marks
+    the rows that count as observations.
     """
 
     subject: str
@@ -147,8 +213,7 @@ class LookMetric:
     usable: Callable[[VerdictInput], NDArray[np.bool_]]
 
     def evidence(self, data: VerdictInput, ctx: EvidenceContext) -> Evidence:
-        schedule = ctx.schedule
-        k = schedule.reached(data.units)
+        k = data.units // ctx.look_every
         if k == 0:
             n = int(np.count_nonzero(self.usable(data)))
             return Evidence(
@@ -159,42 +224,39 @@ class LookMetric:
                 self.unit,
                 self.subject,
                 self.noun,
-                note=f"first look at {schedule.sizes[0]} {data.unit_noun}",
+                note=f"first interval at {ctx.look_every} {data.unit_noun}",
             )
-        size = schedule.sizes[k - 1]
-        z = schedule.bounds(ctx.alpha)[k - 1]
-        # Seeded per look, so the same data always gives the same verdict.
-        rng = np.random.default_rng([ctx.seed, k])
-        est, lo, hi, n = self.at_look(data.head_units(size), z, rng)
+        size = k * ctx.look_every
+        result = self.at_look(data.head_units(size), ctx)
         return Evidence(
-            est,
-            lo,
-            hi,
-            n,
+            result.estimate,
+            result.lower,
+            result.upper,
+            result.n,
             self.unit,
             self.subject,
             self.noun,
-            note=f"look {k} of {schedule.looks} (first {size} {data.unit_noun})",
-            final=k == schedule.looks,
+            note=f"as of the first {size:,} {data.unit_noun}" if size < data.units else "",
+            planned_n=result.planned_n,
         )
 
     def path(self, data: VerdictInput, ctx: EvidenceContext) -> EvidencePath:
         rows = data.n
-        est = np.full(rows, NAN)
-        lower = np.full(rows, NAN)
-        upper = np.full(rows, NAN)
+        est, lower, upper = np.full(rows, NAN), np.full(rows, NAN), np.full(rows, NAN)
         # Before the first look only "has data or not" matters for the label.
         n = np.cumsum(self.usable(data), dtype=np.int64)
-        final = np.zeros(rows, dtype=np.bool_)
         units = data.units_per_row()
+        sizes = np.arange(ctx.look_every, int(units[-1]) + 1 if rows else 0, ctx.look_every)
         # Row index at which each look's unit count is first reached.
-        starts = np.searchsorted(units, ctx.schedule.sizes, side="left").tolist()
+        starts = np.searchsorted(units, sizes, side="left").tolist()
         for k, start in enumerate(starts):
-            if start >= rows:
-                break
             ev = self.evidence(data.head(start + 1), ctx)
             stop = starts[k + 1] if k + 1 < len(starts) else rows
             span = slice(start, stop)
             est[span], lower[span], upper[span], n[span] = ev.estimate, ev.lower, ev.upper, ev.n
-            final[span] = ev.final
-        return EvidencePath(est, lower, upper, n, final)
+        return EvidencePath(est, lower, upper, n)
+
+
+def log_or_nan(x: float) -> float:
+    """A ratio's margin on the log scale its series uses."""
+    return math.log(x) if x > 0 else NAN

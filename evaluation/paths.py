@@ -35,17 +35,16 @@ class DecisionPath:
 def decision_path(data: VerdictInput, config: EvaluationConfig) -> DecisionPath:
     rows = data.n
     labels = np.empty((len(config.metrics), rows), dtype=np.int8)
-    final = np.zeros((len(config.metrics), rows), dtype=np.bool_)
     for i, spec in enumerate(config.metrics):
-        metric = definition(spec.name, data.mode, config.bootstrap_replicates)
+        metric = definition(spec.name, data.mode)
         if metric is None:
             raise ValueError(f"{spec.name} is not available in {data.mode} mode")
         path = metric.path(data, context(config, spec))
-        labels[i] = classify_codes(path.lower, path.upper, path.n, spec.margin, spec.direction)
-        final[i] = path.final
+        labels[i] = classify_codes(
+            path.lower, path.upper, path.n, spec.margin, spec.harm_limit, spec.direction
+        )
     decisions = combine_codes(
         labels,
-        final,
         np.array([s.guardrail for s in config.metrics], dtype=np.bool_),
         np.array([s.required for s in config.metrics], dtype=np.bool_),
         data.units_per_row(),

@@ -19,6 +19,10 @@ def _units(report: Report) -> str:
     return "candidate requests" if report.mode is Mode.SPLIT else "pairs"
 
 
+def _planned(planned_n: int | None) -> str:
+    return "planned size not known yet" if planned_n is None else f"planned {planned_n:,}"
+
+
 def _interval(m: MetricResult) -> str:
     if m.lower is None or m.upper is None:
         return "n/a"
@@ -89,8 +93,8 @@ def render_text(report: Report) -> str:
         f"mode {report.mode}, {report.n:,} rows",
         "",
         f"DECISION: {v.decision.value.upper()} — {v.reason}",
-        f"(promotion needs {v.min_samples:,} {_units(report)}; quantile looks end at "
-        f"{v.max_samples:,}; alpha {v.alpha})",
+        f"(promotion needs {v.min_samples:,} {_units(report)}; {_planned(v.planned_n)}; "
+        f"alpha {v.alpha})",
         "",
         "Metrics:",
     ]
@@ -122,7 +126,7 @@ def render_markdown(report: Report) -> str:
         f"**Decision: {v.decision.value}** — {_md_cell(v.reason)}",
         "",
         f"Mode {report.mode}, {report.n:,} rows. Promotion needs {v.min_samples:,} "
-        f"{_units(report)}; quantile looks end at {v.max_samples:,}; alpha {v.alpha}.",
+        f"{_units(report)}; {_planned(v.planned_n)}; alpha {v.alpha}.",
         "",
         "| metric | label | estimate | interval | limit | n | reason |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -16,6 +16,10 @@ class EvaluationSettings(BaseModel):
 
     alpha: float = Field(default=0.05, gt=0, lt=0.5)  # false promote, and false rollback
     min_samples: int = Field(default=500, ge=1)  # pairs before any promotion
+    # Rollback once a guardrail is shown worse than the primary by more than this:
+    # relative for latency ratios (0.02: 2 % slower), in points for the error rate
+    # and the judge's loss share. 0 rolls back on any proven harm.
+    harm_threshold: float = Field(default=0.0, ge=0, lt=0.5)
     latency_margin: float = Field(default=1.10, gt=1)  # worst acceptable latency ratio
     error_margin: float = Field(default=0.01, gt=0, lt=1)  # worst acceptable extra error rate
     quality_margin: float = Field(default=0.55, gt=0, lt=1)  # worst acceptable loss share
@@ -27,7 +31,7 @@ class EvaluationSettings(BaseModel):
 
     def config(self) -> EvaluationConfig:
         # Imported here: evaluation pulls in scipy, which every other command can do without.
-        from evaluation.config import DEFAULT_METRIC_SPECS, EvaluationConfig
+        from evaluation.config import DEFAULT_METRIC_SPECS, NEUTRAL, EvaluationConfig, harm_limit
         from evaluation.metrics.registry import DEFAULT_METRICS
 
         margins = {
@@ -40,7 +44,14 @@ class EvaluationSettings(BaseModel):
             "slo_ttft_p50": self.slo_ttft_p50_ms,
             "slo_total_p95": self.slo_total_p95_ms,
         }
-        specs = tuple(replace(s, margin=margins.get(s.name, s.margin)) for s in DEFAULT_METRIC_SPECS)
+        specs = tuple(
+            replace(
+                s,
+                margin=margins.get(s.name, s.margin),
+                harm=harm_limit(s.name, self.harm_threshold) if s.name in NEUTRAL else s.harm,
+            )
+            for s in DEFAULT_METRIC_SPECS
+        )
         return EvaluationConfig(
             alpha=self.alpha,
             metrics=specs,

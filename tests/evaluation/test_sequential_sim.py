@@ -2,7 +2,8 @@
 
 A false decision counts once per run if it happens at any row. With R runs and
 a per-run error probability of at most alpha, the count should not exceed the
-99.9 % binomial quantile.
+99.9 % binomial quantile. The A/A and at-the-margin checks over many traffic
+shapes are in ``test_decision_targets``.
 """
 
 from __future__ import annotations
@@ -12,17 +13,15 @@ import pytest
 from scipy import stats
 
 from core import Decision, Direction
-from evaluation.config import EvaluationConfig, MetricSpec
+from evaluation.config import EvaluationConfig
 from evaluation.paths import decision_path
 from evaluation.verdict import FAIL
 from tests.evaluation.factories import split_input
 from tests.evaluation.simulate import (
-    MEDIAN_TOTAL_MS,
     Scenario,
     realised_quantile_ratio,
     shadow_run,
     tail_scenario,
-    total_log_sd,
 )
 
 pytestmark = pytest.mark.slow
@@ -47,54 +46,6 @@ def _first_decisions(
     return out
 
 
-def test_aa_false_rollbacks_stay_within_alpha() -> None:
-    runs, rows = 300, 2000
-    results = _first_decisions(Scenario(), EvaluationConfig(alpha=ALPHA), runs, rows, seed=101)
-    false_rollbacks = sum(rollback is not None for rollback, _ in results)
-    assert false_rollbacks <= _bound(runs)
-
-
-def _alone(spec: MetricSpec) -> EvaluationConfig:
-    """One metric decides alone, so it is tested at the full alpha (stricter than in a group)."""
-    return EvaluationConfig(alpha=ALPHA, metrics=(spec,))
-
-
-AT_MARGIN = {
-    "latency_total": (
-        MetricSpec("latency_total", 1.10, LOWER, guardrail=True),
-        Scenario(slowdown=1.10),
-    ),
-    "latency_p95": (
-        MetricSpec("latency_p95", 1.10, LOWER, guardrail=True),
-        Scenario(slowdown=1.10),
-    ),
-    "quality": (
-        MetricSpec("quality", 0.55, LOWER, guardrail=True),
-        Scenario(win=0.315, loss=0.385, judged_share=1.0),  # loses exactly 55 % of non-ties
-    ),
-    "slo_total_p95": (
-        MetricSpec(
-            "slo_total_p95",
-            float(MEDIAN_TOTAL_MS * np.exp(stats.norm.ppf(0.95) * total_log_sd())),
-            LOWER,
-            guardrail=True,
-        ),
-        Scenario(),  # the candidate's true p95 is exactly the SLO
-    ),
-}
-
-
-@pytest.mark.parametrize("metric", list(AT_MARGIN))
-def test_at_the_margin_neither_promote_nor_rollback_exceeds_alpha(metric: str) -> None:
-    spec, scenario = AT_MARGIN[metric]
-    runs, rows = 300, 2000
-    results = _first_decisions(scenario, _alone(spec), runs, rows, seed=202)
-    false_rollbacks = sum(rollback is not None for rollback, _ in results)
-    false_promotes = sum(promote is not None for _, promote in results)
-    assert false_rollbacks <= _bound(runs)
-    assert false_promotes <= _bound(runs)
-
-
 def test_a_uniform_20_percent_slowdown_is_rolled_back_by_500_pairs() -> None:
     runs = 200
     results = _first_decisions(Scenario(slowdown=1.2), EvaluationConfig(), runs, 500, seed=303)
@@ -109,22 +60,19 @@ def test_the_tail_scenario_moves_only_the_tail() -> None:
 
 
 def test_a_tail_only_p95_regression_is_rolled_back_by_700_pairs() -> None:
+    """The slowest tenth 20 % slower: the p95 sees it, and so does the mean of log ratios,
+    which moves by about 2 % (harm is "worse at all"), so either may act first."""
     runs, rows = 200, 700
     config = EvaluationConfig()
     rng = np.random.default_rng(404)
     p95_index = [s.name for s in config.metrics].index("latency_p95")
-    total_index = [s.name for s in config.metrics].index("latency_total")
-    caught = total_failed = 0
+    caught = p95_failed = 0
     for _ in range(runs):
         path = decision_path(shadow_run(rows, tail_scenario(), rng), config)
-        row = path.first(Decision.ROLLBACK)
-        if row is not None:
-            caught += 1
-            assert path.labels[p95_index, row - 1] == FAIL  # the tail metric caught it
-        total_failed += bool(np.any(path.labels[total_index] == FAIL))
+        caught += path.first(Decision.ROLLBACK) is not None
+        p95_failed += bool(np.any(path.labels[p95_index] == FAIL))
     assert caught / runs >= 0.8
-    # The typical-latency metric (a Wilcoxon-like view) does not see a tail-only change.
-    assert total_failed <= _bound(runs)
+    assert p95_failed / runs >= 0.5  # the tail metric finds it on its own too
 
 
 def test_split_mode_aa_false_rollbacks_stay_within_alpha() -> None:

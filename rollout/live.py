@@ -108,6 +108,11 @@ class DatabaseFollower:
         self._last_read = clock()
         self._failing_since: float | None = None
 
+    @property
+    def listening(self) -> bool:
+        """Whether PostgreSQL's LISTEN wakes this follower (else it only polls)."""
+        return self._listener is not None and self._listener.listening
+
     def staleness_s(self) -> float:
         return max(0.0, self._clock() - self._last_read)
 

@@ -177,13 +177,19 @@ def _logsumexp(a: FloatArray, axis: int) -> FloatArray:
 # Constant bets, as a share of the largest bet that keeps wealth non-negative:
 # from nearly all-in down to 1/20 of it, equal weights.
 BET_SHARES: FloatArray = 0.9 * 0.56 ** np.arange(6, dtype=np.float64)
-_BISECTIONS = 32  # the bound is found to (hi - lo) * 2**-32, rounded to the safe side
+_BISECTIONS = (
+    22  # the bound is found to (hi - lo) * 2**-22 (about 1e-7 of the range), on the safe side
+)
 
 
-def _log_wealth(counts: FloatArray, ratio: FloatArray) -> FloatArray:
-    """log of the equal-weight mixture of wealths; ``ratio`` is (..., points)."""
-    wealth = np.zeros((*counts.shape[:-1], BET_SHARES.size))
-    for v in range(counts.shape[-1]):
+def _log_wealth(counts: FloatArray, ratio: FloatArray, losing: FloatArray) -> FloatArray:
+    """log of the equal-weight mixture of wealths.
+
+    ``ratio`` is (..., points) for the points whose payoff depends on m;
+    ``losing`` is the wealth from the far end of the range, whose payoff is -1.
+    """
+    wealth = losing.copy()
+    for v in range(ratio.shape[-1]):
         wealth += counts[..., v, None] * np.log1p(BET_SHARES * ratio[..., v, None])
     mixed: FloatArray = _logsumexp(wealth, axis=-1) - math.log(BET_SHARES.size)
     return mixed
@@ -218,7 +224,11 @@ def count_betting_bounds(
     mean = np.clip((c @ points) / total, lo, hi)
     bounds = []
     for alpha, side in ((alpha_lower, 1.0), (alpha_upper, -1.0)):
-        rejected = np.full(shape, lo if side > 0 else hi)
+        far = lo if side > 0 else hi
+        moving = points != far
+        losing = c[..., ~moving].sum(axis=-1)[..., None] * np.log1p(-BET_SHARES)
+        counts_moving, points_moving = c[..., moving], points[moving]
+        rejected = np.full(shape, far)
         accepted = mean.copy()
         threshold = math.log(1.0 / alpha)
         for _ in range(_BISECTIONS):
@@ -226,10 +236,10 @@ def count_betting_bounds(
             # A mean at the very end of the range makes m that end: 0/0, never a rejection.
             with np.errstate(divide="ignore", invalid="ignore"):
                 if side > 0:  # bets that the mean is above m pay (x - lo)/(m - lo) - 1 per unit
-                    ratio = (points - lo) / (m[..., None] - lo) - 1.0
+                    ratio = (points_moving - lo) / (m[..., None] - lo) - 1.0
                 else:
-                    ratio = (hi - points) / (hi - m[..., None]) - 1.0
-                hit = _log_wealth(c, ratio) >= threshold
+                    ratio = (hi - points_moving) / (hi - m[..., None]) - 1.0
+                hit = _log_wealth(counts_moving, ratio, losing) >= threshold
             rejected = np.where(hit, m, rejected)
             accepted = np.where(hit, accepted, m)
         bounds.append(rejected)

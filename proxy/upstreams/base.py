@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import math
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
@@ -95,8 +96,13 @@ class HttpUpstream(abc.ABC):
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
+            # Exact deadlines: aiohttp rounds timeouts of 5 s or more up to a whole
+            # second, so every call to a hung upstream started within one second would
+            # expire in the same loop iteration and stall the clients' requests together.
             timeout=aiohttp.ClientTimeout(
-                total=self.config.timeout_s, sock_connect=self.config.connect_timeout_s
+                total=self.config.timeout_s,
+                sock_connect=self.config.connect_timeout_s,
+                ceil_threshold=math.inf,
             ),
             auto_decompress=True,
         )

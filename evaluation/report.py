@@ -35,7 +35,6 @@ from evaluation.metrics.registry import build_metrics
 from evaluation.metrics.scoring import score_pairs
 from evaluation.noise import NoiseFloor, noise_floor
 from evaluation.quality import NonInferiority, Rating, Tally, bradley_terry, non_inferiority, tally
-from evaluation.quantiles import slo_test
 from evaluation.split_stats import compare_split_errors, compare_split_latency
 from evaluation.stats import compare_paired_errors, compare_paired_latency, time_per_output_token
 from evaluation.verdict import evaluate_stage
@@ -272,44 +271,6 @@ def _error_finding(data: ReportInput) -> Finding | None:
     )
 
 
-_SLO_FIELDS = {"slo_ttft_p50": ("ttft_ms", 0.5), "slo_total_p95": ("latency_ms", 0.95)}
-
-
-def _slo_findings(data: ReportInput, config: EvaluationConfig) -> list[Finding]:
-    """Fixed-sample exact binomial tests of the candidate's SLOs over all its requests."""
-    if data.shadow is not None:
-        arm = data.shadow.candidate
-    else:
-        assert data.split is not None
-        arm = data.split.candidate
-    out = []
-    for spec in config.metrics:
-        if spec.name not in _SLO_FIELDS:
-            continue
-        field_name, q = _SLO_FIELDS[spec.name]
-        values = getattr(arm, field_name)[~arm.failed]
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            continue
-        r = slo_test(values, q, spec.margin, config.alpha)
-        what = "time to first token" if field_name == "ttft_ms" else "total latency"
-        verdict = "met" if r.met else "not shown to be met"
-        out.append(
-            Finding(
-                f"SLO: p{round(q * 100)} {what}",
-                r.estimate,
-                r.lower,
-                r.upper,
-                "ms",
-                r.n,
-                f"candidate p{round(q * 100)} {what} is {fmt(r.estimate, 'ms')} "
-                f"({r.confidence:.0%} interval {fmt_interval(r.lower, r.upper, 'ms')}); "
-                f"SLO {fmt(r.threshold, 'ms')} {verdict} (exact binomial p = {r.p_value:.3g})",
-            )
-        )
-    return out
-
-
 def _text_summaries(
     texts: TextSample, config: EvaluationConfig
 ) -> tuple[list[TextMetricSummary], dict[str, FloatArray], dict[str, FloatArray]]:
@@ -415,7 +376,11 @@ def build_report(data: ReportInput, config: EvaluationConfig | None = None) -> R
         error = _error_finding(data)
         if error is not None:
             findings.append(error)
-        findings += _slo_findings(data, cfg)
+    # A quantity the verdict measures is shown once, from the verdict's own window and
+    # estimator, so a finding never contradicts the decision.
+    measured = {m.name for m in cfg.metrics}
+    decided = {"total latency: p95 ratio"} if "latency_p95" in measured else set()
+    findings = [f for f in findings if f.name not in decided]
 
     quality = None
     if len(data.judgments):

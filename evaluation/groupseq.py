@@ -1,15 +1,15 @@
-"""Group-sequential boundaries (O'Brien–Fleming) for statistics that are only looked at a few times.
+"""Group-sequential boundaries (O'Brien–Fleming) for designs with a few planned looks.
 
-Quantiles have no cheap confidence sequence, so they are tested at a handful of
-planned looks instead. The boundaries come from integrating the joint law of
-the look statistics (Armitage–McPherson–Rowe recursion on a grid), so the
-chance of ever crossing over all looks is exactly alpha under the null.
+The verdict itself uses confidence sequences, which stay valid at any look and
+never force a last one; these boundaries are the fixed-look reference they are
+compared with. They come from integrating the joint law of the look statistics
+(Armitage–McPherson–Rowe recursion on a grid), so the chance of ever crossing
+over all looks is exactly alpha under the null.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -96,39 +96,3 @@ def obrien_fleming_bounds(
     one_look = stats.norm.isf(alpha / 2 if two_sided else alpha)
     c = optimize.brentq(excess, one_look * 0.8, one_look * 3.0, xtol=1e-10)
     return tuple(c / r for r in roots)
-
-
-def nominal_alpha(bound: float, two_sided: bool = True) -> float:
-    """The fixed-sample alpha that a single z bound corresponds to."""
-    tail = float(stats.norm.sf(bound))
-    return 2.0 * tail if two_sided else tail
-
-
-@dataclass(frozen=True, slots=True)
-class LookSchedule:
-    """Up to five equally spaced looks ending at ``max_samples`` units."""
-
-    max_samples: int
-    looks: int = MAX_LOOKS
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.looks <= MAX_LOOKS:
-            raise ValueError(f"looks must be between 1 and {MAX_LOOKS}")
-        if self.max_samples < self.looks:
-            raise ValueError("max_samples must be at least the number of looks")
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        return tuple(math.ceil(k * self.max_samples / self.looks) for k in range(1, self.looks + 1))
-
-    def reached(self, n: int) -> int:
-        """How many looks ``n`` units have reached (0 before the first)."""
-        return sum(1 for size in self.sizes if n >= size)
-
-    def bounds(self, alpha: float) -> tuple[float, ...]:
-        """z bounds for repeated confidence intervals whose ends are each level-alpha tests.
-
-        The lower end exceeds the truth at some look with probability at most
-        ``alpha``, and likewise for the upper end.
-        """
-        return obrien_fleming_bounds(alpha, tuple(float(s) for s in self.sizes), two_sided=False)

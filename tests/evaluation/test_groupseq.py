@@ -9,9 +9,7 @@ import pytest
 from scipy import stats
 
 from evaluation.groupseq import (
-    LookSchedule,
     continuation_probability,
-    nominal_alpha,
     obrien_fleming_bounds,
 )
 
@@ -54,17 +52,3 @@ def test_bounds_follow_the_obrien_fleming_shape() -> None:
     bounds = obrien_fleming_bounds(0.05, times)
     c = bounds[-1]
     assert bounds == pytest.approx(tuple(c / math.sqrt(t) for t in times))
-
-
-def test_schedule_sizes_and_reached_looks() -> None:
-    schedule = LookSchedule(max_samples=700, looks=5)
-    assert schedule.sizes == (140, 280, 420, 560, 700)
-    assert [schedule.reached(n) for n in (0, 139, 140, 699, 700, 10_000)] == [0, 0, 1, 4, 5, 5]
-    assert LookSchedule(1001, 5).sizes[-1] == 1001
-    with pytest.raises(ValueError):
-        LookSchedule(700, looks=6)
-
-
-def test_nominal_alpha_round_trips() -> None:
-    assert nominal_alpha(1.959963984540054) == pytest.approx(0.05)
-    assert nominal_alpha(1.6448536269514722, two_sided=False) == pytest.approx(0.05)

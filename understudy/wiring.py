@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -20,7 +20,7 @@ from rollout.state import Resolution, RolloutSnapshot
 from rollout.store import RolloutStore
 from storage.database import Database
 from storage.flags import FlagRecord
-from storage.redaction import redact_secrets
+from storage.redaction import SECRET_MARK, redact_secrets
 from understudy.recording import Lifecycle, build_writer
 from understudy.settings import LimitAction, Settings
 
@@ -145,6 +145,30 @@ def build_rollout(
     return flags, lifecycle
 
 
+# A configured key shorter than this is not masked by value: masking a word that short
+# would garble ordinary text, and such a key is no secret anyway.
+MIN_MASKED_KEY_CHARS = 8
+
+
+def secret_redactor(settings: Settings) -> Callable[[str], str]:
+    """What clients may see of an upstream's error: the log's and the database's secret
+    patterns, and first the configured upstream keys, whatever their shape."""
+    configured = [settings.primary.api_key, *(c.api_key for c in settings.candidates)]
+    keys = sorted(
+        {v for k in configured if k and len(v := k.get_secret_value()) >= MIN_MASKED_KEY_CHARS},
+        key=len,
+        reverse=True,  # a key that contains another is masked whole
+    )
+
+    def redact(text: str) -> str:
+        for key in keys:
+            if key in text:
+                text = text.replace(key, SECRET_MARK)
+        return redact_secrets(text)
+
+    return redact
+
+
 def build_app(
     settings: Settings,
     *,
@@ -170,7 +194,7 @@ def build_app(
         sink=sink,
         registry=registry,
         limits=limits(settings),
-        redact=redact_secrets,  # the log's and the database's secret patterns
+        redact=secret_redactor(settings),
         sink_depth=getattr(sink, "queue_depth", None),
         shutdown_grace_s=settings.shutdown_grace_s,
     )

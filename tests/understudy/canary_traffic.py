@@ -22,7 +22,7 @@ from tests.faults.serve import Proxy
 
 # Where a canary travels; each place gets its own, so a hit says where it came from.
 PLACES = (
-    "operator", "candidate_key", "bearer", "api_key_header", "x_api_key", "organization",
+    "bearer", "api_key_header", "x_api_key", "organization",
     "project", "custom_header", "cookie", "extra_headers", "query", "system", "prompt",
     "tool_argument", "user", "metadata", "extra_body", "body_extra_headers", "answer_echo",
     "tool_schema", "completion_prompt", "embedding_input", "passthrough_path",
@@ -30,9 +30,10 @@ PLACES = (
     "candidate_timeout", "malformed_header", "non_utf8_header", "bad_json", "too_deep",
     "nan", "rejected", "spilled",
 )  # fmt: skip
-# Keys of no known shape, in headers: only where they are says they are keys.
+# Keys of no known shape (the upstreams' keys, client keys in headers): only where they
+# are says they are keys.
 PLAIN_PLACES = (
-    "plain_bearer", "plain_api_key_header", "plain_x_api_key", "plain_custom_header",
+    "operator", "candidate_key", "plain_bearer", "plain_api_key_header", "plain_x_api_key", "plain_custom_header",
     "plain_cookie", "plain_organization", "plain_project",
 )  # fmt: skip
 # Primary answers quoting the prompt on purpose: the client gets them unchanged.
@@ -78,7 +79,7 @@ class EchoingOpenAI(FakeOpenAI):
         model = record.body.get("model") if isinstance(record.body, dict) else None
         if model in self.echo:
             quoted = record.raw_body.decode(errors="replace")
-            auth = record.headers.get("Authorization", "")
+            auth = record.headers.get("Authorization", "").removeprefix("Bearer ")
             return self.error_response(
                 self.echo[model],
                 f"Incorrect API key provided: {auth}. Your request was: {quoted}",

@@ -43,8 +43,8 @@ from tests.understudy.canary_traffic import (
     received,
     send_everything,
 )
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+from understudy.settings import load_settings
+from understudy.wiring import secret_redactor
 
 PRIMARY_TIMEOUT_S = 3
 CANDIDATE_TIMEOUT_S = 2
@@ -190,6 +190,22 @@ def test_the_sweep_finds_a_planted_canary(canaries: dict[str, str]) -> None:
     assert hits({"clean": SECRET_MARK.encode()}, canaries) == []
 
 
+def test_configured_keys_are_masked_whatever_their_shape() -> None:
+    operator, candidate = "0123456789abcdef", "0123456789abcdef-longer"
+    settings = load_settings(
+        primary={"api_key": operator},
+        candidates=[
+            {"name": "a", "base_url": "http://127.0.0.1:1/v1", "api_key": candidate},
+            {"name": "b", "base_url": "http://127.0.0.1:2/v1", "api_key": "short"},
+        ],
+    )
+    redact = secret_redactor(settings)
+    text = f"bad key {operator}; also {candidate}, short, Bearer sk-abcdefghijkl"
+    assert redact(text) == f"bad key {SECRET_MARK}; also {SECRET_MARK}, short, {SECRET_MARK}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
 async def test_no_canary_reaches_any_sink(
     tmp_path: Path,
     canaries: dict[str, str],

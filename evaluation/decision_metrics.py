@@ -178,7 +178,7 @@ def _split_log_ratio(field: str) -> LookMetric:
         mc, vc = cluster_mean(np.log(c), cu)
         mp, vp = cluster_mean(np.log(p), pu)
         d = mc - mp
-        lo, hi, planned = clustered_mean_cs(d, vc + vp, int(c.size), ctx, log_or_nan(ctx.margin))
+        lo, hi, planned = clustered_mean_cs(d, vc + vp, int(c.size), n, ctx, log_or_nan(ctx.margin))
         return LookResult(math.exp(d), math.exp(lo), math.exp(hi), n, planned)
 
     what = "time to first token" if field == "ttft_ms" else "total latency"
@@ -239,7 +239,7 @@ def _split_errors() -> LookMetric:
         mc, vc = cluster_mean(fc, cu)
         mp, vp = cluster_mean(fp, pu)
         d = mc - mp
-        lo, hi, planned = clustered_mean_cs(d, vc + vp, int(fc.size), ctx, ctx.margin)
+        lo, hi, planned = clustered_mean_cs(d, vc + vp, int(fc.size), n, ctx, ctx.margin)
         return LookResult(d, lo, hi, n, planned)
 
     return LookMetric(

@@ -111,19 +111,21 @@ def _slo_planned(values: FloatArray, q: float, ctx: EvidenceContext) -> int | No
 
 
 def clustered_mean_cs(
-    estimate: float, variance: float, n: int, ctx: EvidenceContext, margin: float
+    estimate: float, variance: float, units: int, rows: int, ctx: EvidenceContext, margin: float
 ) -> tuple[float, float, int | None]:
-    """Bounds for an estimate with a (user-clustered) variance, as a mean of n units would get.
+    """Bounds for an estimate with a (user-clustered) variance, as a mean of ``units`` would get.
 
     ``margin`` is on the estimate's scale, where 0 means "as good as the primary".
+    The planned size is given in ``rows`` (both arms' requests), like the metric's n.
     """
-    spread = math.sqrt(variance * n)
-    t = np.asarray(float(n))
+    spread = math.sqrt(variance * units)
+    t = np.asarray(float(units))
     lower = estimate - spread * float(mixture_radius(t, ctx.alpha_lower, ctx.target_n))
     upper = estimate + spread * float(mixture_radius(t, ctx.alpha_upper, ctx.target_n))
     end = upper if ctx.worse_is_higher else lower
     distance = planning_distance(margin, 0.0, end, ctx.worse_is_higher)
-    return lower, upper, planned_size(distance, spread, ctx.promote_alpha, ctx.target_n, ctx.power)
+    planned = planned_size(distance, spread, ctx.promote_alpha, ctx.target_n, ctx.power)
+    return lower, upper, None if planned is None else math.ceil(planned * rows / units)
 
 
 def shadow_p95(data: VerdictInput, ctx: EvidenceContext, ok: NDArray[np.bool_]) -> LookResult:
@@ -165,5 +167,7 @@ def split_quantile_ratio(
     _, var_c = cluster_mean(_influence(cv, log_c, s_c, q), cu)
     _, var_p = cluster_mean(_influence(pv, log_p, s_p, q), pu)
     units = int(cv.size)  # the candidate arm limits power, as everywhere in split mode
-    lower, upper, planned = clustered_mean_cs(est, var_c + var_p, units, ctx, math.log(ctx.margin))
+    lower, upper, planned = clustered_mean_cs(
+        est, var_c + var_p, units, n, ctx, math.log(ctx.margin)
+    )
     return LookResult(math.exp(est), math.exp(lower), math.exp(upper), n, planned)

@@ -46,7 +46,7 @@ class Evidence:
     subject: str  # what is measured, in words
     noun: str  # what n counts
     note: str = ""
-    planned_n: int | None = None  # observations for 80 % power at promotion, if known
+    planned_n: int | None = None  # observations for the configured power at promotion
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class EvidenceContext:
     burn_in: int
     target_n: int  # where normal-mixture sequences are tightest
     look_every: int  # units between recomputations of look metrics
-    power: float  # for planned sizes
+    power: float | None  # for planned sizes; None skips planning (replays)
 
     @property
     def promote_alpha(self) -> float:

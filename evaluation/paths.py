@@ -39,7 +39,7 @@ def decision_path(data: VerdictInput, config: EvaluationConfig) -> DecisionPath:
         metric = definition(spec.name, data.mode)
         if metric is None:
             raise ValueError(f"{spec.name} is not available in {data.mode} mode")
-        path = metric.path(data, context(config, spec))
+        path = metric.path(data, context(config, spec, plan=False))
         labels[i] = classify_codes(
             path.lower, path.upper, path.n, spec.margin, spec.harm_limit, spec.direction
         )

@@ -55,9 +55,12 @@ def _requirement(alpha: float, target_n: float, power: float) -> FloatArray:
 
 
 def planned_size(
-    distance: float, spread: float, alpha: float, target_n: float, power: float
+    distance: float, spread: float, alpha: float, target_n: float, power: float | None
 ) -> int | None:
-    """Units needed for ``power`` chance of passing; None if out of reach or unknown."""
+    """Units needed for ``power`` chance of passing; None if out of reach, unknown or
+    not asked for (``power`` None, as in replays)."""
+    if power is None:
+        return None
     if not (math.isfinite(distance) and math.isfinite(spread)) or distance <= 0.0:
         return None
     if spread <= 0.0:
@@ -76,7 +79,7 @@ def planned_count_size(
     neutral: float,
     distance: float,
     alpha: float,
-    power: float,
+    power: float | None,
     worse_is_higher: bool,
 ) -> int | None:
     """Planned size for a mean of values on ``support`` (symmetric about ``neutral``).
@@ -86,7 +89,7 @@ def planned_count_size(
     """
     p = np.asarray(shares, dtype=np.float64)
     points = np.asarray(support, dtype=np.float64)
-    if distance <= 0.0 or p.sum() <= 0.0:
+    if power is None or distance <= 0.0 or p.sum() <= 0.0:
         return None
     p = 0.5 * (p + p[::-1]) / p.sum()
     spread = math.sqrt(float(np.sum(p * (points - neutral) ** 2)))

@@ -46,17 +46,16 @@ def _bandwidth(n: int, q: float) -> float:
 
 
 def _log_quantile_and_sparsity(values: FloatArray, q: float) -> tuple[float, float]:
-    logs = np.log(values)
-    n = logs.size
+    n = values.size
     h = _bandwidth(n, q)
     low, high = max(q - h, 0.5 / n), min(q + h, 1.0 - 0.5 / n)
-    qs = np.quantile(logs, (low, q, high))
+    qs = np.log(np.quantile(values, (low, q, high)))
     return float(qs[1]), float(qs[2] - qs[0]) / (high - low)
 
 
 def _influence(values: FloatArray, log_quantile: float, sparsity: float, q: float) -> FloatArray:
     """Each value's influence on the log q-quantile estimate."""
-    below = (np.log(values) <= log_quantile).astype(np.float64)
+    below = (values <= math.exp(log_quantile)).astype(np.float64)
     result: FloatArray = sparsity * (q - below)
     return result
 
@@ -107,7 +106,8 @@ def _slo_planned(values: FloatArray, q: float, ctx: EvidenceContext) -> int | No
     """Planned size for "the q-quantile is inside the limit", on the share scale."""
     share = float(np.mean(values <= ctx.margin))
     distance = share - q if ctx.worse_is_higher else q - share
-    return planned_size(distance, math.sqrt(q * (1.0 - q)), ctx.promote_alpha, 1000.0, ctx.power)
+    spread = math.sqrt(q * (1.0 - q))
+    return planned_size(distance, spread, ctx.promote_alpha, ctx.target_n, ctx.power)
 
 
 def clustered_mean_cs(

@@ -79,15 +79,17 @@ def classify_codes(
     return codes
 
 
-def _more(planned: int | None, n: int, noun: str) -> str:
+def _more(planned: int | None, n: int, noun: str, power: float) -> str:
     if planned is None:
         return ""
     if planned <= n:
         return f"; planned {planned:,} {noun} already reached"
-    return f"; about {planned - n:,} more {noun} for 80 % power"
+    return f"; about {planned - n:,} more {noun} for {power:.0%} power"
 
 
-def _reason(label: MetricLabel, ev: Evidence, spec: MetricSpec, confidence: float) -> str:
+def _reason(
+    label: MetricLabel, ev: Evidence, spec: MetricSpec, confidence: float, power: float
+) -> str:
     if label is MetricLabel.NO_DATA:
         optional = "" if spec.required else " (optional: promotion does not wait for it)"
         return f"{ev.subject}: {ev.note or 'no data yet'}{optional}"
@@ -100,7 +102,7 @@ def _reason(label: MetricLabel, ev: Evidence, spec: MetricSpec, confidence: floa
         MetricLabel.PASS: f"inside the limit of {limit}",
         MetricLabel.FAIL: f"worse than {harm}" if spec.guardrail else f"beyond the limit of {harm}",
         MetricLabel.INCONCLUSIVE: f"not yet shown inside the limit of {limit}"
-        + _more(ev.planned_n, ev.n, ev.noun),
+        + _more(ev.planned_n, ev.n, ev.noun, power),
     }[label]
     interval = fmt_interval(ev.lower, ev.upper, ev.unit)
     text = (
@@ -139,7 +141,7 @@ def classify(ev: Evidence, spec: MetricSpec, config: EvaluationConfig) -> Metric
         guardrail=spec.guardrail,
         unit=ev.unit,
         confidence=confidence,
-        reason=_reason(label, ev, spec, confidence),
+        reason=_reason(label, ev, spec, confidence, config.power),
         planned_n=ev.planned_n,
     )
 
@@ -275,7 +277,8 @@ def _decision_reason(
 # ---- the pipeline -----------------------------------------------------------------------------
 
 
-def context(config: EvaluationConfig, spec: MetricSpec) -> EvidenceContext:
+def context(config: EvaluationConfig, spec: MetricSpec, plan: bool = True) -> EvidenceContext:
+    """What a metric's evidence needs; ``plan`` False skips planned sizes (replays)."""
     worse_is_higher = spec.direction is Direction.LOWER_IS_BETTER
     promote, harm = config.promote_alpha(spec), config.harm_alpha(spec)
     return EvidenceContext(
@@ -286,7 +289,7 @@ def context(config: EvaluationConfig, spec: MetricSpec) -> EvidenceContext:
         burn_in=config.burn_in,
         target_n=config.cs_target_n,
         look_every=config.look_every,
-        power=config.power,
+        power=config.power if plan else None,
     )
 
 

@@ -106,7 +106,7 @@ def _planned_at(data_pairs: int, shape: Shape, effect: Effect, runs: int, seed: 
 
 def test_faster_candidate_promoted_within_2000_pairs_as_planned() -> None:
     effect = Effect(speed=0.9)
-    paths = _paths(FIFTY_FIFTY, effect, POWER_RUNS, 2500, seed=33, config=EvaluationConfig())
+    paths = _paths(FIFTY_FIFTY, effect, POWER_RUNS, 2050, seed=33, config=EvaluationConfig())
     promoted = [p.first(Decision.PROMOTE) for p in paths]
     assert _share(promoted, 2000) >= 0.80
     assert sum(p.first(Decision.ROLLBACK) is not None for p in paths) <= _bound(POWER_RUNS)

@@ -76,7 +76,7 @@ def test_a_tail_only_p95_regression_is_rolled_back_by_700_pairs() -> None:
 
 
 def test_split_mode_aa_false_rollbacks_stay_within_alpha() -> None:
-    runs, rows = 200, 3000
+    runs, rows = 120, 3000
     config = EvaluationConfig(alpha=ALPHA)
     false_rollbacks = 0
     for run in range(runs):

@@ -166,7 +166,7 @@ def test_the_verdict_plans_the_stage_size_in_plain_words() -> None:
     assert f"about {more:,} more pairs, ~{more / 60:,.0f} minutes at the current traffic" in (
         verdict.reason
     )
-    assert f"about {errors.planned_n - rows:,} more pairs for 80 % power" in errors.reason
+    assert f"about {errors.planned_n - rows:,} more pairs for 80% power" in errors.reason
 
 
 def test_a_failed_non_guardrail_metric_holds() -> None:

@@ -211,7 +211,7 @@ class PassthroughHandler:
         self, request: web.Request, upstream: aiohttp.ClientResponse
     ) -> web.StreamResponse:
         headers = {
-            k: v
+            k: self._redact(v)  # an upstream may echo a key in a header too
             for k, v in relayable_headers(upstream.headers).items()
             if not k.lower().startswith("x-understudy-")  # ours say what we did, not upstream
         }

@@ -35,13 +35,13 @@ async def relay(
     """Send the upstream's answer to the client as it arrives, capturing it on the way.
 
     ``first`` (already captured) was read from ``rest`` before; ``rest`` yields the remainder.
-    A non-streaming answer is sent whole, with a Content-Length, once complete; an error
-    answer goes through ``redact`` first.
+    A non-streaming answer is sent whole, with a Content-Length, once complete. Header
+    values, and an error answer's body, go through ``redact`` first.
     """
     capture = arm.capture
     chunks = _chunks(first, rest)
     headers = {
-        **upstream.headers,
+        **{name: redact(value) for name, value in upstream.headers.items()},
         EXCHANGE_ID_HEADER: str(record.id),
         SERVED_BY_HEADER: arm.upstream,
     }

@@ -65,8 +65,8 @@ def client_of(url: str, c: Mapping[str, str], prefix: str = "") -> AsyncOpenAI:
 
 
 class EchoingOpenAI(FakeOpenAI):
-    """A careless OpenAI-compatible server: on chosen models its errors quote the key and
-    the body it was sent, on one it hangs; a prompt starting "repeat:" is answered back."""
+    """A careless OpenAI-compatible server: on chosen models its errors quote the key (in
+    the body and a header) and the body it was sent, on one it hangs; a prompt starting "repeat:" is answered back."""
 
     def __init__(self, persona: str, echo: Mapping[str, int], hang_model: str) -> None:
         super().__init__(persona=persona)
@@ -80,12 +80,14 @@ class EchoingOpenAI(FakeOpenAI):
         if model in self.echo:
             quoted = record.raw_body.decode(errors="replace")
             auth = record.headers.get("Authorization", "").removeprefix("Bearer ")
-            return self.error_response(
+            answer = self.error_response(
                 self.echo[model],
                 f"Incorrect API key provided: {auth}. Your request was: {quoted}",
                 type_="invalid_request_error",
                 code="invalid_api_key",
             )
+            answer.headers["x-debug-api-key"] = auth
+            return answer
         if model == self.hang_model:
             fault = Fault.HANG
         return await super()._early_fault(request, record, fault)

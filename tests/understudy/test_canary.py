@@ -59,6 +59,8 @@ FAIL_ALL = (
     "CREATE TRIGGER canary_fail_all BEFORE INSERT ON exchanges "
     "BEGIN INSERT INTO no_such_table VALUES (1); END"
 )
+# Request fields and headers, answer text, tool calls, an upstream error's answer.
+SHOWN = ("main", "answer_echo", "tool_schema", "echo_401")
 OPS_PATHS = ("/metrics", "/healthz", "/readyz")
 CLI_WORKERS = 4  # CLI runs at once: each mostly waits on its imports
 
@@ -265,14 +267,16 @@ async def test_no_canary_reaches_any_sink(
     assert_log_is_json(proxy)
 
     stored = stored_requests(db)
-    ids = sorted(stored)
-    # The JSON of ``show`` is the list's plus judgements (there are none): shown once.
+    # ``show`` renders what the JSON list holds (the JSON of ``show`` adds judgements, there
+    # are none): shown for the exchanges holding the most kinds of recorded text.
+    shown = {label: responses.exchange_ids[label] for label in SHOWN}
     commands = {
         "cli list": ("exchanges", "list", "--format", "json", "--limit", "1000"),
         "cli report": ("report",),
         "cli report json": ("report", "--format", "json"),
-        f"cli show {ids[0]} json": ("exchanges", "show", ids[0], "--format", "json"),
-        **{f"cli show {i}": ("exchanges", "show", i) for i in ids},
+        "cli show main json": ("exchanges", "show", shown["main"], "--format", "json"),
+        "cli show spilled": ("exchanges", "show", spilled_id),
+        **{f"cli show {label}": ("exchanges", "show", i) for label, i in shown.items()},
     }
     with ThreadPoolExecutor(CLI_WORKERS) as pool:
         outputs = dict(

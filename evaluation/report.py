@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
-from core import Direction, Verdict
+from core import Direction, MetricLabel, Verdict
 from evaluation.columns import (
     Mode,
     Series,
@@ -121,7 +121,8 @@ class TextMetricSummary:
 @dataclass(frozen=True, slots=True)
 class QualitySummary:
     tally: Tally
-    non_inferiority: NonInferiority  # fixed-sample exact test, shown next to the verdict's
+    # The verdict's own bound when it measures quality; else the fixed-sample exact test.
+    non_inferiority: NonInferiority
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +343,23 @@ def _cost(data: ReportInput, notes: list[str]) -> CostSummary | None:
     )
 
 
+def _quality_bound(result: Tally, verdict: Verdict, config: EvaluationConfig) -> NonInferiority:
+    """The loss-share bound the report prints: the verdict's, so the two cannot disagree."""
+    spec = next((m for m in config.metrics if m.name == "quality"), None)
+    measured = verdict.metric("quality")
+    if spec is None or measured is None or measured.upper is None or measured.estimate is None:
+        margin = spec.margin if spec is not None else 0.55
+        return non_inferiority(result, margin, config.alpha)
+    return NonInferiority(
+        result,
+        spec.margin,
+        measured.estimate,
+        measured.upper,
+        measured.label is MetricLabel.PASS,
+        1.0 - config.promote_alpha(spec),
+    )
+
+
 def build_report(data: ReportInput, config: EvaluationConfig | None = None) -> Report:
     cfg = config or EvaluationConfig()
     notes: list[str] = []
@@ -385,8 +403,7 @@ def build_report(data: ReportInput, config: EvaluationConfig | None = None) -> R
     quality = None
     if len(data.judgments):
         result = tally(data.judgments.values.astype(np.int64))
-        margin = next((m.margin for m in cfg.metrics if m.name == "quality"), 0.55)
-        quality = QualitySummary(result, non_inferiority(result, margin, cfg.alpha))
+        quality = QualitySummary(result, _quality_bound(result, verdict, cfg))
     ratings: tuple[Rating, ...] = ()
     if data.tournament is not None:
         ratings = bradley_terry(

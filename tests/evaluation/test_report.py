@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from core import Decision
+from core import Decision, MetricLabel
 from evaluation.columns import Mode
 from evaluation.config import EvaluationConfig
 from evaluation.cost import SelfHosted
@@ -64,6 +64,16 @@ def test_shadow_report_has_every_section() -> None:
     assert noise is not None and noise.n == 150  # every other sampled row has a noise answer
     assert report.cost is not None and report.cost.n == 1500
     assert report.cost.primary_usd_per_request > report.cost.candidate_usd_per_request
+
+
+def test_the_quality_bound_shown_is_the_verdicts() -> None:
+    report = build_report(_shadow_report_input())
+    measured = report.verdict.metric("quality")
+    assert report.quality is not None and measured is not None
+    shown = report.quality.non_inferiority
+    assert shown.upper_bound == measured.upper and shown.loss_share == measured.estimate
+    assert shown.non_inferior is (measured.label is MetricLabel.PASS)
+    assert shown.confidence == pytest.approx(0.95)
 
 
 def test_renderers_show_the_decision_every_metric_and_its_reason() -> None:

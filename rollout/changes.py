@@ -12,7 +12,14 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from core import RolloutMode, Route, UnderstudyError
-from rollout.state import EMBEDDINGS_SPLIT_SETTING, EMBEDDINGS_WHY, SERVING_MODES, row_for
+from rollout.state import (
+    EMBEDDINGS_SPLIT_SETTING,
+    EMBEDDINGS_WHY,
+    SERVING_MODES,
+    RolloutRules,
+    embeddings_held,
+    row_for,
+)
 from storage.flags import FlagRecord
 
 
@@ -50,12 +57,6 @@ class NewValues:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Rules:
-    candidates: tuple[str, ...]
-    allow_embeddings_split: bool = False
-
-
 def _share(field: str, value: float | None, top: float) -> None:
     if value is not None and not (math.isfinite(value) and 0 <= value <= top):
         raise RolloutRefused(field, f"must be between 0 and {top:g}, got {value:g}")
@@ -69,7 +70,7 @@ def _mode_for_percent(current: RolloutMode, percent: float) -> RolloutMode:
 
 
 def set_values(
-    current: FlagRecord, new: NewValues, route: Route | None, rules: Rules
+    current: FlagRecord, new: NewValues, route: Route | None, rules: RolloutRules
 ) -> FlagRecord:
     if new.is_empty():
         raise RolloutRefused(
@@ -90,7 +91,7 @@ def set_values(
     candidate = new.candidate or current.candidate
     if mode is not RolloutMode.OFF and candidate is None:
         raise RolloutRefused("candidate", f"mode {mode.value} needs a candidate: give --candidate")
-    if route is Route.EMBEDDINGS and mode in SERVING_MODES and not rules.allow_embeddings_split:
+    if embeddings_held(route, mode, rules):
         raise RolloutRefused(
             "mode",
             f"embeddings stay in shadow: {EMBEDDINGS_WHY}. Set {EMBEDDINGS_SPLIT_SETTING}=true "
@@ -119,7 +120,7 @@ def apply(
     action: RolloutAction,
     current: FlagRecord,
     route: Route | None,
-    rules: Rules,
+    rules: RolloutRules,
     new: NewValues | None = None,
 ) -> FlagRecord:
     """The next row for ``route`` after ``action``; raises RolloutRefused."""

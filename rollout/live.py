@@ -19,7 +19,7 @@ from sqlalchemy import exc as sa_exc
 
 from core import FlagState, Route
 from rollout.metrics import RolloutMetrics, served_percent
-from rollout.state import Resolution, RolloutSnapshot
+from rollout.state import RolloutRules, RolloutSnapshot
 from rollout.store import RolloutStore
 from storage.database import Database
 from storage.flag_notify import FlagListener
@@ -91,7 +91,7 @@ class DatabaseFollower:
         self,
         db: Database,
         store: RolloutStore,
-        rules: Resolution,
+        rules: RolloutRules,
         flags: LiveFlags,
         *,
         poll_s: float,

@@ -8,7 +8,7 @@ configured serves nobody.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from core import FlagState, RolloutMode, Route
@@ -23,18 +23,17 @@ EMBEDDINGS_WHY = (
 
 
 @dataclass(frozen=True, slots=True)
-class Resolution:
-    """What resolving rows needs besides the rows: fixed for the process's life."""
+class RolloutRules:
+    """What the configuration says about any rollout state: fixed for the process's life."""
 
-    flag_key: str
-    candidates: frozenset[str]
+    flag_key: str  # the sticky hash's key: changing it reshuffles which users are moved
+    candidates: tuple[str, ...]  # the configured candidates, in order
     allow_embeddings_split: bool = False
 
-    @classmethod
-    def of(
-        cls, flag_key: str, candidates: Iterable[str], *, allow_embeddings_split: bool
-    ) -> Resolution:
-        return cls(flag_key, frozenset(candidates), allow_embeddings_split)
+
+def embeddings_held(route: Route | None, mode: RolloutMode, rules: RolloutRules) -> bool:
+    """Whether ``mode`` would serve embeddings from the candidate without the operator's leave."""
+    return route is Route.EMBEDDINGS and mode in SERVING_MODES and not rules.allow_embeddings_split
 
 
 def row_for(rows: Mapping[str | None, FlagRecord], route: Route) -> FlagRecord:
@@ -42,12 +41,12 @@ def row_for(rows: Mapping[str | None, FlagRecord], route: Route) -> FlagRecord:
     return rows.get(route.value) or rows[None]
 
 
-def resolve(rows: Mapping[str | None, FlagRecord], route: Route, rules: Resolution) -> FlagState:
+def resolve(rows: Mapping[str | None, FlagRecord], route: Route, rules: RolloutRules) -> FlagState:
     default = rows[None]
     row = row_for(rows, route)
     mode = RolloutMode(row.mode)
     percent = row.percent
-    if route is Route.EMBEDDINGS and mode in SERVING_MODES and not rules.allow_embeddings_split:
+    if embeddings_held(route, mode, rules):
         mode, percent = RolloutMode.SHADOW, 0.0
     candidate = row.candidate if row.candidate in rules.candidates else None
     return FlagState(
@@ -74,7 +73,7 @@ class RolloutSnapshot:
     unknown_candidates: frozenset[str]  # stored but not configured: nobody is sent to them
 
     @classmethod
-    def build(cls, rows: Mapping[str | None, FlagRecord], rules: Resolution) -> RolloutSnapshot:
+    def build(cls, rows: Mapping[str | None, FlagRecord], rules: RolloutRules) -> RolloutSnapshot:
         states = {route: resolve(rows, route, rules) for route in Route}
         return cls(
             version=max(r.version for r in rows.values()),

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core import Route
-from rollout.changes import NewValues, RolloutAction, Rules, apply, base_row
+from rollout.changes import NewValues, RolloutAction, apply, base_row
+from rollout.state import RolloutRules
 from storage.database import Database
 from storage.flags import (
     AuditNote,
@@ -39,7 +40,7 @@ class RolloutStore:
     first time anything reads or changes an empty store.
     """
 
-    def __init__(self, db: Database, rules: Rules, seed: FlagRecord) -> None:
+    def __init__(self, db: Database, rules: RolloutRules, seed: FlagRecord) -> None:
         self._db = db
         self._rules = rules
         note = AuditNote(actor=SEED_ACTOR, action=RolloutAction.SEED, reason="initial settings")

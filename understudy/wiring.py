@@ -13,10 +13,9 @@ from proxy.app import create_proxy_app
 from proxy.config import Limits, UpstreamConfig
 from proxy.tasks import BackgroundTasks
 from proxy.upstream_set import UpstreamSet
-from rollout.changes import Rules
 from rollout.live import DatabaseFollower, LiveFlags, log_snapshot, watch_kill_file
 from rollout.metrics import RolloutMetrics
-from rollout.state import Resolution, RolloutSnapshot
+from rollout.state import RolloutRules, RolloutSnapshot
 from rollout.store import RolloutStore
 from storage.database import Database
 from storage.flags import FlagRecord
@@ -86,17 +85,10 @@ def seed_flag(settings: Settings) -> FlagRecord:
     )
 
 
-def rollout_rules(settings: Settings) -> Rules:
-    return Rules(
+def rollout_rules(settings: Settings) -> RolloutRules:
+    return RolloutRules(
+        flag_key=settings.rollout.flag_key,
         candidates=tuple(c.name for c in settings.candidates),
-        allow_embeddings_split=settings.rollout.allow_embeddings_split,
-    )
-
-
-def resolution(settings: Settings) -> Resolution:
-    return Resolution.of(
-        settings.rollout.flag_key,
-        (c.name for c in settings.candidates),
         allow_embeddings_split=settings.rollout.allow_embeddings_split,
     )
 
@@ -113,7 +105,7 @@ def build_rollout(
     ``from_database``: the flag store in ``settings.database_url`` is the rollout and is
     followed; otherwise the settings are. The kill file is watched either way.
     """
-    rules = resolution(settings)
+    rules = rollout_rules(settings)
     poll_s = settings.rollout.poll_interval_s
     configured = RolloutSnapshot.build({None: seed_flag(settings)}, rules)
     flags = LiveFlags(configured, RolloutMetrics(registry))

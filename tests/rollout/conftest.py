@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rollout.changes import Rules
-from rollout.state import Resolution
+from rollout.state import RolloutRules
 from rollout.store import RolloutStore
 from storage.database import Database
 from storage.flags import FlagRecord
@@ -18,8 +17,7 @@ CANDIDATES = ("local", "other")
 SEED = FlagRecord(
     route=None, mode="shadow", candidate="local", percent=0.0, shadow_rate=1.0, noise_rate=0.1
 )
-RULES = Rules(candidates=CANDIDATES)
-RESOLUTION = Resolution.of("default", CANDIDATES, allow_embeddings_split=False)
+RULES = RolloutRules(flag_key="default", candidates=CANDIDATES)
 
 
 @pytest.fixture

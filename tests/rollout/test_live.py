@@ -24,7 +24,7 @@ from rollout.state import RolloutSnapshot
 from rollout.store import RolloutStore
 from storage.database import Database
 from tests.pg import PostgresServer
-from tests.rollout.conftest import RESOLUTION, RULES, SEED
+from tests.rollout.conftest import RULES, SEED
 from understudy.logs import configure_logging
 from understudy.settings import LogFormat
 
@@ -50,8 +50,8 @@ class Replica:
 async def start_replica(url: str, poll_s: float, kill_file: Path | None = None) -> Replica:
     db = Database(url)
     registry = CollectorRegistry()
-    flags = LiveFlags(RolloutSnapshot.build({None: SEED}, RESOLUTION), RolloutMetrics(registry))
-    follower = DatabaseFollower(db, RolloutStore(db, RULES, SEED), RESOLUTION, flags, poll_s=poll_s)
+    flags = LiveFlags(RolloutSnapshot.build({None: SEED}, RULES), RolloutMetrics(registry))
+    follower = DatabaseFollower(db, RolloutStore(db, RULES, SEED), RULES, flags, poll_s=poll_s)
     await follower.load()
     tasks = BackgroundTasks()
     tasks.spawn(follower.run(), name="rollout-flags")
@@ -198,7 +198,7 @@ async def test_database_down_keeps_state_grows_staleness_and_kill_file_still_wor
 
 async def test_kill_file_without_a_database(tmp_path: Path) -> None:
     registry = CollectorRegistry()
-    flags = LiveFlags(RolloutSnapshot.build({None: SEED}, RESOLUTION), RolloutMetrics(registry))
+    flags = LiveFlags(RolloutSnapshot.build({None: SEED}, RULES), RolloutMetrics(registry))
     kill_file = tmp_path / "kill"
     tasks = BackgroundTasks()
     tasks.spawn(watch_kill_file(kill_file, flags, 0.25), name="rollout-kill-file")

@@ -11,13 +11,13 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from core import RolloutMode, Route
-from rollout.changes import NewValues, RolloutAction, RolloutRefused, Rules
-from rollout.state import Resolution, RolloutSnapshot
+from rollout.changes import NewValues, RolloutAction, RolloutRefused
+from rollout.state import RolloutRules, RolloutSnapshot
 from rollout.store import RolloutStore
 from storage.database import Database
 from storage.flags import StaleVersion, audit_entries, current_flags, latest_version
 from storage.purge import purge_older_than
-from tests.rollout.conftest import RESOLUTION, SEED
+from tests.rollout.conftest import RULES, SEED
 from tests.storage.helpers import count_rows
 
 
@@ -80,21 +80,21 @@ async def test_route_override_and_kill_scope(store: RolloutStore, database: Data
         RolloutAction.SET, actor="cli", reason="r", route=Route.CHAT, values=percent(50)
     )
     assert chat.before is None and chat.after.route == Route.CHAT.value
-    snap = RolloutSnapshot.build(await store.rows(), RESOLUTION)
+    snap = RolloutSnapshot.build(await store.rows(), RULES)
     assert snap.states[Route.CHAT].percent == 50
     assert snap.states[Route.COMPLETIONS].percent == 25
     # The default row's split does not reach embeddings unless allowed.
     assert snap.states[Route.EMBEDDINGS].mode is RolloutMode.SHADOW
-    allowed = Resolution.of("default", ("local",), allow_embeddings_split=True)
+    allowed = RolloutRules("default", ("local",), allow_embeddings_split=True)
     assert RolloutSnapshot.build(await store.rows(), allowed).states[Route.EMBEDDINGS].percent == 25
 
     # A route's own kill stops that route; a kill of the default row stops all of them.
     await store.change(RolloutAction.KILL, actor="cli", reason="r", route=Route.CHAT)
-    snap = RolloutSnapshot.build(await store.rows(), RESOLUTION)
+    snap = RolloutSnapshot.build(await store.rows(), RULES)
     assert [r for r in Route if snap.states[r].killed] == [Route.CHAT]
     await store.change(RolloutAction.UNKILL, actor="cli", reason="r", route=Route.CHAT)
     killed = await store.change(RolloutAction.KILL, actor="cli", reason="all")
-    snap = RolloutSnapshot.build(await store.rows(), RESOLUTION)
+    snap = RolloutSnapshot.build(await store.rows(), RULES)
     assert all(snap.states[r].killed for r in Route)
     assert snap.states[Route.CHAT].version == killed.version  # the kill is what routes it
     assert snap.version == killed.version
@@ -129,7 +129,9 @@ async def test_refused_changes_write_nothing(
 
 
 async def test_embeddings_split_when_allowed(database: Database) -> None:
-    store = RolloutStore(database, Rules(("local",), allow_embeddings_split=True), SEED)
+    store = RolloutStore(
+        database, RolloutRules("default", ("local",), allow_embeddings_split=True), SEED
+    )
     change = await store.change(
         RolloutAction.SET, actor="cli", reason="x", route=Route.EMBEDDINGS, values=percent(5)
     )
@@ -140,7 +142,7 @@ async def test_a_mode_needs_a_candidate(database: Database) -> None:
     off = SEED.__class__(
         route=None, mode="off", candidate=None, percent=0, shadow_rate=1, noise_rate=0
     )
-    store = RolloutStore(database, Rules(("local",)), off)
+    store = RolloutStore(database, RolloutRules("default", ("local",)), off)
     with pytest.raises(RolloutRefused, match="needs a candidate"):
         await store.change(RolloutAction.SET, actor="cli", reason="x", values=percent(5))
     change = await store.change(
@@ -165,7 +167,7 @@ async def test_a_stored_candidate_no_longer_configured_serves_nobody(store: Roll
     await store.change(
         RolloutAction.SET, actor="cli", reason="x", values=NewValues(candidate="other", percent=50)
     )
-    only_local = Resolution.of("default", ("local",), allow_embeddings_split=False)
+    only_local = RolloutRules("default", ("local",))
     snap = RolloutSnapshot.build(await store.rows(), only_local)
     assert snap.states[Route.CHAT].candidate is None
     assert snap.unknown_candidates == {"other"}

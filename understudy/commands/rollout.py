@@ -28,7 +28,7 @@ from understudy.commands.common import (
 )
 from understudy.commands.db import fail, open_current, run_storage
 from understudy.settings import Settings
-from understudy.wiring import resolution, rollout_store
+from understudy.wiring import rollout_rules, rollout_store
 
 ACTOR = "cli"
 ROUTES = {"chat": Route.CHAT, "completions": Route.COMPLETIONS, "embeddings": Route.EMBEDDINGS}
@@ -170,7 +170,7 @@ def _route_line(route: Route, state: FlagState, own_row: bool) -> str:
 
 async def _show(settings: Settings, db: Database, *, as_json: bool) -> None:
     rows = await rollout_store(settings, db).rows()
-    snapshot = RolloutSnapshot.build(rows, resolution(settings))
+    snapshot = RolloutSnapshot.build(rows, rollout_rules(settings))
     kill_file = settings.kill_file
     kill_file_present = kill_file is not None and kill_file.exists()
     if as_json:

@@ -17,6 +17,7 @@ import openai
 from aiohttp import web
 from openai import AsyncOpenAI
 
+from storage.privacy import STORED_DEPTH
 from tests.fakes import FakeOpenAI, Fault, RecordedRequest
 from tests.faults.serve import Proxy
 
@@ -28,14 +29,18 @@ PLACES = (
     "tool_schema", "completion_prompt", "embedding_input", "passthrough_path",
     "passthrough_query", "echo_401", "echo_500", "candidate_error", "primary_timeout",
     "candidate_timeout", "malformed_header", "non_utf8_header", "bad_json", "too_deep",
-    "nan", "rejected", "spilled",
+    "nan", "rejected", "spilled", "deep_stored",
 )  # fmt: skip
 # Keys of no known shape (the upstreams' keys, client keys in headers): only where they
 # are says they are keys.
 PLAIN_PLACES = (
     "operator", "candidate_key", "plain_bearer", "plain_api_key_header", "plain_x_api_key", "plain_custom_header",
-    "plain_cookie", "plain_organization", "plain_project",
+    "plain_cookie", "plain_organization", "plain_project", "plain_password",
+    "plain_deep_secret",
 )  # fmt: skip
+# Deeper than storage keeps as structure (it keeps the rest as JSON text), within the
+# proxy's nesting limit.
+STORED_NESTING = STORED_DEPTH + 8
 # Primary answers quoting the prompt on purpose: the client gets them unchanged.
 ANSWERED_BACK = ("answer_echo", "tool_schema")
 ECHO_STATUS = {"echo-401": 401, "echo-500": 500}
@@ -45,6 +50,12 @@ CANDIDATE_ONLY_ECHO = {"candidate-echo": 500}
 def new_canaries() -> dict[str, str]:
     shaped = {place: "sk-proj-" + secrets.token_urlsafe(36) for place in PLACES}
     return {**shaped, **{place: secrets.token_hex(24) for place in PLAIN_PLACES}}
+
+
+def nested(value: Any, depth: int) -> Any:
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 def client_of(url: str, c: Mapping[str, str], prefix: str = "") -> AsyncOpenAI:
@@ -197,6 +208,11 @@ async def send_everything(url: str, c: Mapping[str, str], responses: Responses) 
             extra_body={
                 "custom_field": c["extra_body"],
                 "extra_headers": {"Authorization": f"Bearer {c['body_extra_headers']}"},
+                "password": c["plain_password"],
+                "deep": nested(
+                    {"client_secret": c["plain_deep_secret"], "note": c["deep_stored"]},
+                    STORED_NESTING,
+                ),
             },
         ),
         "answer_echo": chat(

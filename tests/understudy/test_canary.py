@@ -302,7 +302,8 @@ async def test_no_canary_reaches_any_sink(
     # The sweep is not vacuous: every key went where it should, and recordings hold the mark.
     sent_to_primary = received(primary)
     forwarded = ("operator", "prompt", "system", "organization", "project", "passthrough_query")
-    for place in (*forwarded, "plain_organization", "plain_project"):
+    plain = ("plain_organization", "plain_project", "plain_password", "plain_deep_secret")
+    for place in (*forwarded, *plain, "deep_stored"):
         assert canaries[place].encode() in sent_to_primary, place
     assert f"Bearer {canaries['operator']}".encode() in sent_to_primary
     assert canaries["bearer"].encode() not in sent_to_primary  # replaced by the operator's
@@ -315,6 +316,9 @@ async def test_no_canary_reaches_any_sink(
     unmarked = [i for i, request in stored.items() if SECRET_MARK not in request]
     # Every recorded request but the plain client's held a key in its body.
     assert unmarked == [responses.exchange_ids["plain_chat"]]
+    main = json.loads(stored[responses.exchange_ids["main"]])
+    assert main["password"] == SECRET_MARK  # masked by its name: the value has no shape
+    assert json.dumps(main["deep"]).count(SECRET_MARK) == 2  # kept as JSON text, masked
     assert SECRET_MARK.encode() in spilled and SECRET_MARK.encode() in rejected
     counted = metric_values(metrics)
     assert counted["understudy_storage_spilled_total"] >= 1

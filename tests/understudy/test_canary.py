@@ -1,11 +1,12 @@
 """The canary sweep: a distinct fake key in every place a key can travel, none in any sink.
 
 The real ``understudy serve`` runs in shadow mode on SQLite with a spill folder and an
-operator key; ``canary_traffic`` sends the canaries. Then every place the product writes to is searched for every canary (and its
-base64, URL-encoded and partial forms): the process's log, every table and the raw
-database files, spill and rejected files, /metrics, every response returned to a client,
-and the CLI's output. The sweep proves it could find one: the upstreams received the keys
-they should, and the recorded prompts carry the redaction mark where the keys were.
+operator key; ``canary_traffic`` sends the canaries. Then every place the product writes
+to is searched for every canary (and its base64, URL-encoded and partial forms): the
+process's log, every table and the raw database files, spill and rejected files, the ops
+endpoints, every response (headers and body) returned to a client, and the CLI's output.
+The sweep proves it could find one: the upstreams received the keys they should, and the
+recorded requests carry the redaction mark where the keys were.
 """
 
 from __future__ import annotations
@@ -193,6 +194,7 @@ def test_the_sweep_finds_a_planted_canary(canaries: dict[str, str]) -> None:
 
 
 def test_configured_keys_are_masked_whatever_their_shape() -> None:
+    """Longest first, so a key holding another is masked whole; very short ones are not."""
     operator, candidate = "0123456789abcdef", "0123456789abcdef-longer"
     settings = load_settings(
         primary={"api_key": operator},

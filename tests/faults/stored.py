@@ -50,6 +50,16 @@ def question_counts(path: Path) -> Counter[str]:
     return Counter(json.loads(r[0])["messages"][-1]["content"] for r in rows)
 
 
+def timed_out_latencies_ms(path: Path, role: Role) -> list[float]:
+    """The recorded latency of every arm in ``role`` that ended in a timeout."""
+    with _read(path) as conn:
+        rows = conn.execute(
+            "SELECT latency_ms FROM observations WHERE role = ? AND error_kind = ?",
+            (role.value, ErrorKind.TIMEOUT.value),
+        ).fetchall()
+    return [float(r[0]) for r in rows]
+
+
 def _exchange_problems(row: sqlite3.Row) -> Iterator[str]:
     uuid.UUID(row["id"])
     datetime.fromisoformat(row["created_at"])

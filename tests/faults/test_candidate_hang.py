@@ -19,11 +19,13 @@ from pathlib import Path
 import pytest
 
 import migrations
+from core import Role
 from tests.fakes import Fault
 from tests.faults.checks import assert_log_is_json
 from tests.faults.fake_process import FakeProcess
 from tests.faults.load import Load, drive, percentile
 from tests.faults.serve import Proxy, start_proxy
+from tests.faults.stored import timed_out_latencies_ms
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -36,6 +38,9 @@ PRIMARY_DELAY_S = 0.2
 # cap admits time out after 5 s, are recorded, and 64 more hang in their place.
 CANDIDATE_TIMEOUT_S = 5.0
 P99_RATIO = 1.10
+# Timed-out shadows end at their deadline, not at the next whole second: their
+# recorded latency exceeds the timeout by the loop's delay only.
+TIMEOUT_OVERSHOOT_S = 0.25
 RSS_GROWTH_LIMIT = 50 * 1024 * 1024
 RSS_SAMPLE_S = 5.0
 
@@ -50,7 +55,8 @@ async def sample_rss(proxy: Proxy, samples: list[int], stop: asyncio.Event) -> N
 async def test_hung_candidate_moves_neither_primary_p99_nor_memory(
     tmp_path: Path, figure: Callable[[str], None]
 ) -> None:
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'understudy.db'}"
+    db = tmp_path / "understudy.db"
+    db_url = f"sqlite+aiosqlite:///{db}"
     await migrations.upgrade(db_url)
     candidates = [{"name": "local", "base_url": "", "timeout_s": CANDIDATE_TIMEOUT_S}]
     with (
@@ -123,4 +129,10 @@ async def test_hung_candidate_moves_neither_primary_p99_nor_memory(
     assert growth < RSS_GROWTH_LIMIT
     # The candidate really hung: shadows were cut by its timeout or skipped at its cap.
     assert metrics.get("understudy_shadows_skipped_total", 0) > 0
+    timed_out = timed_out_latencies_ms(db, Role.SHADOW)
+    overshoot_s = percentile(timed_out, 50) / 1000 - CANDIDATE_TIMEOUT_S
+    figure(
+        f"{len(timed_out)} shadows timed out, median {overshoot_s * 1000:+.0f} ms past the deadline"
+    )
+    assert timed_out and overshoot_s < TIMEOUT_OVERSHOOT_S
     figure(f"{assert_log_is_json(proxy)} log lines, every one JSON")

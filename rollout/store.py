@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from core import Route
@@ -25,12 +26,23 @@ class Change:
     """A change as written: the route's row before and after, and the version it made."""
 
     route: Route | None
-    before: FlagRecord | None
+    before: FlagRecord  # the row the route followed: its own, or the default it inherited
     after: FlagRecord
 
     @property
     def version(self) -> int:
         return self.after.version
+
+
+def _apply(
+    rows: Mapping[str | None, FlagRecord],
+    action: RolloutAction,
+    route: Route | None,
+    rules: RolloutRules,
+    values: NewValues | None,
+) -> tuple[FlagRecord, FlagRecord]:
+    base = base_row(rows, route)
+    return base, apply(action, base, route, rules, values)
 
 
 class RolloutStore:
@@ -72,7 +84,7 @@ class RolloutStore:
         before, after = await append_flag(
             self._db,
             None if route is None else route.value,
-            lambda rows: apply(action, base_row(rows, route), route, self._rules, values),
+            lambda rows: _apply(rows, action, route, self._rules, values),
             AuditNote(actor=actor, action=action, reason=reason),
             seed=self._seed,
             expected_version=expected_version,

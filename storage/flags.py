@@ -92,8 +92,9 @@ class Seed:
     note: AuditNote
 
 
-# Given the current rows by route, the new row for the changed route (version left at 0).
-Change = Callable[[Mapping[str | None, FlagRecord]], FlagRecord]
+# Given the current rows by route: the row the change starts from (the route's own, or the
+# one it inherited) and the new row for the changed route (version left at 0).
+Change = Callable[[Mapping[str | None, FlagRecord]], tuple[FlagRecord, FlagRecord]]
 
 
 def _record(row: FlagRow) -> FlagRecord:
@@ -179,11 +180,11 @@ async def append_flag(
     *,
     seed: Seed | None = None,
     expected_version: int | None = None,
-) -> tuple[FlagRecord | None, FlagRecord]:
+) -> tuple[FlagRecord, FlagRecord]:
     """Append the next version for ``route`` as ``change`` computes it, with its audit entry.
 
     An empty store first gets ``seed`` as its default row, in the same transaction.
-    Returns the route's row before (None if it had none) and the row written. Raises
+    Returns the row the change started from and the row written. Raises
     ``StaleVersion`` when ``expected_version`` is given and is not the latest version;
     exceptions from ``change`` propagate and nothing is written, not even the seed.
     """
@@ -198,13 +199,10 @@ async def append_flag(
                 latest = max((r.version for r in rows.values()), default=0)
                 if expected_version is not None and expected_version != latest:
                     raise StaleVersion(expected_version, latest)
-                record = change(rows)
+                before, record = change(rows)
                 if seeding is not None:
-                    rows = {
-                        None: await _insert(session, db.dialect, rows[None], None, 0, seeding.note)
-                    }
-                    latest = rows[None].version
-                before = rows.get(route)
+                    seeded = await _insert(session, db.dialect, rows[None], None, 0, seeding.note)
+                    before, latest = replace(before, version=seeded.version), seeded.version
                 written = await _insert(
                     session, db.dialect, replace(record, route=route), before, latest, note
                 )

@@ -67,7 +67,7 @@ async def test_concurrent_writers_get_distinct_increasing_versions(
     versions = sorted(c.version for c in changes)
     assert versions == list(range(2, 14))
     # Every writer read the state it changed: each "before" is the version just below.
-    assert sorted(c.before.version for c in changes if c.before) == list(range(1, 13))
+    assert sorted(c.before.version for c in changes) == list(range(1, 13))
     entries = await audit_entries(database)
     assert [e.flag_version for e in entries] == list(range(13, 0, -1))
     newest = await current_flags(database)
@@ -79,7 +79,9 @@ async def test_route_override_and_kill_scope(store: RolloutStore, database: Data
     chat = await store.change(
         RolloutAction.SET, actor="cli", reason="r", route=Route.CHAT, values=percent(50)
     )
-    assert chat.before is None and chat.after.route == Route.CHAT.value
+    # The route had no row of its own: it started from the default row it inherited.
+    assert chat.before.route is None and chat.before.percent == 25
+    assert chat.after.route == Route.CHAT.value
     snap = RolloutSnapshot.build(await store.rows(), RULES)
     assert snap.states[Route.CHAT].percent == 50
     assert snap.states[Route.COMPLETIONS].percent == 25
@@ -185,8 +187,11 @@ async def test_audit_log_has_every_change(store: RolloutStore, database: Databas
         ("settings", "seed", None, "initial settings"),
     ]
     kill = entries[1]
-    assert kill.before is None  # the route had no row of its own: copied from the default
+    # The route had no row of its own: "before" is the default row it followed.
+    assert kill.before is not None and kill.before["route"] is None
+    assert kill.before["killed"] is False and kill.before["version"] == 2
     assert kill.after is not None and kill.after["killed"] is True and kill.after["percent"] == 5
+    assert kill.after["route"] == "chat.completions"
     set_entry = entries[2]
     assert set_entry.before is not None and set_entry.after is not None
     assert (set_entry.before["mode"], set_entry.after["mode"]) == ("shadow", "split")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 import migrations
 from storage.database import Database
 from storage.flags import audit_entries, latest_version
+from storage.models import AuditRow
 from understudy.cli import main
 
 Capture = pytest.CaptureFixture[str]
@@ -187,3 +190,27 @@ def test_schema_behind(cli_env: Path, db_url: str, capsys: Capture) -> None:
     asyncio.run(migrations.upgrade(db_url, "0001"))
     assert main(["rollout", "status"]) == 1
     assert "understudy db upgrade" in capsys.readouterr().err
+
+
+def test_purge_command_keeps_the_audit_log(cli_env: Path, db_url: str, capsys: Capture) -> None:
+    upgrade(db_url)
+    assert main(["rollout", "kill", "--reason", "incident"]) == 0
+
+    async def backdate_and_count() -> int:
+        async with Database(db_url) as db:
+            async with db.engine.begin() as conn:
+                await conn.execute(
+                    insert(AuditRow).values(
+                        at=datetime.now(UTC) - timedelta(days=400), actor="cli", action="kill"
+                    )
+                )
+            return len(await audit_entries(db))
+
+    async def count() -> int:
+        async with Database(db_url) as db:
+            return len(await audit_entries(db))
+
+    before = asyncio.run(backdate_and_count())
+    assert before == 3  # seed, kill, and one from long ago
+    assert main(["purge", "--older-than", "1d"]) == 0
+    assert asyncio.run(count()) == before

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from core import RolloutMode, Route
 from rollout.changes import NewValues, RolloutAction, RolloutRefused
@@ -16,6 +16,7 @@ from rollout.state import RolloutRules, RolloutSnapshot
 from rollout.store import RolloutStore
 from storage.database import Database
 from storage.flags import StaleVersion, audit_entries, current_flags, latest_version
+from storage.models import AuditRow
 from storage.purge import purge_older_than
 from tests.rollout.conftest import RULES, SEED
 from tests.storage.helpers import count_rows
@@ -213,9 +214,14 @@ async def test_purge_leaves_the_rollout_history(
     store: RolloutStore, database: Database, tmp_path: Path
 ) -> None:
     await store.change(RolloutAction.SET, actor="cli", reason="x", values=percent(5))
+    long_ago = datetime.now(UTC) - timedelta(days=400)
+    async with database.engine.begin() as conn:  # an entry far older than any retention
+        await conn.execute(
+            insert(AuditRow).values(at=long_ago, actor="cli", action="kill", reason="old")
+        )
     result = await purge_older_than(
         database, tmp_path / "spill", datetime.now(UTC) + timedelta(days=1)
     )
     assert result.exchanges == 0
-    assert await count_rows(database, "rollout_audit") == 2
+    assert await count_rows(database, "rollout_audit") == 3
     assert await count_rows(database, "rollout_flags") == 2

@@ -100,7 +100,9 @@ def _reason(
     harm = fmt(spec.harm_limit, ev.unit)
     where = {
         MetricLabel.PASS: f"inside the limit of {limit}",
-        MetricLabel.FAIL: f"worse than {harm}" if spec.guardrail else f"beyond the limit of {harm}",
+        MetricLabel.FAIL: f"beyond the harm limit of {harm}"
+        if spec.guardrail
+        else f"beyond the limit of {harm}",
         MetricLabel.INCONCLUSIVE: f"not yet shown inside the limit of {limit}"
         + _more(ev.planned_n, ev.n, ev.noun, power),
     }[label]
@@ -203,16 +205,16 @@ def _names(results: Sequence[MetricResult]) -> str:
 def _units_needed(
     results: Sequence[MetricResult], specs: Sequence[MetricSpec], data: VerdictInput
 ) -> int | None:
-    """Units the stage needs: the largest planned size among the metrics it waits on.
+    """Units the stage needs: the largest planned size among required or measured metrics.
 
-    A metric counted in judgments or noise samples is turned into units at the
-    rate those arrived so far.
+    A metric counted in judgments, noise samples or both arms' requests is
+    turned into units at the rate those arrived so far.
     """
     needed: list[int] = []
     for r, spec in zip(results, specs, strict=True):
         if r.planned_n is None or not (spec.required or r.label is not MetricLabel.NO_DATA):
             continue
-        units_per_obs = data.units / r.n if r.n and r.unit != "ms" else 1.0
+        units_per_obs = data.units / r.n if r.n else 1.0
         needed.append(math.ceil(r.planned_n * units_per_obs))
     return max(needed) if needed else None
 
@@ -251,7 +253,7 @@ def _decision_reason(
     no_data = f"; no data yet for optional {_names(missing)}" if missing else ""
     if decision is Decision.ROLLBACK:
         failed = [r for r in by[MetricLabel.FAIL] if r.guardrail]
-        return f"rollback: guardrail shown worse than the primary ({_names(failed)})"
+        return f"rollback: guardrail beyond its harm limit ({_names(failed)})"
     if decision is Decision.HOLD:
         parts = []
         if by[MetricLabel.ERROR]:

@@ -120,7 +120,7 @@ def test_a_slow_candidate_is_rolled_back_with_a_reason() -> None:
     later = evaluate_stage(shadow_input(300, slowdown=1.5), EvaluationConfig())
     assert {m.name for m in later.failed_guardrails} == {"latency_total", "latency_p95"}
     total = verdict.metric("latency_total")
-    assert total is not None and "worse than +0.0%" in total.reason
+    assert total is not None and "beyond the harm limit of +0.0%" in total.reason
     assert "latency_total" in verdict.reason
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -42,6 +43,14 @@ REDACTED = SECRET_MARK
 # text (secret fields masked, then redacted like any text) instead of as
 # structure: no walk here or in a JSON encoder downstream recurses without end.
 STORED_DEPTH = 32
+
+# A pattern decides where a match may start from the character before it; once
+# that character is masked, a mask's "]" precedes what follows, and a second
+# pass could find a match that the first did not ("4111111111111111sk-..."). Text
+# is redacted again while a mask is followed by a character a match can start
+# with, so that redacting redacted text changes nothing.
+_MASK_THEN_START = re.compile(r"\[redacted:[a-z]+\](?=[A-Za-z0-9._%+\-(])")
+_MOST_PASSES = 3
 
 T = TypeVar("T")
 
@@ -135,6 +144,14 @@ class PrivacyPolicy:
         return "".join(out)
 
     def _redact_piece(self, text: str) -> str:
+        for _ in range(_MOST_PASSES):
+            redacted = self._redact_once(text)
+            if redacted == text or not _MASK_THEN_START.search(redacted):
+                return redacted
+            text = redacted
+        return text
+
+    def _redact_once(self, text: str) -> str:
         text = redact_secrets(text)
         for name, redactor in BUILTIN_REDACTORS.items():  # fixed order, whatever the list says
             if name in self.redact:

@@ -30,11 +30,13 @@ SECRET_MARK = "[redacted:key]"
 # case for the patterns that ignore case): checking those first skips the regex
 # scan for ordinary text, which is most text, and most log fields.
 _SECRET_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
-    # "Bearer <token>" in any header-ish text, any case.
+    # "Bearer <token>" in any header-ish text, any case. A doubled scheme
+    # ("Bearer Bearer <token>") is no token: the second one starts the match.
     (
         ("bearer",),
         re.compile(
-            r"[Bb](?<![A-Za-z0-9_][Bb])[Ee][Aa][Rr][Ee][Rr]\s++[A-Za-z0-9._~+/=\-]{6,}"
+            r"[Bb](?<![A-Za-z0-9_][Bb])[Ee][Aa][Rr][Ee][Rr]\s++"
+            r"(?![Bb][Ee][Aa][Rr][Ee][Rr]\s)[A-Za-z0-9._~+/=\-]{6,}"
         ),
     ),
     # OpenAI and look-alikes: sk-..., sk-proj-..., pk-/rk- keys.
@@ -72,6 +74,7 @@ _SECRET_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
             )
             (["']?\s*+[:=]\s*+["']?)               # group 1: kept, with the key
             (?:(?i:basic|token|bearer|digest|apikey)\s++)?  # an Authorization scheme
+            (?!\[redacted:)                        # a value masked already
             [^\s"',;]{6,}
             """
         ),
@@ -89,48 +92,101 @@ _ANY_CASE = frozenset({"bearer", "key", "secret", "pass", "token", "auth"})
 
 def redact_secrets(text: str) -> str:
     """Mask API keys, bearer tokens, JWTs and ``key=value`` secrets in ``text``."""
+    # Lowered once: a mask never adds a trigger that a later pattern's match
+    # would need, so the triggers of the text as it came are enough.
     lowered = text.lower()
     for triggers, pattern in _SECRET_PATTERNS:
         if any(t in (lowered if t in _ANY_CASE else text) for t in triggers):
             text = pattern.sub(_mask_value if pattern.groups else SECRET_MARK, text)
-            lowered = text.lower()
     return text
-
-
-# Phone and card patterns read ASCII digits and separators only (re.ASCII).
-_NOT_DIGITS = str.maketrans("", "", " \t\n\r\f\v.-()+")
 
 
 # Local part of at most 64 characters, then labels of at most 63, a top-level
 # domain of letters. Labels cannot contain ".", so the label loop never rescans.
-_EMAIL = re.compile(
-    r"""(?x)
-    [A-Za-z0-9._%+\-](?<![A-Za-z0-9._%+\-][A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{0,63}+
+_LOCAL_CHARS = 64
+_AT_DOMAIN = r"""
     @[A-Za-z0-9\-]{1,63}+(?:\.[A-Za-z0-9\-]{1,63}+){0,16}
     \.[A-Za-z]{2,63}+(?![A-Za-z0-9_])
-    """
+"""
+_EMAIL = re.compile(
+    r"(?x)[A-Za-z0-9._%+\-](?<![A-Za-z0-9._%+\-][A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{0,63}+"
+    + _AT_DOMAIN
 )
+# What follows the "@" of an address. It starts with a literal, which the regex
+# engine finds in C; the full pattern instead tries every letter and digit.
+_DOMAIN = re.compile("(?x)" + _AT_DOMAIN)
+# With fewer domains than one per this many characters, only the 64 characters
+# before each are searched for an address; with more, all of the text is.
+_CHARS_PER_DOMAIN = 256
+EMAIL_MARK = "[redacted:email]"
 
 
 def redact_email(text: str) -> str:
-    return _EMAIL.sub("[redacted:email]", text) if "@" in text else text
+    if "@" not in text:
+        return text
+    domains: list[re.Match[str]] = []
+    most = len(text) // _CHARS_PER_DOMAIN + 1
+    for domain in _DOMAIN.finditer(text):
+        domains.append(domain)
+        if len(domains) > most:
+            return _EMAIL.sub(EMAIL_MARK, text)
+    out: list[str] = []
+    done = 0  # what is before this is in ``out``
+    for domain in domains:
+        # The lookbehind sees the text before the window; the window ends where the
+        # domain did, which passed its lookahead on the whole text.
+        found = _EMAIL.search(text, max(done, domain.start() - _LOCAL_CHARS), domain.end())
+        if found is not None:
+            out += (text[done : found.start()], EMAIL_MARK)
+            done = found.end()
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
 
 
+# Phone and card patterns read ASCII digits and separators only (re.ASCII).
+#
 # An optional +country code and (area code), then digits in groups split by
 # space, dot or dash: 9 to 15 digits in all. Plain digit runs of that length
 # count too: false positives on long numbers are why this pattern is opt-in.
+# The digit count is part of the pattern, one branch per length of the country
+# and area codes, so no Python runs per candidate; a cheap lookahead turns a
+# "+" or "(" away before the branches are tried.
+_SEP = r"[\s.\-]?"
+
+
+def _then_main_digits(codes: list[tuple[str, int]]) -> str:
+    """One branch per ``(codes pattern, digits in it)``, each then followed by 5 or more
+    digits so that the number holds 9 to 15 in all."""
+    main = r"\d(?:{sep}\d){{{low},{high}}}"
+    return "|".join(
+        code + main.format(sep=_SEP, low=max(5, 9 - n) - 1, high=15 - n - 1) for code, n in codes
+    )
+
+
+_AFTER_PLUS = _then_main_digits(
+    [
+        (rf"\d{{{c}}}{_SEP}" + (rf"\(\d{{{a}}}\){_SEP}" if a else ""), c + a)
+        for c in (1, 2, 3)
+        for a in (0, 1, 2, 3, 4)
+    ]
+)
+_AFTER_PAREN = _then_main_digits([(rf"\d{{{a}}}\){_SEP}", a) for a in (1, 2, 3, 4)])
 _PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{1,4}\)[\s.\-]?)?\d(?:[\s.\-]?\d){4,14}(?!\w)",
+    rf"""(?x)
+    [+(\d](?<![\w+][+(\d])
+    (?: (?<=\+) (?=\d{{1,3}}{_SEP}(?:\(\d{{1,4}}\){_SEP})?\d(?:{_SEP}\d){{4}}) (?:{_AFTER_PLUS})
+      | (?<=\() (?=\d{{1,4}}\){_SEP}\d(?:{_SEP}\d){{4}}) (?:{_AFTER_PAREN})
+      | (?<=\d) (?:{_SEP}\d){{8,14}}
+    )(?!\w)
+    """,
     re.ASCII,
 )
 
 
 def redact_phone(text: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        found = match.group(0)
-        return "[redacted:phone]" if 9 <= len(found.translate(_NOT_DIGITS)) <= 15 else found
-
-    return _PHONE.sub(replace, text)
+    return _PHONE.sub("[redacted:phone]", text)
 
 
 # Card numbers as they are written: 13 to 19 digits in one run, four groups
@@ -147,22 +203,28 @@ _CARD_CANDIDATE = re.compile(
     re.ASCII,
 )
 # Luhn's doubled digit with its digits summed, as a digit: "0".."9" -> 0 2 4 6 8 1 3 5 7 9.
-_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
 
 
 def luhn_ok(digits: str) -> bool:
-    """Luhn's check on ASCII digits; the digit sums are byte sums, done in C."""
-    if not digits.isascii() or not digits.isdigit():
-        return False
+    """Luhn's check on ASCII digits."""
+    return digits.isascii() and digits.isdigit() and _luhn_bytes_ok(digits.encode())
+
+
+def _luhn_bytes_ok(digits: bytes) -> bool:
+    # Sums of bytes and a byte translation: done in C, which matters on digit-heavy text.
     kept, doubled = digits[-1::-2], digits[-2::-2].translate(_LUHN_DOUBLED)
-    total = sum(kept.encode()) + sum(doubled.encode()) - 48 * len(digits)
-    return total % 10 == 0
+    return (sum(kept) + sum(doubled) - 48 * len(digits)) % 10 == 0
 
 
 def redact_card(text: str) -> str:
     def replace(match: re.Match[str]) -> str:
-        candidate = match.group(0)
-        return "[redacted:card]" if luhn_ok(candidate.translate(_NOT_DIGITS)) else candidate
+        candidate = match.group(0)  # ASCII digits, spaces and dashes (re.ASCII)
+        return (
+            "[redacted:card]"
+            if _luhn_bytes_ok(candidate.encode().translate(None, b" -"))
+            else candidate
+        )
 
     return _CARD_CANDIDATE.sub(replace, text)
 
@@ -177,7 +239,8 @@ BUILTIN_REDACTORS: Mapping[str, Redactor] = {
 
 # -- bounded pieces -------------------------------------------------------------
 
-PIECE_CHARS = 64 * 1024
+# 16 K: one piece of the costliest text takes about 2 ms to redact, the writer's slice.
+PIECE_CHARS = 16 * 1024
 """The most text redacted in one step: long texts are cut into pieces this long at most."""
 
 # Where a text may be cut so that no pattern's match spans the cut. Only these

@@ -40,7 +40,7 @@ PROBE = Backoff(base_s=0.25, cap_s=5.0)  # how often a down database is tried ag
 
 
 # The longest the writer redacts before it yields to the event loop. Redaction
-# runs in steps of at most one piece of text (64 K characters, ~1-3 ms), so a
+# runs in steps of at most one piece of text (16 K characters, ~0.3-2.5 ms), so a
 # slice ends at most one step past this.
 PREPARE_SLICE_S = 0.002
 

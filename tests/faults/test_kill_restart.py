@@ -28,8 +28,8 @@ from understudy.settings import CandidateSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-KILL_AT_S = 6.0  # into the traffic, well past warm-up
-TRAFFIC_S = 7.0  # the requests sent after the kill are refused at once
+KILL_AT_S = 8.0  # into the traffic, well past warm-up
+TRAFFIC_S = 9.0  # the requests sent after the kill are refused at once
 AFTER_RESTART_S = 3.0
 STORE_WAIT_S = 60.0
 QUEUE_SIZE = 50

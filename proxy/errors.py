@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -60,3 +60,14 @@ def redacted_upstream_error(body: bytes, redact: Callable[[str], str]) -> bytes:
     text = body.decode("utf-8", "surrogateescape")
     masked = redact(text)
     return body if masked == text else masked.encode("utf-8", "surrogateescape")
+
+
+def redacted_upstream_headers(
+    status: int, headers: Mapping[str, str], redact: Callable[[str], str]
+) -> dict[str, str]:
+    """An upstream's headers as a client may see them: on an error answer, where upstreams
+    echo what they were sent, every value is masked like the body; an answer that
+    succeeded keeps them as they are, at no cost on the hot path."""
+    if status < 400:
+        return dict(headers)
+    return {name: redact(value) for name, value in headers.items()}

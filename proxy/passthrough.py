@@ -25,7 +25,12 @@ from yarl import URL
 from core import UpstreamError
 from proxy.body import read_body
 from proxy.config import Limits
-from proxy.errors import RequestError, error_response, redacted_upstream_error
+from proxy.errors import (
+    RequestError,
+    error_response,
+    redacted_upstream_error,
+    redacted_upstream_headers,
+)
 from proxy.exchange import PRIMARY_HEADERS
 from proxy.relay import SERVED_BY_HEADER
 from proxy.upstreams import HttpUpstream
@@ -211,10 +216,11 @@ class PassthroughHandler:
         self, request: web.Request, upstream: aiohttp.ClientResponse
     ) -> web.StreamResponse:
         headers = {
-            k: self._redact(v)  # an upstream may echo a key in a header too
+            k: v
             for k, v in relayable_headers(upstream.headers).items()
             if not k.lower().startswith("x-understudy-")  # ours say what we did, not upstream
         }
+        headers = redacted_upstream_headers(upstream.status, headers, self._redact)
         response = web.StreamResponse(status=upstream.status, headers=headers)
         response.headers[SERVED_BY_HEADER] = self._primary.name
         idle_s = self._primary.config.stream_idle_timeout_s

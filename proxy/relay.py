@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from core import ErrorKind, UpstreamError, UpstreamResponse
-from proxy.errors import error_response, redacted_upstream_error
+from proxy.errors import error_response, redacted_upstream_error, redacted_upstream_headers
 from proxy.record import Arm, ExchangeRecord
 
 # Only on responses of recorded exchanges: the id the exchange is stored under.
@@ -35,13 +35,13 @@ async def relay(
     """Send the upstream's answer to the client as it arrives, capturing it on the way.
 
     ``first`` (already captured) was read from ``rest`` before; ``rest`` yields the remainder.
-    A non-streaming answer is sent whole, with a Content-Length, once complete. Header
-    values, and an error answer's body, go through ``redact`` first.
+    A non-streaming answer is sent whole, with a Content-Length, once complete. An error
+    answer's header values and body go through ``redact`` first.
     """
     capture = arm.capture
     chunks = _chunks(first, rest)
     headers = {
-        **{name: redact(value) for name, value in upstream.headers.items()},
+        **redacted_upstream_headers(upstream.status, upstream.headers, redact),
         EXCHANGE_ID_HEADER: str(record.id),
         SERVED_BY_HEADER: arm.upstream,
     }

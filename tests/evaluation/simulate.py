@@ -2,8 +2,7 @@
 
 Latencies are log-normal with a shared per-request component (prompt and
 answer length move both arms together) plus independent per-arm run-to-run
-noise. The noise level matters for power: with ARM_SD = 0.15 instead of 0.10
-the tail-only regression below is caught by 700 pairs in roughly half the runs.
+noise. The richer shapes (stragglers, rounding, drift) are in ``traffic.py``.
 """
 
 from __future__ import annotations
@@ -70,10 +69,6 @@ TAIL_FACTOR = 1.2025
 
 def tail_scenario() -> Scenario:
     return Scenario(tail_threshold=TAIL_THRESHOLD, tail_factor=TAIL_FACTOR)
-
-
-def total_log_sd() -> float:
-    return float(np.hypot(SHARED_SD, ARM_SD))
 
 
 def realised_quantile_ratio(

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from core import Decision, Direction
+from core import Decision
 from evaluation.config import EvaluationConfig
 from evaluation.paths import decision_path
 from evaluation.verdict import FAIL
@@ -27,7 +27,6 @@ from tests.evaluation.simulate import (
 pytestmark = pytest.mark.slow
 
 ALPHA = 0.05
-LOWER = Direction.LOWER_IS_BETTER
 
 
 def _bound(runs: int, alpha: float = ALPHA) -> float:

@@ -160,7 +160,8 @@ class PassthroughHandler:
             log.info(
                 "passthrough",
                 method=request.method,
-                path=request.raw_path,
+                # Not the query: it can carry a key of any shape (``?key=...``).
+                path=request.raw_path.partition("?")[0],
                 status=status,
                 latency_ms=round((time.perf_counter() - started) * 1000, 2),
             )

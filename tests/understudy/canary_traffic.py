@@ -36,7 +36,7 @@ PLACES = (
 PLAIN_PLACES = (
     "operator", "candidate_key", "plain_bearer", "plain_api_key_header", "plain_x_api_key", "plain_custom_header",
     "plain_cookie", "plain_organization", "plain_project", "plain_password",
-    "plain_deep_secret",
+    "plain_deep_secret", "plain_query", "plain_passthrough_query",
 )  # fmt: skip
 # Deeper than storage keeps as structure (it keeps the rest as JSON text), within the
 # proxy's nesting limit.
@@ -204,7 +204,7 @@ async def send_everything(url: str, c: Mapping[str, str], responses: Responses) 
             user=c["user"],
             metadata={"note": c["metadata"]},
             extra_headers={"X-Extra-Header": c["extra_headers"]},
-            extra_query={"api_key": c["query"]},
+            extra_query={"api_key": c["query"], "key": c["plain_query"]},
             extra_body={
                 "custom_field": c["extra_body"],
                 "extra_headers": {"Authorization": f"Bearer {c['body_extra_headers']}"},
@@ -232,7 +232,7 @@ async def send_everything(url: str, c: Mapping[str, str], responses: Responses) 
         ),
         "passthrough_path": client.models.with_raw_response.retrieve(c["passthrough_path"]),
         "passthrough_query": client.models.with_raw_response.list(
-            extra_query={"api_key": c["passthrough_query"]}
+            extra_query={"api_key": c["passthrough_query"], "key": c["plain_passthrough_query"]}
         ),
         "echo_401": chat(model="echo-401", messages=user(c["echo_401"])),
         "echo_500": chat(model="echo-500", messages=user("hi"), user=c["echo_500"]),

@@ -23,20 +23,21 @@ from tests.faults.serve import Proxy
 
 # Where a canary travels; each place gets its own, so a hit says where it came from.
 PLACES = (
-    "bearer", "api_key_header", "x_api_key", "organization",
-    "project", "custom_header", "cookie", "extra_headers", "query", "system", "prompt",
-    "tool_argument", "user", "metadata", "extra_body", "body_extra_headers", "answer_echo",
-    "tool_schema", "completion_prompt", "embedding_input", "passthrough_path",
-    "passthrough_query", "echo_401", "echo_500", "candidate_error", "primary_timeout",
-    "candidate_timeout", "malformed_header", "non_utf8_header", "bad_json", "too_deep",
-    "nan", "rejected", "spilled", "deep_stored",
+    "bearer", "api_key_header", "x_api_key", "organization", "project", "custom_header",
+    "cookie", "extra_headers", "query", "system", "prompt", "tool_argument", "user",
+    "metadata", "extra_body", "body_extra_headers", "answer_echo", "tool_schema",
+    "completion_prompt", "embedding_input", "passthrough_path", "passthrough_query",
+    "echo_401", "echo_500", "candidate_error", "primary_timeout", "candidate_timeout",
+    "rejected", "spilled", "deep_stored",
 )  # fmt: skip
-# Keys of no known shape (the upstreams' keys, client keys in headers): only where they
-# are says they are keys.
+# Canaries of no known shape, which no pattern can mask: the upstreams' keys, client keys
+# found only by where they are, and whatever refused requests carry (nothing of a refused
+# request is quoted anywhere).
 PLAIN_PLACES = (
-    "operator", "candidate_key", "plain_bearer", "plain_api_key_header", "plain_x_api_key", "plain_custom_header",
-    "plain_cookie", "plain_organization", "plain_project", "plain_password",
-    "plain_deep_secret", "plain_query", "plain_passthrough_query",
+    "operator", "candidate_key", "plain_bearer", "plain_api_key_header", "plain_x_api_key",
+    "plain_custom_header", "plain_cookie", "plain_organization", "plain_project",
+    "plain_password", "plain_deep_secret", "plain_query", "plain_passthrough_query",
+    "malformed_header", "non_utf8_header", "bad_json", "too_deep", "nan",
 )  # fmt: skip
 # Deeper than storage keeps as structure (it keeps the rest as JSON text), within the
 # proxy's nesting limit.

@@ -75,6 +75,7 @@ async def make_rig() -> AsyncIterator[RigFactory]:
         candidate_kind: str = "openai",
         candidate: dict[str, Any] | None = None,
         primary: dict[str, Any] | None = None,
+        record: bool = False,
         **overrides: Any,
     ) -> Rig:
         fake_primary = FakeOpenAI(persona="openai")
@@ -103,7 +104,9 @@ async def make_rig() -> AsyncIterator[RigFactory]:
         logs = io.StringIO()
         configure_logging("info", LogFormat.JSON, stream=logs, cache=False)
         sink, registry = InMemorySink(), CollectorRegistry()
-        site = await start_site(build_app(settings, sink=sink, registry=registry), "127.0.0.1", 0)
+        # record=True: exchanges go through the real writer to settings.database_url instead.
+        app = build_app(settings, sink=None if record else sink, registry=registry)
+        site = await start_site(app, "127.0.0.1", 0)
         rig = Rig(fake_primary, fake_candidate, fake_ollama, sink, registry, site, logs, servers)
         started.append(rig)
         return rig

@@ -37,6 +37,14 @@ MAX_CHAINED = 3
 _INT_RANGE = range(-(2**63), 2**64)  # what orjson can write as a number
 _UNRENDERABLE = '{"event":"log_line_unrenderable","level":"error"}'
 
+# Libraries that log the data they carry (aiosqlite logs every statement's parameters,
+# so stored prompts and answers, at debug): never below WARNING, whatever the level.
+DATA_LOGGERS = ("aiosqlite", "asyncpg", "sqlalchemy")
+
+# The redaction every logged string goes through: storage's secret patterns, plus the
+# configured upstream keys by value once serve or demo knows them.
+_redact: Callable[[str], str] = redact_secrets
+
 # Tests watch every JSON line rendered in this process (see tests/conftest.py).
 _json_line_observers: list[LineObserver] = []
 
@@ -64,7 +72,7 @@ def safe_text(text: str) -> str:
             text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: UTF-8 (and orjson) cannot hold them
             text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return redact_secrets(text)
+    return _redact(text)
 
 
 def _printable(value: object) -> str:
@@ -353,12 +361,16 @@ def configure_logging(
     stream: TextIO | None = None,
     *,
     cache: bool = True,
+    redact: Callable[[str], str] = redact_secrets,
 ) -> None:
     """Route structlog and the stdlib root logger to ``stream`` (stderr by default).
 
     JSON unless the format says console or, on AUTO, the stream is a terminal.
     ``cache=False`` lets a later call reconfigure loggers already used (tests do that).
+    ``redact`` masks every logged string; the default is storage's secret patterns.
     """
+    global _redact
+    _redact = redact
     stream = stream or sys.stderr
     is_tty = stream.isatty()
     use_json = fmt is LogFormat.JSON or (fmt is LogFormat.AUTO and not is_tty)
@@ -376,4 +388,6 @@ def configure_logging(
         root.removeHandler(handler)
     root.addHandler(_ConfiguredHandler(sink, stdlib_formatter(use_json, colors=is_tty)))
     root.setLevel(numeric_level)
+    for name in DATA_LOGGERS:
+        logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))
     logging.captureWarnings(True)

@@ -25,7 +25,8 @@ from understudy.logs import (
     stdlib_formatter,
 )
 from understudy.server import run, start_site
-from understudy.settings import LogFormat
+from understudy.settings import LogFormat, Settings
+from understudy.wiring import secret_redactor
 
 CANARY_KEY = "sk-canary-3b9e1f7a2c8d4e6f"
 CANARY_PROMPT = "canary prompt: the launch codes are 0000"
@@ -159,7 +160,9 @@ def test_console_format_is_redacted_too() -> None:
 
 
 def test_any_library_logger_comes_out_as_json_through_the_same_redaction(logs: Logs) -> None:
-    logging.getLogger("sqlalchemy.engine").info("connect %s", f"postgresql://u:{CANARY_KEY}@h/db")
+    logging.getLogger("sqlalchemy.engine").warning(
+        "connect %s", f"postgresql://u:{CANARY_KEY}@h/db"
+    )
     logging.getLogger("alembic.runtime.migration").warning("Running upgrade")
     assert CANARY_KEY not in logs.text()
     line = logs.event("Running upgrade")
@@ -285,3 +288,39 @@ def test_run_installs_the_handler_on_the_loop_it_creates(logs: Logs) -> None:
     assert run(main()) == 7
     assert "canary" not in logs.text()
     assert logs.event("event_loop_exception")["message"].startswith("Exception in callback")
+
+
+def test_configured_keys_are_masked_by_value_whatever_their_shape() -> None:
+    # An operator key with no recognisable prefix: only its value can find it.
+    shapeless = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+    settings = Settings(primary={"api_key": shapeless})
+    captured = Logs()
+    configure_logging(
+        "info",
+        LogFormat.JSON,
+        stream=captured.stream,
+        cache=False,
+        redact=secret_redactor(settings),
+    )
+    try:
+        structlog.get_logger("t").warning("upstream_said", detail=f"bad key {shapeless}")
+        logging.getLogger("aiohttp.client").warning("echo %s", shapeless)
+    finally:
+        configure_logging("info", LogFormat.JSON, stream=io.StringIO(), cache=False)
+    assert len(captured.lines()) == 2
+    assert shapeless not in captured.text()
+    assert captured.text().count("[redacted:key]") == 2
+
+
+def test_libraries_that_log_their_data_stay_quiet_at_debug() -> None:
+    captured = Logs()
+    configure_logging("debug", LogFormat.JSON, stream=captured.stream, cache=False)
+    try:
+        for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine.Engine"):
+            logging.getLogger(name).debug("executing %s", CANARY_PROMPT)
+            logging.getLogger(name).info("executing %s", CANARY_PROMPT)
+        logging.getLogger("aiohttp.client").debug("still here")
+    finally:
+        configure_logging("info", LogFormat.JSON, stream=io.StringIO(), cache=False)
+    assert CANARY_PROMPT not in captured.text()
+    assert [line["event"] for line in captured.lines()] == ["still here"]

@@ -16,7 +16,7 @@ from understudy.logs import configure_logging
 from understudy.server import RunningSite, run, start_site, wait_for_stop_signal
 from understudy.settings import LogFormat
 from understudy.simulated import CANDIDATE_PERSONA, OPENAI_PERSONA, simulated_upstream
-from understudy.wiring import build_app
+from understudy.wiring import build_app, secret_redactor
 
 QUESTIONS = (
     "How does a hash map handle collisions?",
@@ -76,7 +76,7 @@ async def demo(args: argparse.Namespace) -> int:
         log_level="info" if args.verbose else "warning",
         log_format=LogFormat.CONSOLE,
     )
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, redact=secret_redactor(settings))
     proxy = await start_site(build_app(settings), settings.host, settings.port)
     _print_guide(proxy, settings.rollout.mode.value)
     counts: dict[str, int] = {}

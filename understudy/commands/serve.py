@@ -12,7 +12,7 @@ from understudy.commands.common import Subparsers, add_config_option, settings_f
 from understudy.logs import configure_logging
 from understudy.server import run, start_site, wait_for_stop_signal
 from understudy.settings import Settings
-from understudy.wiring import build_app, limits
+from understudy.wiring import build_app, limits, secret_redactor
 
 
 def register(subparsers: Subparsers) -> None:
@@ -23,7 +23,7 @@ def register(subparsers: Subparsers) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, redact=secret_redactor(settings))
     return run(serve(settings))
 
 

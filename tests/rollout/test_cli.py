@@ -61,7 +61,7 @@ def test_changes_print_the_new_state_and_version(
 
     assert main(["rollout", "set", "--percent", "5", "--reason", "first users"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("set (every route): rollout now at version 2\n")
+    assert out.startswith("set (default row): rollout now at version 2\n")
     assert "chat.completions  split to local, 5% of users served by it" in out
     assert "embeddings        shadow to local, 0% of users served by it" in out
 

@@ -40,7 +40,7 @@ _TOGGLES = {
 }
 
 
-def _percent(text: str) -> float:
+def _number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -55,7 +55,10 @@ def _add_change_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--route",
         choices=sorted(ROUTES),
-        help="change only this route (it gets its own row); default: every route",
+        help=(
+            "change only this route (it gets its own row); without it the default row "
+            "changes, which every route without its own row follows (a kill stops them all)"
+        ),
     )
     parser.add_argument(
         "--reason", required=True, help="why: kept in the audit log (`rollout history`)"
@@ -79,11 +82,11 @@ def register(subparsers: Subparsers) -> None:
         ),
     )
     _add_change_options(change)
-    change.add_argument("--percent", type=_percent, help="share of users served, 0-100")
+    change.add_argument("--percent", type=_number, help="share of users served, 0-100")
     change.add_argument("--mode", choices=[m.value for m in RolloutMode])
     change.add_argument("--candidate", help="a configured candidate's name")
-    change.add_argument("--shadow-rate", type=_percent, help="share mirrored to the candidate, 0-1")
-    change.add_argument("--noise-rate", type=_percent, help="share sent twice to the primary, 0-1")
+    change.add_argument("--shadow-rate", type=_number, help="share mirrored to the candidate, 0-1")
+    change.add_argument("--noise-rate", type=_number, help="share sent twice to the primary, 0-1")
     change.set_defaults(func=lambda a: _run(a, _set))
 
     for action, text in _TOGGLES.items():
@@ -139,7 +142,7 @@ async def _change(
     route = ROUTES[args.route] if args.route else None
     store = rollout_store(settings, db)
     change = await store.change(action, actor=ACTOR, reason=args.reason, route=route, values=values)
-    scope = route.value if route else "every route"
+    scope = route.value if route else "default row"
     sys.stdout.write(f"{action.value} ({scope}): rollout now at version {change.version}\n")
     await _show(settings, db, as_json=False)
     return 0
@@ -248,7 +251,7 @@ async def _history(args: argparse.Namespace, settings: Settings, db: Database) -
     if not entries:
         sys.stdout.write("no rollout changes yet\n")
     for e in entries:
-        scope = e.route or "every route"
+        scope = e.route or "default row"
         sys.stdout.write(
             f"{_when(e.at)}  v{e.flag_version}  {e.actor:<10} {e.action:<7} {scope}: "
             f"{_differences(e.before, e.after)}; reason: {e.reason or '-'}\n"

@@ -30,6 +30,9 @@ class RolloutAction(StrEnum):
     RESUME = "resume"
     KILL = "kill"
     UNKILL = "unkill"
+    PROMOTE = "promote"  # to the plan's next stage
+    ROLLBACK = "rollback"  # candidate share to 0, back to the plan's shadow stage, paused
+    HOLD = "hold"  # paused for a person, by the controller
 
 
 class RolloutRefused(UnderstudyError):
@@ -107,8 +110,32 @@ def set_values(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class StageMove:
+    """Where a promotion or rollback takes the rollout: a stage of the plan."""
+
+    stage: str
+    mode: RolloutMode
+    percent: float
+    paused: bool = False
+
+
+def move_to_stage(current: FlagRecord, move: StageMove) -> FlagRecord:
+    if current.candidate is None:
+        raise RolloutRefused("candidate", "the rollout has no candidate: set one with --candidate")
+    return replace(
+        current, stage=move.stage, mode=move.mode.value, percent=move.percent, paused=move.paused
+    )
+
+
 def current_mode(record: FlagRecord) -> RolloutMode:
     return RolloutMode(record.mode)
+
+
+def _values(new: NewValues | StageMove | None) -> NewValues:
+    if isinstance(new, StageMove):
+        raise RolloutRefused("set", "a stage move is a promote or a rollback, not a set")
+    return new or NewValues()
 
 
 def base_row(rows: Mapping[str | None, FlagRecord], route: Route | None) -> FlagRecord:
@@ -121,14 +148,18 @@ def apply(
     current: FlagRecord,
     route: Route | None,
     rules: RolloutRules,
-    new: NewValues | None = None,
+    new: NewValues | StageMove | None = None,
 ) -> FlagRecord:
     """The next row for ``route`` after ``action``; raises RolloutRefused."""
     match action:
         case RolloutAction.SET:
-            return set_values(current, new or NewValues(), route, rules)
-        case RolloutAction.PAUSE | RolloutAction.RESUME:
-            return replace(current, paused=action is RolloutAction.PAUSE)
+            return set_values(current, _values(new), route, rules)
+        case RolloutAction.PROMOTE | RolloutAction.ROLLBACK:
+            if not isinstance(new, StageMove):
+                raise RolloutRefused("stage", f"{action.value} needs the stage to move to")
+            return move_to_stage(current, new)
+        case RolloutAction.PAUSE | RolloutAction.RESUME | RolloutAction.HOLD:
+            return replace(current, paused=action is not RolloutAction.RESUME)
         case RolloutAction.KILL | RolloutAction.UNKILL:
             return replace(current, killed=action is RolloutAction.KILL)
         case RolloutAction.SEED:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from core import Route
-from rollout.changes import NewValues, RolloutAction, apply, base_row
+from rollout.changes import NewValues, RolloutAction, StageMove, apply, base_row
 from rollout.state import RolloutRules
 from storage.database import Database
 from storage.flags import (
@@ -39,7 +40,7 @@ def _apply(
     action: RolloutAction,
     route: Route | None,
     rules: RolloutRules,
-    values: NewValues | None,
+    values: NewValues | StageMove | None,
 ) -> tuple[FlagRecord, FlagRecord]:
     base = base_row(rows, route)
     return base, apply(action, base, route, rules, values)
@@ -73,8 +74,9 @@ class RolloutStore:
         actor: str,
         reason: str | None,
         route: Route | None = None,
-        values: NewValues | None = None,
+        values: NewValues | StageMove | None = None,
         expected_version: int | None = None,
+        verdict: Mapping[str, Any] | None = None,
     ) -> Change:
         """Apply ``action`` to ``route`` (None: the default for every route).
 
@@ -85,7 +87,7 @@ class RolloutStore:
             self._db,
             None if route is None else route.value,
             lambda rows: _apply(rows, action, route, self._rules, values),
-            AuditNote(actor=actor, action=action, reason=reason),
+            AuditNote(actor=actor, action=action, reason=reason, verdict=verdict),
             seed=self._seed,
             expected_version=expected_version,
         )

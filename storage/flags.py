@@ -137,6 +137,18 @@ async def current_flags(db: Database) -> dict[str | None, FlagRecord]:
         return await _current(session)
 
 
+async def route_history(db: Database, route: str | None, *, limit: int) -> list[FlagRecord]:
+    """The newest ``limit`` rows of one route (None: the default row), newest first."""
+    query = (
+        select(FlagRow)
+        .where(FlagRow.route.is_(None) if route is None else FlagRow.route == route)
+        .order_by(FlagRow.version.desc())
+        .limit(limit)
+    )
+    async with db.sessions() as session:
+        return [_record(row) for row in (await session.scalars(query)).all()]
+
+
 async def _insert(
     session: AsyncSession,
     dialect: str,

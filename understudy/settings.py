@@ -16,7 +16,15 @@ from pydantic_settings import (
 )
 
 from core import ConfigError, RolloutMode
+from understudy.admin_settings import admin_tokens_by_name
+from understudy.breaker_settings import BreakerSettings
 from understudy.evaluation_settings import EvaluationSettings
+from understudy.plan_settings import (
+    ControllerSettings,
+    StageSettings,
+    default_stage_settings,
+    stage_plan,
+)
 from understudy.storage_settings import StorageSettings
 
 
@@ -77,6 +85,16 @@ class RolloutSettings(BaseModel):
     poll_interval_s: float = Field(default=0.25, gt=0, le=1)
     # Embeddings stay in shadow unless every index is rebuilt with the candidate's vectors.
     allow_embeddings_split: bool = False
+    plan: list[StageSettings] = Field(default_factory=default_stage_settings)
+    controller: ControllerSettings = Field(default_factory=ControllerSettings)
+
+    @model_validator(mode="after")
+    def _plan_is_valid(self) -> Self:
+        try:
+            stage_plan(self.plan)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class LimitAction(StrEnum):
@@ -123,7 +141,13 @@ class Settings(BaseSettings):
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     noise_rate: float = Field(default=0.0, ge=0, le=1)
     database_url: str = "sqlite+aiosqlite:///understudy.db"
+    # The admin API (/admin/api/v1/): off unless a token is set. ADMIN_TOKEN acts as
+    # "admin" in the audit log; ADMIN_TOKENS names each person's token (JSON name -> token).
     admin_token: SecretStr | None = None
+    admin_tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    # Serve the admin API on this port only, not on the port apps talk to.
+    admin_port: int | None = Field(default=None, ge=0, le=65535)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     # While this file exists every request goes to the primary alone, on every replica.
     kill_file: Path | None = None
     limits: LimitSettings = Field(default_factory=LimitSettings)
@@ -150,6 +174,15 @@ class Settings(BaseSettings):
                 )
             self.rollout.candidate = names[0]
         return self
+
+    @model_validator(mode="after")
+    def _admin_tokens_usable(self) -> Self:
+        admin_tokens_by_name(self.admin_token, self.admin_tokens)
+        return self
+
+    def admin_token_names(self) -> dict[str, str]:
+        """Every admin token by the name the audit log gives its holder; empty: API off."""
+        return admin_tokens_by_name(self.admin_token, self.admin_tokens)
 
     def candidate(self, name: str) -> CandidateSettings:
         for c in self.candidates:

@@ -20,6 +20,7 @@ from rollout.store import RolloutStore
 from storage.database import Database
 from storage.flags import FlagRecord
 from storage.redaction import SECRET_MARK, redact_secrets
+from understudy.controller_wiring import build_controller
 from understudy.recording import Lifecycle, build_writer
 from understudy.settings import LimitAction, Settings
 
@@ -117,12 +118,16 @@ def build_rollout(
             db = Database(settings.database_url)
             store = rollout_store(settings, db)
             follower = DatabaseFollower(db, store, rules, flags, poll_s=poll_s)
+            control = settings.rollout.controller
             try:
+                controller = build_controller(settings, db, store, registry)
                 await follower.load()
             except BaseException:
                 await db.dispose()
                 raise
             tasks.spawn(follower.run(), name="rollout-flags")
+            if control.enabled:
+                tasks.spawn(controller.run(control.interval_s), name="rollout-controller")
         else:
             log_snapshot("rollout_loaded", configured)
         if settings.kill_file is not None:

@@ -1,0 +1,86 @@
+"""The rollout controller, wired: the stage's report from ``understudy.reporting``, the lock.
+
+``stage_report`` is the one place the controller meets the reporting API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from core import ConfigError
+from rollout.controller import Controller, Leadership, SoleLeader, StageWindow
+from rollout.controller_metrics import ControllerMetrics
+from rollout.plan import Stage, StagePlan
+from rollout.store import RolloutStore
+from storage.database import Database
+from storage.leader_lock import AdvisoryLeader
+from understudy.plan_settings import stage_plan
+from understudy.reporting import NoData, ReportRequest, load_report_input
+from understudy.settings import Settings
+
+if TYPE_CHECKING:
+    from evaluation.config import EvaluationConfig
+    from evaluation.report import Report
+
+
+def stage_config(settings: Settings, stage: Stage) -> EvaluationConfig:
+    """The verdict's configuration for ``stage``: its gates and its minimum number of units."""
+    config = settings.evaluation.config()
+    metrics = config.metrics
+    if stage.gates:
+        known = {m.name: m for m in metrics}
+        unknown = [g for g in stage.gates if g not in known]
+        if unknown:
+            raise ConfigError(
+                f"rollout.plan stage {stage.name!r} gates",
+                f"unknown metric {unknown[0]!r}; metrics are {', '.join(known)}",
+            )
+        metrics = tuple(known[g] for g in stage.gates)
+    return replace(config, metrics=metrics, min_samples=stage.min_units or config.min_samples)
+
+
+def check_gates(settings: Settings, plan: StagePlan) -> None:
+    """Raise ConfigError at start-up for a gate that names no metric."""
+    for stage in plan.stages:
+        stage_config(settings, stage)
+
+
+async def stage_report(db: Database, settings: Settings, window: StageWindow) -> Report | None:
+    """The report on the stage's own window with the stage's verdict rules; None without data."""
+    from evaluation.report import build_report
+
+    request = ReportRequest(
+        candidate=window.candidate,
+        first_flag_version=window.first_flag_version,
+        stage=window.stage.name,
+    )
+    try:
+        data = await load_report_input(db, request, settings)
+    except NoData:
+        return None
+    # Statistics take CPU time: off the event loop, so the proxy keeps answering.
+    return await asyncio.to_thread(build_report, data, stage_config(settings, window.stage))
+
+
+def leadership(db: Database) -> Leadership:
+    return AdvisoryLeader(db) if db.dialect == "postgresql" else SoleLeader()
+
+
+def build_controller(
+    settings: Settings,
+    db: Database,
+    store: RolloutStore,
+    registry: CollectorRegistry,
+    lead: Leadership | None = None,
+) -> Controller:
+    plan = stage_plan(settings.rollout.plan)
+    check_gates(settings, plan)
+
+    async def assess(window: StageWindow) -> Report | None:
+        return await stage_report(db, settings, window)
+
+    return Controller(db, store, plan, assess, lead or leadership(db), ControllerMetrics(registry))

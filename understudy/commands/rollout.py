@@ -89,6 +89,11 @@ def register(subparsers: Subparsers) -> None:
     change.add_argument("--noise-rate", type=_number, help="share sent twice to the primary, 0-1")
     change.set_defaults(func=lambda a: _run(a, _set))
 
+    # The stage plan's verbs (plan, promote, rollback) share this command's helpers.
+    from understudy.commands.rollout_stages import register_stages
+
+    register_stages(actions)
+
     for action, text in _TOGGLES.items():
         toggle = actions.add_parser(action.value, help=text)
         _add_change_options(toggle)

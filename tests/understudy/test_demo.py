@@ -46,3 +46,21 @@ def test_demo_serves_and_records_pairs(tmp_path: Path) -> None:
         assert roles["served"]["text"] != roles["shadow"]["text"]
     assert answered >= 0.8 * len(shadowed)
     assert "sk-demo" not in listed.stdout
+
+
+def test_each_demo_run_follows_its_own_mode_on_a_reused_database(tmp_path: Path) -> None:
+    shadow = understudy("demo", "--duration", "3", "--rate", "10", "--port", "0", cwd=tmp_path)
+    assert shadow.returncode == 0, shadow.stderr
+    split = understudy(
+        "demo", "--duration", "4", "--rate", "10", "--port", "0", "--mode", "split", cwd=tmp_path
+    )
+    assert split.returncode == 0, split.stderr
+    [finished] = [line for line in split.stdout.splitlines() if "demo finished" in line]
+    answers = json.loads(finished.split("answers by ", 1)[1])
+    assert answers.get("local-llama", 0) > 0  # 25 % of users go to the candidate in split
+
+    history = understudy("rollout", "history", "--json", cwd=tmp_path)
+    assert history.returncode == 0, history.stderr
+    reasons = [entry["reason"] for entry in json.loads(history.stdout)]
+    assert "understudy demo --mode split" in reasons
+    assert "understudy demo --mode shadow" in reasons

@@ -11,12 +11,15 @@ import sys
 
 import structlog
 
+from migrations import ensure_schema
+from rollout.changes import NewValues, RolloutAction
+from storage.database import Database, is_sqlite
 from understudy.commands.common import Subparsers, settings_from_args
 from understudy.logs import configure_logging
 from understudy.server import RunningSite, run, start_site, wait_for_stop_signal
-from understudy.settings import LogFormat
+from understudy.settings import LogFormat, Settings
 from understudy.simulated import CANDIDATE_PERSONA, OPENAI_PERSONA, simulated_upstream
-from understudy.wiring import build_app, secret_redactor
+from understudy.wiring import build_app, rollout_store, secret_redactor
 
 QUESTIONS = (
     "How does a hash map handle collisions?",
@@ -77,6 +80,7 @@ async def demo(args: argparse.Namespace) -> int:
         log_format=LogFormat.CONSOLE,
     )
     configure_logging(settings.log_level, settings.log_format, redact=secret_redactor(settings))
+    await _start_rollout(settings)
     proxy = await start_site(build_app(settings), settings.host, settings.port)
     _print_guide(proxy, settings.rollout.mode.value)
     counts: dict[str, int] = {}
@@ -98,6 +102,29 @@ async def demo(args: argparse.Namespace) -> int:
     _out(f"recorded pairs are in {settings.database_url}; see them with:")
     _out("  understudy exchanges list")
     return 0
+
+
+async def _start_rollout(settings: Settings) -> None:
+    """Put the demo's rollout in the flag store: the settings only seed an empty store, and
+    the demo's database may hold an earlier run's rollout."""
+    await ensure_schema(settings.database_url, auto_upgrade=is_sqlite(settings.database_url))
+    db = Database(settings.database_url)
+    try:
+        wanted = settings.rollout
+        await rollout_store(settings, db).change(
+            RolloutAction.SET,
+            actor="demo",
+            reason=f"understudy demo --mode {wanted.mode.value}",
+            values=NewValues(
+                mode=wanted.mode,
+                candidate=wanted.candidate,
+                percent=wanted.percent,
+                shadow_rate=wanted.shadow_rate,
+                noise_rate=settings.noise_rate,
+            ),
+        )
+    finally:
+        await db.dispose()
 
 
 def _print_guide(proxy: RunningSite, mode: str) -> None:

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from evaluation.columns import ArmColumns, Mode, Series, ShadowColumns
+from evaluation.columns import ArmColumns, ComparisonMode, Series, ShadowColumns
 from evaluation.cost import SelfHosted
 from evaluation.render import render_json, render_markdown, render_text
 from evaluation.report import CostInput, ReportInput, TextSample, build_report
@@ -91,7 +91,7 @@ def build_input(rows: int, seed: int = 0) -> ReportInput:
     return ReportInput(
         primary="openai",
         candidate="self-hosted",
-        mode=Mode.SHADOW,
+        mode=ComparisonMode.SHADOW,
         shadow=shadow,
         judgments=Series.build(outcomes, judged),
         texts=texts,

@@ -59,8 +59,8 @@ OBSERVATION_SQL = (
     "tool_calls, truncated, embedding_dims) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stop', ?, NULL, 0, NULL)"
 )
-JUDGEMENT_SQL = (
-    "INSERT INTO judgements (id, exchange_id, candidate, judge_model, prompt_version, outcome, "
+JUDGMENT_SQL = (
+    "INSERT INTO judgments (id, exchange_id, candidate, judge_model, prompt_version, outcome, "
     "created_at, detail) VALUES (?, ?, ?, 'judge-1', 'pairwise-v1', ?, ?, NULL)"
 )
 
@@ -227,7 +227,7 @@ def fill(path: Path, rows: int, seed: int = 0) -> None:
         now = _sqlite_time(datetime.now(UTC))
         with conn:
             conn.executemany(
-                JUDGEMENT_SQL,
+                JUDGMENT_SQL,
                 [
                     (f"{k:032x}", ids[int(r)], CANDIDATE, str(o), now)
                     for k, (r, o) in enumerate(zip(judged, outcomes, strict=True))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from evaluation.columns import ArmColumns, Mode, Series, SplitColumns, VerdictInput
+from evaluation.columns import ArmColumns, ComparisonMode, Series, SplitColumns, VerdictInput
 from evaluation.evidence import EvidenceContext, LookMetric, LookResult, MeanMetric, log_or_nan
 from evaluation.quality import LOSS, TIE
 from evaluation.quantile_metrics import (
@@ -329,7 +329,7 @@ def _split_definition(name: str) -> Definition | None:
     return None
 
 
-def definition(name: str, mode: Mode) -> Definition | None:
+def definition(name: str, mode: ComparisonMode) -> Definition | None:
     """How metric ``name`` is measured in ``mode``; None if it is unknown."""
     match name:
         case "quality":
@@ -340,7 +340,7 @@ def definition(name: str, mode: Mode) -> Definition | None:
             return _slo("ttft_ms", 0.5)
         case "slo_total_p95":
             return _slo("latency_ms", 0.95)
-    if mode is Mode.SHADOW:
+    if mode is ComparisonMode.SHADOW:
         return _shadow_definition(name)
     return _split_definition(name)
 

@@ -12,7 +12,6 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,6 +22,7 @@ from openai.types.chat import (
     ChatCompletionUserMessageParam,
 )
 
+from core.outcome import PairOutcome
 from evaluation.agreement import cohen_kappa, confusion_table
 from evaluation.cost import PER_MILLION, ModelPrice
 
@@ -48,24 +48,6 @@ _CHOICE = re.compile(r"^\W*(A|B|TIE)\b", re.IGNORECASE)
 _CHARS_PER_TOKEN_ESTIMATE = 3.0  # deliberately low, so cost estimates err high
 
 
-class JudgeOutcome(StrEnum):
-    """The candidate's result in one pair."""
-
-    WIN = "win"
-    LOSS = "loss"
-    TIE = "tie"
-    ERROR = "error"  # the judge failed or answered something unreadable
-
-    @property
-    def code(self) -> int:
-        return {"win": 1, "loss": -1}.get(self.value, 0)
-
-    @property
-    def preferred(self) -> str | None:
-        """Which answer won, in the stored vocabulary ("candidate", "primary", "tie")."""
-        return {"win": "candidate", "loss": "primary", "tie": "tie"}.get(self.value)
-
-
 @dataclass(frozen=True, slots=True)
 class JudgePair:
     pair_id: str
@@ -77,7 +59,7 @@ class JudgePair:
 @dataclass(frozen=True, slots=True)
 class JudgeResult:
     pair_id: str
-    outcome: JudgeOutcome
+    outcome: PairOutcome | None  # None: the judge failed or answered something unreadable
     candidate_first: str | None  # raw choice when the candidate was answer A
     candidate_second: str | None  # raw choice when the candidate was answer B
     consistent: bool  # both orders named the same winner (or both said tie)
@@ -116,10 +98,9 @@ class JudgeRun:
     prompt_version: str
 
     def outcomes(self) -> NDArray[np.int8]:
-        """+1/-1/0 codes for usable results, in input order (errors left out)."""
+        """``PairOutcome.code`` of usable results, in input order (errors left out)."""
         return np.array(
-            [r.outcome.code for r in self.results if r.outcome is not JudgeOutcome.ERROR],
-            dtype=np.int8,
+            [r.outcome.code for r in self.results if r.outcome is not None], dtype=np.int8
         )
 
 
@@ -140,17 +121,18 @@ def parse_choice(text: str | None) -> str | None:
     return match.group(1).upper() if match else None
 
 
-def combine_orders(candidate_first: str, candidate_second: str) -> tuple[JudgeOutcome, bool]:
-    """Candidate is A in the first order and B in the second."""
-    first = {"A": "candidate", "B": "primary", "TIE": "tie"}[candidate_first]
-    second = {"A": "primary", "B": "candidate", "TIE": "tie"}[candidate_second]
-    if first != second:
-        return JudgeOutcome.TIE, False
-    return {
-        "candidate": JudgeOutcome.WIN,
-        "primary": JudgeOutcome.LOSS,
-        "tie": JudgeOutcome.TIE,
-    }[first], True
+def combine_orders(candidate_first: str, candidate_second: str) -> tuple[PairOutcome, bool]:
+    """Candidate is A in the first order and B in the second; disagreeing orders are a tie."""
+    first = _AS_A[candidate_first]
+    second = _AS_B[candidate_second]
+    if first is not second:
+        return PairOutcome.TIE, False
+    return first, True
+
+
+# What each letter means for the candidate, when it was shown as answer A or as answer B.
+_AS_A = {"A": PairOutcome.CANDIDATE, "B": PairOutcome.PRIMARY, "TIE": PairOutcome.TIE}
+_AS_B = {"A": PairOutcome.PRIMARY, "B": PairOutcome.CANDIDATE, "TIE": PairOutcome.TIE}
 
 
 class _Budget:
@@ -251,7 +233,8 @@ class PairwiseJudge:
                     error = "judge reply was not A, B or TIE"
         budget.settle(sum(estimates), spent)
         if error is not None or choices[0] is None or choices[1] is None:
-            outcome, consistent = JudgeOutcome.ERROR, False
+            outcome: PairOutcome | None = None
+            consistent = False
         else:
             outcome, consistent = combine_orders(choices[0], choices[1])
         return JudgeResult(
@@ -298,16 +281,14 @@ class PairwiseJudge:
 
 
 def judge_human_kappa(
-    judged: Sequence[JudgeResult], human: Mapping[str, JudgeOutcome]
+    judged: Sequence[JudgeResult], human: Mapping[str, PairOutcome | None]
 ) -> tuple[float, int]:
     """Cohen's kappa between judge and human outcomes on pairs both labelled: (kappa, n)."""
-    categories = [JudgeOutcome.WIN.value, JudgeOutcome.TIE.value, JudgeOutcome.LOSS.value]
+    categories = [o.value for o in PairOutcome]
     shared = [
-        (r.outcome.value, human[r.pair_id].value)
+        (r.outcome.value, label.value)
         for r in judged
-        if r.outcome is not JudgeOutcome.ERROR
-        and r.pair_id in human
-        and human[r.pair_id] is not JudgeOutcome.ERROR
+        if r.outcome is not None and (label := human.get(r.pair_id)) is not None
     ]
     if not shared:
         return math.nan, 0

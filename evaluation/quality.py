@@ -1,6 +1,7 @@
 """Quality from pairwise judgments (people or an LLM judge): tallies, non-inferiority, ratings.
 
-Outcomes are coded from the candidate's side: +1 win, -1 loss, 0 tie.
+Outcomes arrive as ``PairOutcome.code``: +1 the candidate's answer was preferred (a win
+for the candidate), -1 the primary's (a loss), 0 a tie.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
-WIN, TIE, LOSS = 1, 0, -1
+from core.outcome import PairOutcome
+
+WIN, TIE, LOSS = PairOutcome.CANDIDATE.code, PairOutcome.TIE.code, PairOutcome.PRIMARY.code
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,13 @@ from enum import Enum
 from typing import Any
 
 from core import MetricResult
-from evaluation.columns import Mode
+from evaluation.columns import ComparisonMode
 from evaluation.report import Report
 from evaluation.wording import fmt, fmt_interval
 
 
 def _units(report: Report) -> str:
-    return "candidate requests" if report.mode is Mode.SPLIT else "pairs"
+    return "candidate requests" if report.mode is ComparisonMode.SPLIT else "pairs"
 
 
 def _planned(planned_n: int | None) -> str:
@@ -125,7 +125,7 @@ def render_markdown(report: Report) -> str:
         "",
         f"**Decision: {v.decision.value}** — {_md_cell(v.reason)}",
         "",
-        f"Mode {report.mode}, {report.n:,} rows. Promotion needs {v.min_samples:,} "
+        f"Compared as {report.mode}, {report.n:,} rows. Promotion needs {v.min_samples:,} "
         f"{_units(report)}; {_planned(v.planned_n)}; alpha {v.alpha}.",
         "",
         "| metric | label | estimate | interval | limit | n | reason |",

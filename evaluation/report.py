@@ -16,7 +16,7 @@ from scipy import stats
 
 from core import Direction, MetricLabel, Verdict
 from evaluation.columns import (
-    Mode,
+    ComparisonMode,
     Series,
     ShadowColumns,
     SplitColumns,
@@ -82,7 +82,7 @@ class Tournament:
 class ReportInput:
     primary: str
     candidate: str
-    mode: Mode
+    mode: ComparisonMode
     shadow: ShadowColumns | None = None
     split: SplitColumns | None = None
     judgments: Series = field(default_factory=Series)  # +1/-1/0 from the candidate's side
@@ -129,7 +129,7 @@ class QualitySummary:
 class Report:
     title: str
     stage: str
-    mode: Mode
+    mode: ComparisonMode
     n: int
     verdict: Verdict
     findings: tuple[Finding, ...]

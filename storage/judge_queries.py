@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import FromClause
 
 from storage.database import Database
-from storage.report_queries import (
-    _EXCHANGES,
-    _JUDGEMENTS,
+from storage.report_sql import (
+    EXCHANGES,
+    JUDGMENTS,
     ReportWindow,
-    _ordered,
-    _pair_join,
-    _pairs_where,
+    ordered,
+    pair_join,
+    pairs_where,
 )
 
 
@@ -50,8 +50,8 @@ async def _exchange_page(
     after: tuple[datetime, uuid.UUID] | None,
     size: int,
 ) -> list[tuple[uuid.UUID, datetime]]:
-    e = _EXCHANGES.c
-    query = _ordered(select(e.id, e.created_at).where(*_pairs_where(window))).limit(size)
+    e = EXCHANGES.c
+    query = ordered(select(e.id, e.created_at).where(*pairs_where(window))).limit(size)
     if after is not None:
         at, last = after
         query = query.where(or_(e.created_at > at, and_(e.created_at == at, e.id > last)))
@@ -59,8 +59,8 @@ async def _exchange_page(
 
 
 def _judged_by(window: ReportWindow, judge_model: str, prompt_version: str) -> ColumnElement[bool]:
-    e = _EXCHANGES
-    j = _JUDGEMENTS.c
+    e = EXCHANGES
+    j = JUDGMENTS.c
     return (
         select(j.id)
         .where(
@@ -77,10 +77,10 @@ def _judged_by(window: ReportWindow, judge_model: str, prompt_version: str) -> C
 def _unjudged_query(
     window: ReportWindow, ids: list[uuid.UUID], judge_model: str, prompt_version: str
 ) -> Select[Any]:
-    e = _EXCHANGES
-    joined, primary, shadow = _pair_join(window.candidate)
+    e = EXCHANGES
+    joined, primary, shadow = pair_join(window.candidate)
     judged = _judged_by(window, judge_model, prompt_version)
-    return _ordered(
+    return ordered(
         select(e.c.id, e.c.created_at, e.c.request, shadow.c.text, primary.c.text)
         .select_from(joined)
         .where(e.c.id.in_(ids), _answered(primary), _answered(shadow), ~judged)
@@ -124,12 +124,12 @@ async def count_unjudged(
     db: Database, window: ReportWindow, *, judge_model: str, prompt_version: str
 ) -> int:
     """Answered shadow pairs in the window this judge model and prompt have not judged."""
-    joined, primary, shadow = _pair_join(window.candidate)
+    joined, primary, shadow = pair_join(window.candidate)
     query = (
         select(func.count())
         .select_from(joined)
         .where(
-            *_pairs_where(window),
+            *pairs_where(window),
             _answered(primary),
             _answered(shadow),
             ~_judged_by(window, judge_model, prompt_version),

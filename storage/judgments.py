@@ -6,15 +6,14 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any
 
 from sqlalchemy import select
 
+from core.outcome import PairOutcome
 from storage.database import Database
 from storage.inserts import insert_ignoring_duplicates
-from storage.models import JUDGEMENT_OUTCOMES, JudgementRow
-
-Outcome = Literal["candidate", "primary", "tie"]
+from storage.models import JudgmentRow
 
 
 def _now() -> datetime:
@@ -22,26 +21,30 @@ def _now() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class Judgement:
+class Judgment:
     """Which answer of a pair the judge preferred."""
 
     exchange_id: uuid.UUID
     candidate: str
     judge_model: str
     prompt_version: str
-    outcome: Outcome
+    outcome: PairOutcome
     detail: Mapping[str, Any] | None = None
     created_at: datetime = field(default_factory=_now)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     def __post_init__(self) -> None:
-        if self.outcome not in JUDGEMENT_OUTCOMES:
-            raise ValueError(f"outcome must be one of {JUDGEMENT_OUTCOMES}, not {self.outcome!r}")
+        # A plain string is accepted when it names an outcome; anything else is refused.
+        try:
+            object.__setattr__(self, "outcome", PairOutcome(self.outcome))
+        except ValueError:
+            names = ", ".join(o.value for o in PairOutcome)
+            raise ValueError(f"outcome must be one of {names}, not {self.outcome!r}") from None
 
 
-async def add_judgements(db: Database, judgements: Sequence[Judgement]) -> None:
-    """Store judgements; one already stored (same id) is left as it is."""
-    if not judgements:
+async def add_judgments(db: Database, judgments: Sequence[Judgment]) -> None:
+    """Store judgments; one already stored (same id) is left as it is."""
+    if not judgments:
         return
     rows = [
         {
@@ -50,18 +53,18 @@ async def add_judgements(db: Database, judgements: Sequence[Judgement]) -> None:
             "candidate": j.candidate,
             "judge_model": j.judge_model,
             "prompt_version": j.prompt_version,
-            "outcome": j.outcome,
+            "outcome": j.outcome.value,
             "created_at": j.created_at,
             "detail": dict(j.detail) if j.detail is not None else None,
         }
-        for j in judgements
+        for j in judgments
     ]
     async with db.engine.begin() as conn:
-        table = JudgementRow.__table__
+        table = JudgmentRow.__table__
         await conn.execute(insert_ignoring_duplicates(db.dialect, table), rows)  # type: ignore[arg-type]
 
 
-async def list_judgements(
+async def list_judgments(
     db: Database,
     *,
     exchange_id: uuid.UUID | None = None,
@@ -70,31 +73,31 @@ async def list_judgements(
     until: datetime | None = None,
     judge_model: str | None = None,
     prompt_version: str | None = None,
-) -> list[Judgement]:
-    """Judgements matching every filter given, oldest first."""
-    query = select(JudgementRow).order_by(JudgementRow.created_at, JudgementRow.id)
+) -> list[Judgment]:
+    """Judgments matching every filter given, oldest first."""
+    query = select(JudgmentRow).order_by(JudgmentRow.created_at, JudgmentRow.id)
     if exchange_id is not None:
-        query = query.where(JudgementRow.exchange_id == exchange_id)
+        query = query.where(JudgmentRow.exchange_id == exchange_id)
     if candidate is not None:
-        query = query.where(JudgementRow.candidate == candidate)
+        query = query.where(JudgmentRow.candidate == candidate)
     if since is not None:
-        query = query.where(JudgementRow.created_at >= since)
+        query = query.where(JudgmentRow.created_at >= since)
     if until is not None:
-        query = query.where(JudgementRow.created_at < until)
+        query = query.where(JudgmentRow.created_at < until)
     if judge_model is not None:
-        query = query.where(JudgementRow.judge_model == judge_model)
+        query = query.where(JudgmentRow.judge_model == judge_model)
     if prompt_version is not None:
-        query = query.where(JudgementRow.prompt_version == prompt_version)
+        query = query.where(JudgmentRow.prompt_version == prompt_version)
     async with db.sessions() as session:
         rows = (await session.scalars(query)).all()
     return [
-        Judgement(
+        Judgment(
             id=r.id,
             exchange_id=r.exchange_id,
             candidate=r.candidate,
             judge_model=r.judge_model,
             prompt_version=r.prompt_version,
-            outcome=cast(Outcome, r.outcome),
+            outcome=PairOutcome(r.outcome),
             detail=r.detail,
             created_at=r.created_at,
         )

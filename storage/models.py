@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from core.outcome import PairOutcome
 from storage.types import UTCDateTime
 
 # Stable constraint names, so that migrations can refer to them on every backend.
@@ -39,8 +40,6 @@ NAMING_CONVENTION = {
 
 # JSON NULL and SQL NULL differ; "no request stored" must be SQL NULL.
 _JSON = JSON(none_as_null=True)
-
-JUDGEMENT_OUTCOMES = ("candidate", "primary", "tie")
 
 
 class Base(DeclarativeBase):
@@ -60,7 +59,7 @@ class ExchangeRow(Base):
     stream: Mapped[bool] = mapped_column(Boolean)
     mode: Mapped[str] = mapped_column(String(16))
     percent: Mapped[float] = mapped_column(Float)
-    flag_version: Mapped[int] = mapped_column(Integer)
+    flag_version: Mapped[int] = mapped_column(Integer, index=True)  # a rollout stage's window
     bucket: Mapped[int] = mapped_column(Integer)
     decision_served: Mapped[str] = mapped_column(String)  # planned; differs on fallback
     served_is_candidate: Mapped[bool] = mapped_column(Boolean)
@@ -109,13 +108,13 @@ class ObservationRow(Base):
     exchange: Mapped[ExchangeRow] = relationship(back_populates="observations")
 
 
-class JudgementRow(Base):
+class JudgmentRow(Base):
     """An LLM judge's verdict on one candidate-vs-primary pair."""
 
-    __tablename__ = "judgements"
+    __tablename__ = "judgments"
     __table_args__ = (
         CheckConstraint(
-            "outcome IN ('candidate', 'primary', 'tie')",
+            f"outcome IN ({', '.join(repr(o.value) for o in PairOutcome)})",
             name="outcome",
         ),
         Index(None, "candidate", "created_at"),

@@ -19,7 +19,7 @@ from storage.spill import SpillDir
 
 @dataclass(frozen=True, slots=True)
 class PurgeResult:
-    exchanges: int  # rows deleted from the exchanges table (observations and judgements follow)
+    exchanges: int  # rows deleted from the exchanges table (observations and judgments follow)
     spilled: int  # records removed from spill and rejected files
 
 
@@ -45,7 +45,7 @@ async def purge_older_than(db: Database, spill_dir: Path, cutoff: datetime) -> P
 
 
 async def purge_exchange(db: Database, spill_dir: Path, exchange_id: uuid.UUID) -> PurgeResult:
-    """Delete one exchange: its rows (observations and judgements cascade) and spilled copies."""
+    """Delete one exchange: its rows (observations and judgments cascade) and spilled copies."""
     wanted = str(exchange_id)
     spilled = await asyncio.to_thread(
         SpillDir(spill_dir).remove_records, lambda r: r is not None and r.get("id") == wanted

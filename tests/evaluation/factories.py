@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation.columns import ArmColumns, Mode, Series, ShadowColumns, SplitColumns, VerdictInput
+from evaluation.columns import (
+    ArmColumns,
+    ComparisonMode,
+    Series,
+    ShadowColumns,
+    SplitColumns,
+    VerdictInput,
+)
 
 
 def arm(
@@ -43,7 +50,7 @@ def shadow_input(
         time_s=np.arange(n, dtype=np.float64),
     )
     return VerdictInput(
-        Mode.SHADOW,
+        ComparisonMode.SHADOW,
         shadow=columns,
         judgments=judgments if judgments is not None else Series(),
         noise_gaps=noise_gaps if noise_gaps is not None else Series(),
@@ -61,7 +68,7 @@ def split_input(
     latency = np.where(is_candidate, latency * slowdown, latency)
     served = arm(latency)
     return VerdictInput(
-        Mode.SPLIT,
+        ComparisonMode.SPLIT,
         split=SplitColumns(
             served, is_candidate, user.astype(np.int64), np.arange(n, dtype=np.float64)
         ),

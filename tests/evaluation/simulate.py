@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from evaluation.columns import ArmColumns, Mode, Series, ShadowColumns, VerdictInput
+from evaluation.columns import ArmColumns, ComparisonMode, Series, ShadowColumns, VerdictInput
 
 SHARED_SD = 0.5  # log-sd of the per-request component
 ARM_SD = 0.10  # log-sd of each arm's own run-to-run noise (about 10 %)
@@ -55,7 +55,7 @@ def shadow_run(n: int, scenario: Scenario, rng: np.random.Generator) -> VerdictI
         draws < scenario.win, 1, np.where(draws < scenario.win + scenario.loss, -1, 0)
     )
     return VerdictInput(
-        Mode.SHADOW,
+        ComparisonMode.SHADOW,
         shadow=ShadowColumns(primary, candidate, np.arange(n, dtype=np.float64)),
         judgments=Series.build(outcomes, judged),
     )

@@ -6,12 +6,12 @@ import math
 
 import pytest
 
+from core.outcome import PairOutcome
 from evaluation.cost import ModelPrice
 from evaluation.judge import (
     PROMPT_VERSION,
     JudgeBudget,
     JudgeConfig,
-    JudgeOutcome,
     JudgePair,
     JudgeResult,
     PairwiseJudge,
@@ -55,7 +55,11 @@ async def test_both_orders_judged_and_verdicts_follow_the_preferred_answer() -> 
         await judge.aclose()
 
     outcomes = {r.pair_id: r.outcome for r in run.results}
-    assert outcomes == {"win": JudgeOutcome.WIN, "loss": JudgeOutcome.LOSS, "tie": JudgeOutcome.TIE}
+    assert outcomes == {
+        "win": PairOutcome.CANDIDATE,
+        "loss": PairOutcome.PRIMARY,
+        "tie": PairOutcome.TIE,
+    }
     assert all(r.consistent for r in run.results)
     assert all(r.judge_model == "judge-model-1" for r in run.results)
     assert all(r.prompt_version == PROMPT_VERSION for r in run.results)
@@ -76,7 +80,7 @@ async def test_a_position_biased_judge_yields_only_ties() -> None:
         judge = PairwiseJudge(_config(url))
         run = await judge.judge(_pairs())
         await judge.aclose()
-    assert [r.outcome for r in run.results] == [JudgeOutcome.TIE] * 3
+    assert [r.outcome for r in run.results] == [PairOutcome.TIE] * 3
     assert not any(r.consistent for r in run.results)
     assert all(r.candidate_first == "A" and r.candidate_second == "A" for r in run.results)
 
@@ -120,7 +124,7 @@ async def test_judge_failures_become_error_results_not_exceptions() -> None:
         run = await judge.judge(_pairs()[:1])
         await judge.aclose()
     (result,) = run.results
-    assert result.outcome is JudgeOutcome.ERROR
+    assert result.outcome is None
     assert result.error is not None and "InternalServerError" in result.error
     assert run.outcomes().size == 0
 
@@ -131,7 +135,7 @@ async def test_unreadable_replies_are_errors() -> None:
         judge = PairwiseJudge(_config(url))
         run = await judge.judge(_pairs()[:1])
         await judge.aclose()
-    assert run.results[0].outcome is JudgeOutcome.ERROR
+    assert run.results[0].outcome is None
     assert run.results[0].error == "judge reply was not A, B or TIE"
 
 
@@ -150,38 +154,38 @@ def test_parse_choice(text: str | None, expected: str | None) -> None:
     assert parse_choice(text) == expected
 
 
-def test_outcomes_map_to_codes_and_preferred_answers() -> None:
-    assert [o.code for o in JudgeOutcome] == [1, -1, 0, 0]
-    assert [o.preferred for o in JudgeOutcome] == ["candidate", "primary", "tie", None]
+def test_outcomes_map_to_codes_and_stored_values() -> None:
+    assert [o.code for o in PairOutcome] == [1, -1, 0]
+    assert [o.value for o in PairOutcome] == ["candidate", "primary", "tie"]
 
 
 def test_orders_must_agree() -> None:
-    assert combine_orders("A", "B") == (JudgeOutcome.WIN, True)
-    assert combine_orders("B", "A") == (JudgeOutcome.LOSS, True)
-    assert combine_orders("TIE", "TIE") == (JudgeOutcome.TIE, True)
-    assert combine_orders("A", "A") == (JudgeOutcome.TIE, False)
-    assert combine_orders("A", "TIE") == (JudgeOutcome.TIE, False)
+    assert combine_orders("A", "B") == (PairOutcome.CANDIDATE, True)
+    assert combine_orders("B", "A") == (PairOutcome.PRIMARY, True)
+    assert combine_orders("TIE", "TIE") == (PairOutcome.TIE, True)
+    assert combine_orders("A", "A") == (PairOutcome.TIE, False)
+    assert combine_orders("A", "TIE") == (PairOutcome.TIE, False)
 
 
 def test_kappa_between_judge_and_people() -> None:
-    def result(pair_id: str, outcome: JudgeOutcome) -> JudgeResult:
+    def result(pair_id: str, outcome: PairOutcome | None) -> JudgeResult:
         return JudgeResult(pair_id, outcome, None, None, True, "m", PROMPT_VERSION, 0.0)
 
     judged = [
-        result("1", JudgeOutcome.WIN),
-        result("2", JudgeOutcome.WIN),
-        result("3", JudgeOutcome.LOSS),
-        result("4", JudgeOutcome.TIE),
-        result("5", JudgeOutcome.ERROR),
+        result("1", PairOutcome.CANDIDATE),
+        result("2", PairOutcome.CANDIDATE),
+        result("3", PairOutcome.PRIMARY),
+        result("4", PairOutcome.TIE),
+        result("5", None),  # the judge failed
     ]
     human = {
-        "1": JudgeOutcome.WIN,
-        "2": JudgeOutcome.LOSS,
-        "3": JudgeOutcome.LOSS,
-        "4": JudgeOutcome.TIE,
-        "5": JudgeOutcome.WIN,
+        "1": PairOutcome.CANDIDATE,
+        "2": PairOutcome.PRIMARY,
+        "3": PairOutcome.PRIMARY,
+        "4": PairOutcome.TIE,
+        "5": PairOutcome.CANDIDATE,
     }
     kappa, n = judge_human_kappa(judged, human)
-    # Table over win/tie/loss: po = 3/4; pe = (2*1 + 1*1 + 1*2)/16 = 5/16.
+    # Table over candidate/primary/tie: po = 3/4; pe = (2*1 + 1*1 + 1*2)/16 = 5/16.
     assert n == 4
     assert kappa == pytest.approx((0.75 - 5 / 16) / (1 - 5 / 16))

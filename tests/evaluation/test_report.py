@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core import Decision, MetricLabel
-from evaluation.columns import Mode
+from evaluation.columns import ComparisonMode
 from evaluation.config import EvaluationConfig
 from evaluation.cost import SelfHosted
 from evaluation.render import render_json, render_markdown, render_text
@@ -33,7 +33,7 @@ def _shadow_report_input(rows: int = 1500) -> ReportInput:
     return ReportInput(
         primary="openai",
         candidate="llama",
-        mode=Mode.SHADOW,
+        mode=ComparisonMode.SHADOW,
         shadow=data.shadow,
         judgments=data.judgments,
         texts=_texts(np.arange(0, rows, 5), with_noise=True),
@@ -97,7 +97,9 @@ def test_split_report_uses_user_level_statistics() -> None:
     data = split_input(3000, slowdown=1.3)
     assert data.split is not None
     report = build_report(
-        ReportInput("openai", "llama", Mode.SPLIT, split=data.split, cost=CostInput("gpt-4o", "x"))
+        ReportInput(
+            "openai", "llama", ComparisonMode.SPLIT, split=data.split, cost=CostInput("gpt-4o", "x")
+        )
     )
     assert report.verdict.decision is Decision.ROLLBACK
     median = next(f for f in report.findings if f.name == "total latency: median ratio")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from evaluation.columns import ArmColumns, Mode, Series, ShadowColumns, VerdictInput
+from evaluation.columns import ArmColumns, ComparisonMode, Series, ShadowColumns, VerdictInput
 
 FloatArray = NDArray[np.float64]
 
@@ -106,7 +106,7 @@ def traffic(n: int, shape: Shape, effect: Effect, rng: np.random.Generator) -> V
         np.float64
     )
     return VerdictInput(
-        Mode.SHADOW,
+        ComparisonMode.SHADOW,
         shadow=ShadowColumns(primary, candidate, np.arange(n, dtype=np.float64)),
         judgments=Series.build(outcomes, judged),
     )

@@ -14,7 +14,7 @@ from core import Exchange, RolloutMode, Route
 from storage import codec
 from storage.database import Database
 from storage.inserts import insert_exchanges
-from storage.judgements import Judgement, add_judgements
+from storage.judgments import Judgment, add_judgments
 from tests.storage.factories import decision, full_exchange, served_arm, simple_exchange
 from understudy.cli import main
 
@@ -27,13 +27,13 @@ def cli_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return db_url
 
 
-def seed(url: str, exchanges: list[Exchange], judgements: Sequence[Judgement] = ()) -> None:
+def seed(url: str, exchanges: list[Exchange], judgments: Sequence[Judgment] = ()) -> None:
     async def run() -> None:
         await migrations.upgrade(url)
         async with Database(url) as db:
             async with db.engine.begin() as conn:
                 await insert_exchanges(conn, exchanges)
-            await add_judgements(db, list(judgements))
+            await add_judgments(db, list(judgments))
 
     asyncio.run(run())
 
@@ -103,8 +103,8 @@ def test_list_table_and_filters(cli_db: str, capsys: Capture) -> None:
 
 def test_list_and_show_json_is_the_codec_shape(cli_db: str, capsys: Capture) -> None:
     exchange = full_exchange()
-    judgement = Judgement(exchange.id, "vllm-llama", "gpt-4o", "pairwise-v1", "candidate")
-    seed(cli_db, [exchange, simple_exchange(1)], [judgement])
+    judgment = Judgment(exchange.id, "vllm-llama", "gpt-4o", "pairwise-v1", "candidate")
+    seed(cli_db, [exchange, simple_exchange(1)], [judgment])
 
     assert main(["exchanges", "list", "--format", "json", "--until", "2025-01-15T12:00:01"]) == 0
     listed = json.loads(capsys.readouterr().out)
@@ -113,7 +113,7 @@ def test_list_and_show_json_is_the_codec_shape(cli_db: str, capsys: Capture) -> 
 
     assert main(["exchanges", "show", str(exchange.id)[:8], "--format", "json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown.pop("judgements")[0]["outcome"] == "candidate"
+    assert shown.pop("judgments")[0]["outcome"] == "candidate"
     assert shown == codec.exchange_to_json(exchange)
 
 

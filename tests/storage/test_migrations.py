@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 import migrations
 from storage.database import Database
@@ -19,7 +22,7 @@ from tests.storage.factories import full_exchange
 from tests.storage.helpers import count_rows
 from tests.storage.test_roundtrip import store
 
-TABLES = {"exchanges", "observations", "judgements", "rollout_flags", "rollout_audit"}
+TABLES = {"exchanges", "observations", "judgments", "rollout_flags", "rollout_audit"}
 
 
 async def tables(url: str) -> set[str]:
@@ -91,3 +94,74 @@ async def test_ensure_schema_refuses_an_unknown_revision(database: Database) -> 
     url = database.url.render_as_string(hide_password=False)
     with pytest.raises(SchemaOutOfDate, match="does not know"):
         await migrations.ensure_schema(url, auto_upgrade=True)
+
+
+def _judge_table(name: str) -> sa.TableClause:
+    return sa.table(
+        name,
+        sa.column("id", sa.Uuid()),
+        sa.column("exchange_id", sa.Uuid()),
+        sa.column("candidate", sa.String()),
+        sa.column("judge_model", sa.String()),
+        sa.column("prompt_version", sa.String()),
+        sa.column("outcome", sa.String()),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+
+
+async def _indexes(db: Database, table: str) -> set[str]:
+    async with db.engine.connect() as conn:
+        found = await conn.run_sync(lambda sync: inspect(sync).get_indexes(table))
+    return {str(i["name"]) for i in found}
+
+
+async def _judged(db: Database, table: str) -> list[tuple[str, str]]:
+    t = _judge_table(table)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(t.c.id, t.c.outcome).order_by(t.c.outcome))).all()
+    return [(str(i), str(o)) for i, o in rows]
+
+
+async def test_0003_renames_judgements_to_judgments_and_back_keeping_rows(db_url: str) -> None:
+    from tests.storage.factories import T0
+
+    exchange = full_exchange()
+    await migrations.upgrade(db_url, "0002")
+    async with Database(db_url) as db:
+        await store(db, exchange)
+        ids = [uuid.uuid4(), uuid.uuid4()]
+        rows = [
+            {"id": ids[0], "outcome": "candidate"},
+            {"id": ids[1], "outcome": "tie"},
+        ]
+        common = {
+            "exchange_id": exchange.id,
+            "candidate": "vllm-llama",
+            "judge_model": "gpt-4o",
+            "prompt_version": "v1",
+            "created_at": T0,
+        }
+        async with db.engine.begin() as conn:
+            await conn.execute(sa.insert(_judge_table("judgements")), [r | common for r in rows])
+        assert "ix_exchanges_flag_version" not in await _indexes(db, "exchanges")
+    expected = [(str(ids[0]), "candidate"), (str(ids[1]), "tie")]
+
+    await migrations.upgrade(db_url, "0003")
+    assert "judgements" not in await tables(db_url)
+    async with Database(db_url) as db:
+        assert await _judged(db, "judgments") == expected
+        assert "ix_exchanges_flag_version" in await _indexes(db, "exchanges")
+        assert {"ix_judgments_candidate_created_at", "ix_judgments_exchange_id"} <= (
+            await _indexes(db, "judgments")
+        )
+        with pytest.raises(IntegrityError):  # the outcome check came along
+            async with db.engine.begin() as conn:
+                bad = {"id": uuid.uuid4(), "outcome": "win"} | common
+                await conn.execute(sa.insert(_judge_table("judgments")), [bad])
+
+    await migrations.downgrade(db_url, "0002")
+    assert "judgments" not in await tables(db_url)
+    async with Database(db_url) as db:
+        assert await _judged(db, "judgements") == expected
+        assert "ix_exchanges_flag_version" not in await _indexes(db, "exchanges")
+        assert "ix_judgements_exchange_id" in await _indexes(db, "judgements")

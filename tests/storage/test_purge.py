@@ -13,7 +13,7 @@ from core import Exchange
 from storage import codec
 from storage.database import Database
 from storage.inserts import insert_exchanges
-from storage.judgements import Judgement, add_judgements
+from storage.judgments import Judgment, add_judgments
 from storage.purge import purge_exchange, purge_older_than
 from storage.spill import REJECTED_PREFIX, SpillDir
 from tests.storage.factories import T0, simple_exchange
@@ -29,9 +29,9 @@ async def seed(db: Database, spill_dir: Path) -> dict[str, list[Exchange]]:
     new_spill = [simple_exchange(10 + i) for i in range(2)]
     async with db.engine.begin() as conn:
         await insert_exchanges(conn, [*old_db, *new_db])
-    await add_judgements(
+    await add_judgments(
         db,
-        [Judgement(e.id, "vllm-llama", "gpt-4o", "v1", "tie") for e in [*old_db, *new_db]],
+        [Judgment(e.id, "vllm-llama", "gpt-4o", "v1", "tie") for e in [*old_db, *new_db]],
     )
     spill = SpillDir(spill_dir)
     spill.append([codec.dumps(e) for e in [*old_spill, *new_spill]])
@@ -45,7 +45,7 @@ async def test_purge_older_than(database: Database, spill_dir: Path) -> None:
     assert (result.exchanges, result.spilled) == (3, 2)
     assert sorted(await exchange_ids(database)) == sorted(e.id.hex for e in seeded["new_db"])
     assert await count_rows(database, "observations") == 6
-    assert await count_rows(database, "judgements") == 3
+    assert await count_rows(database, "judgments") == 3
     assert {r["id"] for r in spill_records(spill_dir)} == {str(e.id) for e in seeded["new_spill"]}
 
 

@@ -13,7 +13,7 @@ from core import Role, RolloutMode, Route
 from storage import codec
 from storage.database import Database
 from storage.inserts import insert_exchanges
-from storage.judgements import Judgement, add_judgements, list_judgements
+from storage.judgments import Judgment, add_judgments, list_judgments
 from storage.repository import (
     ExchangeFilter,
     count_exchanges,
@@ -142,11 +142,11 @@ async def test_find_by_prefix(database: Database) -> None:
     assert await find_by_prefix(database, "zz") == []
 
 
-async def test_judgements_round_trip_and_cascade(database: Database) -> None:
+async def test_judgments_round_trip_and_cascade(database: Database) -> None:
     exchange = simple_exchange()
     await store(database, exchange)
     judged = [
-        Judgement(
+        Judgment(
             exchange_id=exchange.id,
             candidate="vllm-llama",
             judge_model="gpt-4o",
@@ -157,11 +157,11 @@ async def test_judgements_round_trip_and_cascade(database: Database) -> None:
         )
         for i, outcome in enumerate(("candidate", "primary", "tie"))
     ]
-    await add_judgements(database, judged)
-    await add_judgements(database, judged[:1])  # idempotent on id
-    assert await list_judgements(database, exchange_id=exchange.id) == judged
-    assert await list_judgements(database, candidate="other") == []
-    assert await list_judgements(database, since=T0 + timedelta(minutes=1)) == judged[1:]
+    await add_judgments(database, judged)
+    await add_judgments(database, judged[:1])  # idempotent on id
+    assert await list_judgments(database, exchange_id=exchange.id) == judged
+    assert await list_judgments(database, candidate="other") == []
+    assert await list_judgments(database, since=T0 + timedelta(minutes=1)) == judged[1:]
 
     async with database.engine.begin() as conn:
         from sqlalchemy import delete
@@ -169,13 +169,13 @@ async def test_judgements_round_trip_and_cascade(database: Database) -> None:
         from storage.models import ExchangeRow
 
         await conn.execute(delete(ExchangeRow).where(ExchangeRow.id == exchange.id))
-    assert await count_rows(database, "judgements") == 0
+    assert await count_rows(database, "judgments") == 0
     assert await count_rows(database, "observations") == 0
 
 
-def test_judgement_outcome_is_checked() -> None:
+def test_judgment_outcome_is_checked() -> None:
     with pytest.raises(ValueError, match="outcome"):
-        Judgement(uuid.uuid4(), "c", "j", "v1", "maybe")  # type: ignore[arg-type]
+        Judgment(uuid.uuid4(), "c", "j", "v1", "maybe")  # type: ignore[arg-type]
 
 
 async def test_indexes_exist_for_report_filters(database: Database) -> None:
@@ -183,12 +183,12 @@ async def test_indexes_exist_for_report_filters(database: Database) -> None:
         indexes = await conn.run_sync(
             lambda sync: {
                 t: {tuple(i["column_names"]) for i in inspect(sync).get_indexes(t)}
-                for t in ("exchanges", "observations", "judgements")
+                for t in ("exchanges", "observations", "judgments")
             }
         )
-    assert {("created_at",), ("route",), ("candidate",)} <= indexes["exchanges"]
+    assert {("created_at",), ("route",), ("candidate",), ("flag_version",)} <= indexes["exchanges"]
     assert ("role",) in indexes["observations"]
-    assert ("candidate", "created_at") in indexes["judgements"]
+    assert ("candidate", "created_at") in indexes["judgments"]
 
 
 def test_codec_round_trips_and_tolerates_unknown_keys() -> None:

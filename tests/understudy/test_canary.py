@@ -269,7 +269,7 @@ async def test_no_canary_reaches_any_sink(
     assert_log_is_json(proxy)
 
     stored = stored_requests(db)
-    # ``show`` renders what the JSON list holds (the JSON of ``show`` adds judgements, there
+    # ``show`` renders what the JSON list holds (the JSON of ``show`` adds judgments, there
     # are none): shown for the exchanges holding the most kinds of recorded text.
     shown = {label: responses.exchange_ids[label] for label in SHOWN}
     commands = {

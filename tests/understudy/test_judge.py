@@ -20,7 +20,7 @@ from core import Exchange, Usage
 from evaluation.judge import PROMPT_VERSION
 from storage.database import Database
 from storage.inserts import insert_exchanges
-from storage.judgements import Judgement, list_judgements
+from storage.judgments import Judgment, list_judgments
 from tests.evaluation.judge_server import JudgeBehaviour, running_judge
 from tests.storage.factories import T0, decision, full_exchange, served_arm, shadow_arm
 from understudy.commands.judge import request_text
@@ -118,9 +118,9 @@ def judge_args(url: str, *extra: str) -> list[str]:
     ]
 
 
-async def stored(url: str) -> list[Judgement]:
+async def stored(url: str) -> list[Judgment]:
     async with Database(url) as db:
-        return await list_judgements(db)
+        return await list_judgments(db)
 
 
 async def test_judge_stores_verdicts_once_and_the_report_counts_them(db_url: str) -> None:
@@ -134,14 +134,14 @@ async def test_judge_stores_verdicts_once_and_the_report_counts_them(db_url: str
         assert len(behaviour.requests) == 72  # each pair in both orders
         assert KEY not in out + err
 
-        judgements = await stored(db_url)
-        assert len(judgements) == 36
-        assert {(j.judge_model, j.prompt_version, j.candidate) for j in judgements} == {
+        judgments = await stored(db_url)
+        assert len(judgments) == 36
+        assert {(j.judge_model, j.prompt_version, j.candidate) for j in judgments} == {
             (JUDGE_MODEL, PROMPT_VERSION, CANDIDATE)
         }
-        outcomes = sorted(j.outcome for j in judgements)
+        outcomes = sorted(j.outcome for j in judgments)
         assert outcomes == ["candidate"] * 12 + ["primary"] * 12 + ["tie"] * 12
-        assert all(j.detail is not None and j.detail["consistent"] for j in judgements)
+        assert all(j.detail is not None and j.detail["consistent"] for j in judgments)
 
         # A second run finds nothing new to judge and calls the judge no more.
         code, out, _ = await understudy(db_url, *judge_args(judge_url))

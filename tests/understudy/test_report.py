@@ -21,7 +21,7 @@ import migrations
 from core import Exchange, Role, RolloutMode, Usage
 from storage.database import Database
 from storage.inserts import insert_exchanges
-from storage.judgements import Judgement, add_judgements
+from storage.judgments import Judgment, add_judgments
 from tests.storage.conftest import db_url, pg_server, pg_url  # noqa: F401  (fixtures)
 from tests.storage.factories import T0, decision, full_exchange, noise_arm, served_arm, shadow_arm
 from understudy.cli import main
@@ -100,13 +100,13 @@ def split_exchange(i: int, rng: random.Random, slowdown: float) -> Exchange:
     )
 
 
-def seed(url: str, exchanges: Sequence[Exchange], judgements: Sequence[Judgement] = ()) -> None:
+def seed(url: str, exchanges: Sequence[Exchange], judgments: Sequence[Judgment] = ()) -> None:
     async def run() -> None:
         await migrations.upgrade(url)
         async with Database(url) as db:
             async with db.engine.begin() as conn:
                 await insert_exchanges(conn, list(exchanges))
-            await add_judgements(db, list(judgements))
+            await add_judgments(db, list(judgments))
 
     asyncio.run(run())
 
@@ -200,7 +200,7 @@ def test_window_route_and_cost_options(sqlite_url: str, capsys: Capture) -> None
     assert code == 0 and json.loads(out)["n"] == 200
 
 
-def test_judgements_count_in_the_quality_metric(
+def test_judgments_count_in_the_quality_metric(
     db_url: str,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
     capsys: Capture,
@@ -210,12 +210,12 @@ def test_judgements_count_in_the_quality_metric(
     pairs = [shadow_pair(i, rng, 1.0) for i in range(PAIRS)]
     outcomes = ("candidate", "primary", "tie")
     judged = [
-        Judgement(e.id, CANDIDATE, "judge-1", "pairwise-v1", outcomes[i % 3])
+        Judgment(e.id, CANDIDATE, "judge-1", "pairwise-v1", outcomes[i % 3])
         for i, e in enumerate(pairs[:90])
     ]
     # A second judge model on the same pairs: each pair still counts once (the newest).
     rejudged = [
-        Judgement(
+        Judgment(
             e.id,
             CANDIDATE,
             "judge-2",
@@ -237,9 +237,9 @@ def test_judgements_count_in_the_quality_metric(
     assert json.loads(out)["quality"]["tally"] == {"wins": 50, "losses": 20, "ties": 20}
 
 
-async def _add(url: str, judgements: Sequence[Judgement]) -> None:
+async def _add(url: str, judgments: Sequence[Judgment]) -> None:
     async with Database(url) as db:
-        await add_judgements(db, list(judgements))
+        await add_judgments(db, list(judgments))
 
 
 def test_split_mode_compares_the_users_each_arm_served(sqlite_url: str, capsys: Capture) -> None:

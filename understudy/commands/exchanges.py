@@ -9,7 +9,7 @@ from typing import Any
 
 from core import Exchange, Observation, Role, Route
 from storage import codec
-from storage.judgements import Judgement, list_judgements
+from storage.judgments import Judgment, list_judgments
 from storage.repository import ExchangeFilter, find_by_prefix, get_exchange, list_exchanges
 from understudy.commands.common import (
     Subparsers,
@@ -90,15 +90,15 @@ async def _show(args: argparse.Namespace) -> int:
         if len(ids) > 1:
             return fail(f"id prefix {args.id!r} is ambiguous: give more characters")
         exchange = await get_exchange(db, ids[0])
-        judgements = await list_judgements(db, exchange_id=ids[0])
+        judgments = await list_judgments(db, exchange_id=ids[0])
     if exchange is None:  # deleted between the two reads
         return fail(f"no exchange with id {args.id!r}")
     if args.format == "json":
         data = codec.exchange_to_json(exchange)
-        data["judgements"] = [judgement_to_json(j) for j in judgements]
+        data["judgments"] = [judgment_to_json(j) for j in judgments]
         _write_json(data)
     else:
-        sys.stdout.write(render_exchange(exchange, judgements))
+        sys.stdout.write(render_exchange(exchange, judgments))
     return 0
 
 
@@ -106,13 +106,13 @@ def _write_json(data: Any) -> None:
     sys.stdout.write(strict_json(data) + "\n")
 
 
-def judgement_to_json(j: Judgement) -> dict[str, Any]:
+def judgment_to_json(j: Judgment) -> dict[str, Any]:
     return {
         "id": str(j.id),
         "candidate": j.candidate,
         "judge_model": j.judge_model,
         "prompt_version": j.prompt_version,
-        "outcome": j.outcome,
+        "outcome": j.outcome.value,
         "created_at": j.created_at.isoformat(),
         "detail": dict(j.detail) if j.detail is not None else None,
     }
@@ -178,7 +178,7 @@ def _indent(text: str, prefix: str = "    ") -> str:
     return "".join(prefix + line + "\n" for line in text.splitlines() or [""])
 
 
-def render_exchange(e: Exchange, judgements: Sequence[Judgement] = ()) -> str:
+def render_exchange(e: Exchange, judgments: Sequence[Judgment] = ()) -> str:
     d = e.decision
     lines = [
         f"exchange    {e.id}",
@@ -198,8 +198,8 @@ def render_exchange(e: Exchange, judgements: Sequence[Judgement] = ()) -> str:
         out += "request     (not stored)\n"
     for i, obs in enumerate(e.observations, start=1):
         out += _render_observation(i, obs)
-    for j in judgements:
-        out += f"judgement   {j.outcome} preferred by {j.judge_model} ({j.prompt_version}) "
+    for j in judgments:
+        out += f"judgment    {j.outcome} preferred by {j.judge_model} ({j.prompt_version}) "
         out += f"for {j.candidate} at {j.created_at.isoformat()}\n"
     return out
 

@@ -2,7 +2,7 @@
 
 Pairs already judged by the same judge model and prompt version are skipped,
 so the command can run again and again (from cron, say) and only new pairs
-cost anything. Results go to the judgements table, where ``understudy report``
+cost anything. Results go to the judgments table, where ``understudy report``
 counts them in its quality metric.
 """
 
@@ -14,14 +14,16 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from core import Route
+from core.outcome import PairOutcome
 from storage.database import Database
 from storage.judge_queries import PairToJudge, count_unjudged, unjudged_pairs
-from storage.judgements import Judgement, Outcome, add_judgements
-from storage.report_queries import ReportWindow, candidates_in
+from storage.judgments import Judgment, add_judgments
+from storage.report_samples import candidates_in
+from storage.report_sql import ReportWindow
 from understudy.commands.common import (
     EXIT_CONFIG,
     Subparsers,
@@ -153,19 +155,18 @@ class _Tally:
         return self.judged + self.errors
 
 
-def _judgements(run: JudgeRun, candidate: str) -> list[Judgement]:
+def _judgments(run: JudgeRun, candidate: str) -> list[Judgment]:
     out = []
     for r in run.results:
-        preferred = r.outcome.preferred
-        if preferred is None:
+        if r.outcome is None:
             continue  # an error: nothing stored, so the next run offers the pair again
         out.append(
-            Judgement(
+            Judgment(
                 exchange_id=UUID(r.pair_id),
                 candidate=candidate,
                 judge_model=r.judge_model,
                 prompt_version=r.prompt_version,
-                outcome=cast(Outcome, preferred),  # Judgement checks the value
+                outcome=r.outcome,
                 detail={
                     "candidate_first": r.candidate_first,
                     "candidate_second": r.candidate_second,
@@ -178,16 +179,14 @@ def _judgements(run: JudgeRun, candidate: str) -> list[Judgement]:
 
 
 def _count(tally: _Tally, run: JudgeRun) -> None:
-    from evaluation.judge import JudgeOutcome
-
     tally.requests += run.requests
     tally.spent_usd += run.spent_usd
     for r in run.results:
-        if r.outcome is JudgeOutcome.WIN:
+        if r.outcome is PairOutcome.CANDIDATE:
             tally.wins += 1
-        elif r.outcome is JudgeOutcome.LOSS:
+        elif r.outcome is PairOutcome.PRIMARY:
             tally.losses += 1
-        elif r.outcome is JudgeOutcome.TIE:
+        elif r.outcome is PairOutcome.TIE:
             tally.ties += 1
         else:
             tally.errors += 1
@@ -279,7 +278,7 @@ async def _judge_all(
         judge = PairwiseJudge(replace(config, budget=remaining), client)
         run = await judge.judge([_judge_pair(p) for p in batch.pairs])
         _count(tally, run)
-        await add_judgements(db, _judgements(run, window.candidate))
+        await add_judgments(db, _judgments(run, window.candidate))
         if run.skipped:
             out_of_budget = True
             break

@@ -18,7 +18,13 @@ from storage.database import Database
 log = structlog.get_logger("understudy.rollout")
 
 CONTROLLER_LOCK = 0x756E_6465_7263_746C  # "underctl": one controller per database
-_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # a session the server cut mid-exchange
+)
 
 
 class AdvisoryLeader:

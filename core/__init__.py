@@ -2,6 +2,7 @@
 
 from core.errors import ConfigError, UnderstudyError, UpstreamError
 from core.exchange import ErrorKind, Exchange, Observation, Role, Route, ToolCall, Usage
+from core.guardrail import GuardrailTrip, TripCause, TripReporter
 from core.ports import ExchangeSink, FlagSource, Upstream, UpstreamRequest, UpstreamResponse
 from core.routing import FlagState, RolloutMode, RoutingDecision
 from core.verdict import Decision, Direction, MetricLabel, MetricResult, Verdict
@@ -15,6 +16,7 @@ __all__ = [
     "ExchangeSink",
     "FlagSource",
     "FlagState",
+    "GuardrailTrip",
     "MetricLabel",
     "MetricResult",
     "Observation",
@@ -23,6 +25,8 @@ __all__ = [
     "Route",
     "RoutingDecision",
     "ToolCall",
+    "TripCause",
+    "TripReporter",
     "UnderstudyError",
     "Upstream",
     "UpstreamError",

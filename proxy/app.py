@@ -12,8 +12,9 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from core import ExchangeSink, FlagSource, Route
-from proxy.config import Limits
+from core import ExchangeSink, FlagSource, Route, TripReporter
+from proxy.breaker import CandidateBreakers
+from proxy.config import BreakerConfig, Limits
 from proxy.errors import error_response
 from proxy.exchange import EXCHANGE_ID, ExchangeHandler
 from proxy.load import RequestLoad
@@ -31,6 +32,7 @@ BACKGROUND = web.AppKey("background_tasks", BackgroundTasks)
 METRICS = web.AppKey("proxy_metrics", ProxyMetrics)
 OPS = web.AppKey("ops", OpsHandlers)
 LOAD = web.AppKey("request_load", RequestLoad)
+BREAKERS = web.AppKey("breakers", CandidateBreakers)
 REQUEST_ID = web.RequestKey("request_id", uuid.UUID)
 
 MIRRORED_ROUTES = {
@@ -144,8 +146,13 @@ def create_proxy_app(
     readiness: Sequence[ReadinessCheck] = (),
     sink_depth: Callable[[], int] | None = None,
     shutdown_grace_s: float = 10.0,
+    breaker: BreakerConfig | None = None,
+    trips: TripReporter | None = None,
 ) -> web.Application:
-    """The proxy. ``redact`` masks secrets in upstream error bodies before clients see them."""
+    """The proxy. ``redact`` masks secrets in upstream error bodies before clients see them.
+
+    ``trips`` is told whenever a candidate's circuit breaker opens.
+    """
     app = web.Application(
         client_max_size=limits.max_body_bytes,
         middlewares=[identify_request, openai_error_shape, limit_load],
@@ -162,6 +169,8 @@ def create_proxy_app(
     app[METRICS] = metrics
     app[OPS] = ops
     app[LOAD] = load
+    breakers = CandidateBreakers(upstreams.candidates, breaker or BreakerConfig(), registry, trips)
+    app[BREAKERS] = breakers
 
     exchanges = ExchangeHandler(
         upstreams=upstreams,
@@ -172,6 +181,7 @@ def create_proxy_app(
         limits=limits,
         load=load,
         redact=redact,
+        breakers=breakers,
     )
     passthrough = PassthroughHandler(upstreams.primary, limits, MIRRORED_ROUTES, redact)
     for path, route in MIRRORED_ROUTES.items():

@@ -36,3 +36,15 @@ class Limits:
     max_json_depth: int = 64
     max_concurrent_requests: int = 1024
     shed_shadows_at: float = 0.75
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """When a candidate's circuit breaker opens, and for how long."""
+
+    enabled: bool = True
+    consecutive_failures: int = 5  # this many failed calls in a row open it
+    window_s: float = 30.0  # the sliding window the error rate is taken over
+    min_calls: int = 20  # fewer calls than this in the window: the rate is not judged
+    error_rate: float = 0.5  # this share of failed calls in the window opens it
+    cooldown_s: float = 30.0  # open this long, then one probe call is let through

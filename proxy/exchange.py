@@ -25,6 +25,7 @@ from core import (
 )
 from proxy.arms import ConcurrencyCaps, call_to_end
 from proxy.body import read_body
+from proxy.breaker import Admission, CandidateBreakers
 from proxy.capture import Capture
 from proxy.config import Limits
 from proxy.errors import RequestError
@@ -61,8 +62,10 @@ class ExchangeHandler:
         limits: Limits,
         load: RequestLoad,
         redact: Callable[[str], str],
+        breakers: CandidateBreakers,
     ) -> None:
         self._load = load
+        self._breakers = breakers
         self._redact = redact
         self._upstreams = upstreams
         self._flags = flags
@@ -70,7 +73,7 @@ class ExchangeHandler:
         self._tasks = tasks
         self._limits = limits
         self._caps = ConcurrencyCaps(upstreams.caps())
-        self._recorder = ExchangeRecorder(sink, metrics, tasks, limits)
+        self._recorder = ExchangeRecorder(sink, metrics, tasks, limits, breakers)
 
     # -- entry point -------------------------------------------------------------------
 
@@ -127,9 +130,11 @@ class ExchangeHandler:
         decision, parsed = record.decision, record.parsed
         if decision.shadow is not None:
             candidate = self._upstreams.candidates[decision.shadow]
-            if (skipped := self._skip_reason(candidate.name)) is None:
+            admission, skipped = self._admit_candidate(candidate.name)
+            if skipped is None:
                 body = _shadow_body(parsed, candidate.config.mapped_model(parsed.model))
-                started.append(self._spawn(record, candidate, Role.SHADOW, body, {}))
+                probe = admission is Admission.PROBE
+                started.append(self._spawn(record, candidate, Role.SHADOW, body, {}, probe=probe))
             else:
                 self._metrics.shadows_skipped.labels(candidate.name, skipped).inc()
                 record.shadow_skipped = True
@@ -140,6 +145,19 @@ class ExchangeHandler:
             else:
                 self._metrics.shadows_skipped.labels(noise.name, skipped).inc()
         return started
+
+    def _admit_candidate(self, name: str) -> tuple[Admission, str | None]:
+        """A candidate call passes the load, its cap, then its breaker; else why it is not made.
+
+        The breaker is asked last: a probe it lets through must be a call that is made.
+        """
+        if (skipped := self._skip_reason(name)) is not None:
+            return Admission.REFUSED, skipped
+        admission = self._breakers.admit(name)
+        if admission is Admission.REFUSED:
+            self._caps.release(name)
+            return admission, "breaker_open"
+        return admission, None
 
     def _skip_reason(self, upstream: str) -> str | None:
         """Why a background call is not started: near overload all are shed, else its cap."""
@@ -154,8 +172,10 @@ class ExchangeHandler:
         role: Role,
         body: Mapping[str, Any],
         headers: Mapping[str, str],
+        *,
+        probe: bool = False,
     ) -> asyncio.Task[None]:
-        arm = Arm(upstream.name, role, str(body["model"]), Capture())
+        arm = Arm(upstream.name, role, str(body["model"]), Capture(), probe)
         record.arms.append(arm)
         request = UpstreamRequest(record.parsed.route, body, record.parsed.stream, headers)
         return self._tasks.spawn(
@@ -218,9 +238,15 @@ class ExchangeHandler:
         if not self._caps.try_acquire(candidate.name):
             self._fall_back(record, candidate.name, "at_capacity")
             return None
+        admission = self._breakers.admit(candidate.name)
+        if admission is Admission.REFUSED:  # straight to the primary: no failed attempt first
+            self._caps.release(candidate.name)
+            self._fall_back(record, candidate.name, "breaker_open")
+            return None
         try:
             model = candidate.config.mapped_model(parsed.model)
-            arm = Arm(candidate.name, Role.SERVED, model, Capture())
+            probe = admission is Admission.PROBE
+            arm = Arm(candidate.name, Role.SERVED, model, Capture(), probe)
             body = {**parsed.body, "model": model}
             upstream_request = UpstreamRequest(parsed.route, body, parsed.stream, {})
             response: UpstreamResponse | None = None

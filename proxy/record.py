@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from core import ErrorKind, Exchange, ExchangeSink, Role, RoutingDecision
+from proxy.breaker import CandidateBreakers
 from proxy.capture import Capture
 from proxy.config import Limits
 from proxy.metrics import ProxyMetrics
@@ -30,6 +31,7 @@ class Arm:
     role: Role
     model: str
     capture: Capture
+    probe: bool = False  # the call that decides whether the candidate's open breaker closes
 
     def __repr__(self) -> str:
         # Names only: the capture holds the answer.
@@ -63,9 +65,15 @@ class ExchangeRecorder:
     """Hands each finished exchange to the sink, once all its arms are done."""
 
     def __init__(
-        self, sink: ExchangeSink, metrics: ProxyMetrics, tasks: BackgroundTasks, limits: Limits
+        self,
+        sink: ExchangeSink,
+        metrics: ProxyMetrics,
+        tasks: BackgroundTasks,
+        limits: Limits,
+        breakers: CandidateBreakers,
     ) -> None:
         self._sink = sink
+        self._breakers = breakers
         self._metrics = metrics
         self._tasks = tasks
         self._limits = limits
@@ -137,6 +145,7 @@ class ExchangeRecorder:
                 max_chars=self._limits.max_recorded_chars,
             )
             self._metrics.observe_arm(route, obs)
+            self._breakers.record(obs, probe=arm.probe)
             observations.append(obs)
         return Exchange(
             id=record.id,

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from core import ExchangeSink, FlagSource
 from core.memory_sink import DiscardingSink
 from proxy.app import create_proxy_app
-from proxy.config import Limits, UpstreamConfig
+from proxy.config import BreakerConfig, Limits, UpstreamConfig
 from proxy.tasks import BackgroundTasks
 from proxy.upstream_set import UpstreamSet
 from rollout.live import DatabaseFollower, LiveFlags, log_snapshot, watch_kill_file
@@ -71,6 +71,10 @@ def limits(settings: Settings) -> Limits:
         max_concurrent_requests=lim.max_concurrent_requests,
         shed_shadows_at=lim.shed_shadows_at,
     )
+
+
+def breaker_config(settings: Settings) -> BreakerConfig:
+    return BreakerConfig(**settings.breaker.model_dump())
 
 
 def seed_flag(settings: Settings) -> FlagRecord:
@@ -194,6 +198,7 @@ def build_app(
         redact=secret_redactor(settings),
         sink_depth=getattr(sink, "queue_depth", None),
         shutdown_grace_s=settings.shutdown_grace_s,
+        breaker=breaker_config(settings),
     )
     # Before the proxy's own start-up: the flags are read before the first request.
     app.cleanup_ctx.insert(0, following)

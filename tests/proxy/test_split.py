@@ -61,8 +61,11 @@ async def test_cutover_serves_from_candidate_with_sdk(make_rig: RigFactory) -> N
 
 
 async def test_fallback_before_the_first_byte_is_transparent(make_rig: RigFactory) -> None:
+    # Every fault in a row: a breaker would open after the first few (tests/proxy/test_breaker.py).
     rig = await make_rig(
-        rollout={"mode": "cutover", "candidate": "local"}, candidate={"timeout_s": 0.5}
+        rollout={"mode": "cutover", "candidate": "local"},
+        candidate={"timeout_s": 0.5},
+        breaker={"enabled": False},
     )
     client = rig.client()
     expected = (await client.chat.completions.create(**chat())).choices[0].message.content

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import structlog
@@ -29,15 +30,22 @@ log = structlog.get_logger("understudy.rollout")
 
 READ_TIMEOUT_S = 2.0  # one poll may not hang the loop longer than this
 LISTEN_RETRY_S = 5.0  # how often a lost LISTEN connection is tried again
-_DB_ERRORS = (OSError, TimeoutError, sa_exc.SQLAlchemyError)
+# What a database that is down, unreachable or refusing raises.
+DB_ERRORS = (OSError, TimeoutError, sa_exc.SQLAlchemyError)
 
 
 class LiveFlags:
-    """A ``core.FlagSource`` over the newest snapshot; the kill file overrides it."""
+    """A ``core.FlagSource`` over the newest snapshot; the kill file overrides it.
+
+    A kill made on this replica (the admin API) is held here at once, before the store
+    has it: the hold ends when a snapshot at or past the kill's stored version arrives,
+    or when the kill is ended here. While the database is down it holds indefinitely.
+    """
 
     def __init__(self, snapshot: RolloutSnapshot, metrics: RolloutMetrics) -> None:
         self.metrics = metrics
         self._kill_file = False
+        self._held: dict[Route, float] = {}  # killed here, until the store reaches the version
         self.snapshot = snapshot
         self._states = snapshot.states
         metrics.show(snapshot, kill_file=False)
@@ -49,8 +57,31 @@ class LiveFlags:
     def kill_file(self) -> bool:
         return self._kill_file
 
+    @property
+    def held_kills(self) -> frozenset[Route]:
+        """Routes killed on this replica whose kill the followed store does not show yet."""
+        return frozenset(self._held)
+
     def replace(self, snapshot: RolloutSnapshot) -> None:
         self.snapshot = snapshot
+        self._held = {r: v for r, v in self._held.items() if snapshot.version < v}
+        self._publish()
+
+    def hold_kill(self, routes: Iterable[Route]) -> None:
+        """Kill ``routes`` here now, until ``kill_stored`` says which version stored it."""
+        self._held.update(dict.fromkeys(routes, math.inf))
+        self._publish()
+
+    def kill_stored(self, routes: Iterable[Route], version: int) -> None:
+        """The held kill of ``routes`` is stored as ``version``: the store takes over from it."""
+        for route in routes:
+            if route in self._held:
+                self._held[route] = version
+        self.replace(self.snapshot)
+
+    def release_kill(self, routes: Iterable[Route]) -> None:
+        for route in routes:
+            self._held.pop(route, None)
         self._publish()
 
     def set_kill_file(self, present: bool) -> None:
@@ -58,9 +89,16 @@ class LiveFlags:
         self._publish()
 
     def _publish(self) -> None:
-        snapshot = self.snapshot
-        self._states = snapshot.killed if self._kill_file else snapshot.states
-        self.metrics.show(snapshot, kill_file=self._kill_file)
+        snapshot, held = self.snapshot, self._held
+        if self._kill_file:
+            self._states = snapshot.killed
+        elif held:
+            self._states = {
+                r: snapshot.killed[r] if r in held else snapshot.states[r] for r in Route
+            }
+        else:
+            self._states = snapshot.states
+        self.metrics.show(snapshot, kill_file=self._kill_file, killed_here=held.keys())
 
 
 def _describe(snapshot: RolloutSnapshot) -> dict[str, str]:
@@ -148,7 +186,7 @@ class DatabaseFollower:
             async with asyncio.timeout(READ_TIMEOUT_S):
                 version = await latest_version(self._db)
                 rows = await self._store.rows() if version != flags.snapshot.version else None
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             if self._failing_since is None:
                 self._failing_since = self._clock()
                 log.warning(

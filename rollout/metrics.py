@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -25,7 +25,8 @@ class RolloutMetrics:
         )
         self.killed = Gauge(
             "understudy_rollout_killed",
-            "1 while the kill switch sends every request of the route to the primary only.",
+            "1 while a kill (the store's, the kill file or one made here through the admin API) "
+            "sends every request of the route to the primary only.",
             ["route"],
             registry=registry,
         )
@@ -43,12 +44,15 @@ class RolloutMetrics:
     def watch_staleness(self, staleness_s: Callable[[], float]) -> None:
         self.staleness.set_function(staleness_s)
 
-    def show(self, snapshot: RolloutSnapshot, *, kill_file: bool) -> None:
+    def show(
+        self, snapshot: RolloutSnapshot, *, kill_file: bool, killed_here: Collection[Route] = ()
+    ) -> None:
+        """``killed_here``: routes killed on this replica that the snapshot does not show."""
         self.version.set(snapshot.version)
         self.kill_file.set(1 if kill_file else 0)
         for route in Route:
             state = snapshot.states[route]
-            killed = kill_file or state.killed
+            killed = kill_file or state.killed or route in killed_here
             self.killed.labels(route.value).set(1 if killed else 0)
             self.percent.labels(route.value).set(0.0 if killed else served_percent(state))
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from core import ExchangeSink, FlagSource
+from core import ExchangeSink
 from core.memory_sink import DiscardingSink
 from proxy.app import create_proxy_app
 from proxy.config import BreakerConfig, Limits, UpstreamConfig
@@ -20,6 +21,7 @@ from rollout.store import RolloutStore
 from storage.database import Database
 from storage.flags import FlagRecord
 from storage.redaction import SECRET_MARK, redact_secrets
+from understudy.admin_wiring import attach_admin
 from understudy.controller_wiring import build_controller
 from understudy.recording import Lifecycle, build_writer
 from understudy.settings import LimitAction, Settings
@@ -104,7 +106,7 @@ def rollout_store(settings: Settings, db: Database) -> RolloutStore:
 
 def build_rollout(
     settings: Settings, registry: CollectorRegistry, *, from_database: bool
-) -> tuple[FlagSource, Lifecycle]:
+) -> tuple[LiveFlags, Lifecycle]:
     """The FlagSource requests read, and the lifecycle that keeps it current.
 
     ``from_database``: the flag store in ``settings.database_url`` is the rollout and is
@@ -200,6 +202,8 @@ def build_app(
         shutdown_grace_s=settings.shutdown_grace_s,
         breaker=breaker_config(settings),
     )
+    stored = partial(rollout_store, settings) if recording is not None else None
+    attach_admin(app, settings, flags, stored)
     # Before the proxy's own start-up: the flags are read before the first request.
     app.cleanup_ctx.insert(0, following)
     if recording is not None:

@@ -11,15 +11,15 @@ import argparse
 import math
 import sys
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from core import FlagState, RolloutMode, Route
 from rollout.changes import NewValues, RolloutAction, RolloutRefused
 from rollout.metrics import served_percent
 from rollout.state import RolloutSnapshot
+from rollout.views import ROUTES, entry_json, state_json, when
 from storage.database import Database
-from storage.flags import AuditEntry, audit_entries
+from storage.flags import audit_entries
 from understudy.commands.common import (
     Subparsers,
     add_config_option,
@@ -31,7 +31,6 @@ from understudy.settings import Settings
 from understudy.wiring import rollout_rules, rollout_store
 
 ACTOR = "cli"
-ROUTES = {"chat": Route.CHAT, "completions": Route.COMPLETIONS, "embeddings": Route.EMBEDDINGS}
 _TOGGLES = {
     RolloutAction.PAUSE: "stop automatic changes (the controller holds the current stage)",
     RolloutAction.RESUME: "let automatic changes continue",
@@ -184,13 +183,13 @@ async def _show(settings: Settings, db: Database, *, as_json: bool) -> None:
     if as_json:
         data = {
             "version": snapshot.version,
-            "changed_at": _when(max(rows.values(), key=lambda r: r.version).changed_at),
+            "changed_at": when(max(rows.values(), key=lambda r: r.version).changed_at),
             "kill_file": {
                 "path": str(kill_file) if kill_file else None,
                 "present": kill_file_present,
             },
             "routes": {
-                route.value: {**_state_json(state), "own_row": route.value in rows}
+                route.value: {**state_json(state), "own_row": route.value in rows}
                 for route, state in snapshot.states.items()
             },
         }
@@ -200,9 +199,7 @@ async def _show(settings: Settings, db: Database, *, as_json: bool) -> None:
         sys.stdout.write("rollout version 0: nothing stored yet, the settings below seed it\n")
     else:
         newest = max(rows.values(), key=lambda r: r.version)
-        sys.stdout.write(
-            f"rollout version {snapshot.version}, changed {_when(newest.changed_at)}\n"
-        )
+        sys.stdout.write(f"rollout version {snapshot.version}, changed {when(newest.changed_at)}\n")
     for route, state in snapshot.states.items():
         sys.stdout.write(_route_line(route, state, route.value in rows))
     if kill_file_present:
@@ -213,25 +210,6 @@ async def _show(settings: Settings, db: Database, *, as_json: bool) -> None:
         sys.stdout.write(
             f"candidate {name!r} is not configured here: its routes stay on the primary\n"
         )
-
-
-def _state_json(state: FlagState) -> dict[str, Any]:
-    return {
-        "mode": state.mode.value,
-        "candidate": state.candidate,
-        "percent": state.percent,
-        "served_percent": served_percent(state),
-        "shadow_rate": state.shadow_rate,
-        "noise_rate": state.noise_rate,
-        "stage": state.stage,
-        "paused": state.paused,
-        "killed": state.killed,
-        "version": state.version,
-    }
-
-
-def _when(at: datetime | None) -> str | None:
-    return at.isoformat(timespec="seconds").replace("+00:00", "Z") if at else None
 
 
 def _differences(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
@@ -251,32 +229,17 @@ def _differences(before: Mapping[str, Any] | None, after: Mapping[str, Any] | No
 async def _history(args: argparse.Namespace, settings: Settings, db: Database) -> int:
     entries = await audit_entries(db, limit=max(args.limit, 1))
     if args.json:
-        sys.stdout.write(strict_json([_entry_json(e) for e in entries]) + "\n")
+        sys.stdout.write(strict_json([entry_json(e) for e in entries]) + "\n")
         return 0
     if not entries:
         sys.stdout.write("no rollout changes yet\n")
     for e in entries:
         scope = e.route or "default row"
         sys.stdout.write(
-            f"{_when(e.at)}  v{e.flag_version}  {e.actor:<10} {e.action:<7} {scope}: "
+            f"{when(e.at)}  v{e.flag_version}  {e.actor:<10} {e.action:<7} {scope}: "
             f"{_differences(e.before, e.after)}; reason: {e.reason or '-'}\n"
         )
     return 0
-
-
-def _entry_json(e: AuditEntry) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "at": _when(e.at),
-        "actor": e.actor,
-        "action": e.action,
-        "route": e.route,
-        "flag_version": e.flag_version,
-        "before": e.before,
-        "after": e.after,
-        "reason": e.reason,
-        "verdict": e.verdict,
-    }
 
 
 __all__ = ["register"]

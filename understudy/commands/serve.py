@@ -8,9 +8,10 @@ import gc
 import structlog
 
 from storage.errors import StorageError
+from understudy.admin_wiring import ADMIN_APP, ADMIN_PREFIX
 from understudy.commands.common import Subparsers, add_config_option, settings_from_args
 from understudy.logs import configure_logging
-from understudy.server import run, start_site, wait_for_stop_signal
+from understudy.server import RunningSite, run, start_site, wait_for_stop_signal
 from understudy.settings import Settings
 from understudy.wiring import build_app, limits, secret_redactor
 
@@ -30,6 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
 async def serve(settings: Settings) -> int:
     log = structlog.get_logger("understudy")
     app = build_app(settings)
+    admin_site: RunningSite | None = None
     try:
         site = await start_site(
             app,
@@ -38,6 +40,14 @@ async def serve(settings: Settings) -> int:
             shutdown_timeout=settings.shutdown_grace_s,
             limits=limits(settings),
         )
+        if ADMIN_APP in app and settings.admin_port is not None:
+            try:
+                admin_site = await start_site(
+                    app[ADMIN_APP], settings.host, settings.admin_port, limits=limits(settings)
+                )
+            except OSError:
+                await site.stop()
+                raise
     except (StorageError, OSError) as exc:  # schema behind, database or port unusable
         # One JSON line like every other, and redacted: the error may quote a database URL.
         log.error("cannot_start", error=str(exc))
@@ -51,10 +61,13 @@ async def serve(settings: Settings) -> int:
         primary=settings.primary.base_url,
         candidates=[c.name for c in settings.candidates],
         mode=settings.rollout.mode.value,
+        admin_api=f"{admin_site.url if admin_site else site.url}{ADMIN_PREFIX}",
     )
     try:
         await wait_for_stop_signal()
     finally:
         log.info("stopping")
+        if admin_site is not None:
+            await admin_site.stop()
         await site.stop()
     return 0

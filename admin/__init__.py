@@ -1,0 +1,1 @@
+"""The admin API: the rollout seen and changed over HTTP, by named token holders."""

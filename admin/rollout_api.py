@@ -1,0 +1,191 @@
+"""The admin API's rollout routes: read the rollout and its history, change it with a reason.
+
+Each route is one line of ``RolloutApi.routes``; every change goes through the same
+``RolloutStore`` as the CLI, so its rules, its versioning and its audit entry are the
+ones the CLI gets, with the token holder's name as the actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+
+from admin.auth import ACTOR
+from admin.kill import STORE_TIMEOUT_S, KillSwitch, routes_of, stored
+from admin.payloads import ChangeRequest, change_request, history_limit, percent, read_object
+from core import Route
+from rollout.changes import NewValues, RolloutAction
+from rollout.live import DB_ERRORS, LiveFlags
+from rollout.store import Change, RolloutStore
+from rollout.views import entry_json, state_json, when
+from storage.database import Database
+from storage.flags import AuditEntry, audit_entries
+
+HISTORY_DEFAULT, HISTORY_MAX = 50, 1000
+STAGE_HISTORY_ENTRIES = 1000  # how far back the start of the current stage is looked for
+# Changes that take a reason, an optional if_version and route, and nothing else.
+TOGGLES = (RolloutAction.PAUSE, RolloutAction.RESUME, RolloutAction.UNKILL)
+
+
+class DatabaseUnavailable(Exception):
+    """The flag store cannot be reached or is not used; nothing was changed."""
+
+
+def stage_entered_at(entries: Sequence[AuditEntry]) -> datetime | None:
+    """When the default row's current stage began: the oldest entry of the newest unbroken
+    run of default-row entries on the same stage and candidate. ``entries``: newest first."""
+    runs = [(e.at, e.after) for e in entries if e.route is None and e.after is not None]
+    if not runs or runs[0][1].get("stage") is None:
+        return None
+    key = (runs[0][1].get("stage"), runs[0][1].get("candidate"))
+    entered = runs[0][0]
+    for at, after in runs[1:]:
+        if (after.get("stage"), after.get("candidate")) != key:
+            break
+        entered = at
+    return entered
+
+
+class RolloutApi:
+    """``store`` and ``db`` are None when the rollout comes from the settings alone."""
+
+    def __init__(self, store: RolloutStore | None, db: Database | None, flags: LiveFlags) -> None:
+        self._store = store
+        self._db = db
+        self._flags = flags
+        self._kills = KillSwitch(store, flags) if store is not None else None
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/rollout", self.show),
+            web.get("/rollout/history", self.history),
+            web.post("/rollout/percent", self.set_percent),
+            web.post("/rollout/kill", self.kill),
+            *(web.post(f"/rollout/{a.value}", partial(self.toggle, a)) for a in TOGGLES),
+        ]
+
+    async def close(self) -> None:
+        if self._kills is not None:
+            await self._kills.close()
+
+    async def show(self, _request: web.Request) -> web.Response:
+        """The rollout this replica serves with now, kills included, and its stage's clock."""
+        entered = None
+        if self._db is not None:
+            try:
+                async with asyncio.timeout(STORE_TIMEOUT_S):
+                    entries = await audit_entries(self._db, limit=STAGE_HISTORY_ENTRIES)
+                entered = stage_entered_at(entries)
+            except DB_ERRORS:
+                entered = None  # the state below is this replica's own, database or not
+        flags = self._flags
+        body: dict[str, Any] = {
+            "object": "rollout",
+            "version": flags.snapshot.version,
+            "stage": flags.snapshot.states[Route.CHAT].stage,
+            "stage_entered_at": when(entered),
+            "time_in_stage_s": (
+                None if entered is None else (datetime.now(UTC) - entered).total_seconds()
+            ),
+            # What the next stage's gate waits for is the controller's to say.
+            "next_gate": None,
+            "kill_file": flags.kill_file,
+            "killed_here": sorted(r.value for r in flags.held_kills),
+            "routes": {r.value: state_json(flags.current(r)) for r in Route},
+        }
+        return web.json_response(body)
+
+    async def history(self, request: web.Request) -> web.Response:
+        limit = history_limit(request.query.get("limit"), HISTORY_DEFAULT, HISTORY_MAX)
+        db = self._database()
+        try:
+            async with asyncio.timeout(STORE_TIMEOUT_S):
+                entries = await audit_entries(db, limit=limit)
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailable("the audit log cannot be read now") from exc
+        return web.json_response({"object": "list", "data": [entry_json(e) for e in entries]})
+
+    async def set_percent(self, request: web.Request) -> web.Response:
+        body = await read_object(request)
+        change = change_request(body, frozenset({"percent"}))
+        values = NewValues(percent=percent(body))
+        return await self._change(request, RolloutAction.SET, change, values)
+
+    async def toggle(self, action: RolloutAction, request: web.Request) -> web.Response:
+        change = change_request(await read_object(request))
+        response = await self._change(request, action, change, None)
+        if action is RolloutAction.UNKILL and self._kills is not None:
+            self._kills.forget(change.route)  # stored: a held or pending kill ends here too
+        return response
+
+    async def kill(self, request: web.Request) -> web.Response:
+        """In force here at once; 202 with ``stored: false`` while the database is down."""
+        change = change_request(await read_object(request))
+        if self._kills is None:
+            raise DatabaseUnavailable(_NO_STORE)
+        done = await self._kills.kill(
+            change.route,
+            actor=request[ACTOR],
+            reason=change.reason,
+            expected_version=change.if_version,
+        )
+        return _changed(RolloutAction.KILL, change.route, done)
+
+    def _database(self) -> Database:
+        if self._db is None:
+            raise DatabaseUnavailable(_NO_STORE)
+        return self._db
+
+    async def _change(
+        self,
+        request: web.Request,
+        action: RolloutAction,
+        change: ChangeRequest,
+        values: NewValues | None,
+    ) -> web.Response:
+        store = self._store
+        if store is None:
+            raise DatabaseUnavailable(_NO_STORE)
+
+        async def write() -> Change:
+            return await store.change(
+                action,
+                actor=request[ACTOR],
+                reason=change.reason,
+                route=change.route,
+                values=values,
+                expected_version=change.if_version,
+            )
+
+        try:
+            done = await stored(write)
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailable("the flag store cannot be reached: nothing changed") from exc
+        return _changed(action, change.route, done)
+
+
+_NO_STORE = (
+    "this server follows its settings, not a flag store: changing the rollout needs the "
+    "database (UNDERSTUDY_STORAGE__ENABLED=true)"
+)
+
+
+def _changed(action: RolloutAction, route: Route | None, change: Change | None) -> web.Response:
+    body: dict[str, Any] = {
+        "object": "rollout.change",
+        "action": action.value,
+        "route": route.value if route else None,
+        "routes": [r.value for r in routes_of(route)],
+        "stored": change is not None,
+        "version": change.version if change else None,
+        "before": change.before.settings() if change else None,
+        "after": change.after.settings() if change else None,
+    }
+    if change is None:
+        body["effect"] = "in force on this replica now; stored when the database answers"
+    return web.json_response(body, status=200 if change else 202)

@@ -18,6 +18,7 @@ from proxy.app import openai_error_shape
 from proxy.errors import error_response
 from rollout.changes import RolloutRefused
 from rollout.live import LiveFlags
+from rollout.plan import StagePlan
 from rollout.store import RolloutStore
 from storage.database import Database
 from storage.flags import StaleVersion
@@ -54,14 +55,18 @@ async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 def create_admin_app(
-    tokens: AdminTokens, flags: LiveFlags, store: RolloutStore | None, db: Database | None
+    tokens: AdminTokens,
+    flags: LiveFlags,
+    store: RolloutStore | None,
+    db: Database | None,
+    plan: StagePlan,
 ) -> web.Application:
     """The admin sub-app; ``db`` is the flag store's, disposed when the app stops.
 
     ``store`` and ``db`` None: the rollout comes from the settings, and changing it is refused.
     """
     app = web.Application(middlewares=[require_token(tokens), refusals])
-    api = RolloutApi(store, db, flags)
+    api = RolloutApi(store, db, flags, plan)
     app.router.add_routes(api.routes())
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:

@@ -8,7 +8,6 @@ ones the CLI gets, with the token holder's name as the actor.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -18,16 +17,19 @@ from aiohttp import web
 from admin.auth import ACTOR
 from admin.kill import STORE_TIMEOUT_S, KillSwitch, routes_of, stored
 from admin.payloads import ChangeRequest, change_request, history_limit, percent, read_object
+from admin.stage_view import stage_json
 from core import Route
 from rollout.changes import NewValues, RolloutAction
+from rollout.controller import HISTORY_ROWS
 from rollout.live import DB_ERRORS, LiveFlags
+from rollout.plan import StagePlan
+from rollout.position import locate_stage
 from rollout.store import Change, RolloutStore
-from rollout.views import entry_json, state_json, when
+from rollout.views import entry_json, state_json
 from storage.database import Database
-from storage.flags import AuditEntry, audit_entries
+from storage.flags import audit_entries, route_history
 
 HISTORY_DEFAULT, HISTORY_MAX = 50, 1000
-STAGE_HISTORY_ENTRIES = 1000  # how far back the start of the current stage is looked for
 # Changes that take a reason, an optional if_version and route, and nothing else.
 TOGGLES = (RolloutAction.PAUSE, RolloutAction.RESUME, RolloutAction.UNKILL)
 
@@ -36,25 +38,13 @@ class DatabaseUnavailable(Exception):
     """The flag store cannot be reached or is not used; nothing was changed."""
 
 
-def stage_entered_at(entries: Sequence[AuditEntry]) -> datetime | None:
-    """When the default row's current stage began: the oldest entry of the newest unbroken
-    run of default-row entries on the same stage and candidate. ``entries``: newest first."""
-    runs = [(e.at, e.after) for e in entries if e.route is None and e.after is not None]
-    if not runs or runs[0][1].get("stage") is None:
-        return None
-    key = (runs[0][1].get("stage"), runs[0][1].get("candidate"))
-    entered = runs[0][0]
-    for at, after in runs[1:]:
-        if (after.get("stage"), after.get("candidate")) != key:
-            break
-        entered = at
-    return entered
-
-
 class RolloutApi:
     """``store`` and ``db`` are None when the rollout comes from the settings alone."""
 
-    def __init__(self, store: RolloutStore | None, db: Database | None, flags: LiveFlags) -> None:
+    def __init__(
+        self, store: RolloutStore | None, db: Database | None, flags: LiveFlags, plan: StagePlan
+    ) -> None:
+        self._plan = plan
         self._store = store
         self._db = db
         self._flags = flags
@@ -74,26 +64,22 @@ class RolloutApi:
             await self._kills.close()
 
     async def show(self, _request: web.Request) -> web.Response:
-        """The rollout this replica serves with now, kills included, and its stage's clock."""
-        entered = None
+        """The rollout this replica serves with now, kills included, and where it stands on
+        the plan (null while the database cannot be read: the routes are still this
+        replica's own)."""
+        position = None
         if self._db is not None:
             try:
                 async with asyncio.timeout(STORE_TIMEOUT_S):
-                    entries = await audit_entries(self._db, limit=STAGE_HISTORY_ENTRIES)
-                entered = stage_entered_at(entries)
+                    history = await route_history(self._db, None, limit=HISTORY_ROWS)
+                position = locate_stage(self._plan, history) if history else None
             except DB_ERRORS:
-                entered = None  # the state below is this replica's own, database or not
+                position = None
         flags = self._flags
         body: dict[str, Any] = {
             "object": "rollout",
             "version": flags.snapshot.version,
-            "stage": flags.snapshot.states[Route.CHAT].stage,
-            "stage_entered_at": when(entered),
-            "time_in_stage_s": (
-                None if entered is None else (datetime.now(UTC) - entered).total_seconds()
-            ),
-            # What the next stage's gate waits for is the controller's to say.
-            "next_gate": None,
+            **stage_json(self._plan, position, datetime.now(UTC)),
             "kill_file": flags.kill_file,
             "killed_here": sorted(r.value for r in flags.held_kills),
             "routes": {r.value: state_json(flags.current(r)) for r in Route},

@@ -11,6 +11,7 @@ from admin.app import AdminTokens, create_admin_app, standalone_admin_app
 from rollout.live import LiveFlags
 from rollout.store import RolloutStore
 from storage.database import Database
+from understudy.plan_settings import stage_plan
 from understudy.settings import Settings
 
 __all__ = ["ADMIN_APP", "ADMIN_PREFIX", "attach_admin"]
@@ -32,7 +33,8 @@ def attach_admin(
     """
     db = Database(settings.database_url) if store_for is not None else None
     store = store_for(db) if store_for is not None and db is not None else None
-    admin = create_admin_app(AdminTokens(settings.admin_token_names()), flags, store, db)
+    tokens = AdminTokens(settings.admin_token_names())
+    admin = create_admin_app(tokens, flags, store, db, stage_plan(settings.rollout.plan))
     if settings.admin_port is None:
         app.add_subapp(ADMIN_PREFIX, admin)
     else:

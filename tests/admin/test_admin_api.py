@@ -95,7 +95,14 @@ async def test_each_change_is_audited_under_its_token_holder(make_admin_rig: Rig
     assert status == 200 and state["version"] == versions[-1]
     assert state["routes"]["chat.completions"]["served_percent"] == 25
     assert state["routes"]["embeddings"]["served_percent"] == 0  # embeddings stay in shadow
-    assert state["next_gate"] is None and state["killed_here"] == []
+    assert state["killed_here"] == []
+    # 25 % set by hand is the plan's 25% stage: it began with that change, not with the pause.
+    assert state["stage"] == "25%" and 0 <= state["time_in_stage_s"] < 30
+    gate = state["next_gate"]
+    assert gate["to"] == "50%" and gate["promotion"] == "auto"
+    assert gate["min_duration_s"] == 3600
+    assert any(w.endswith("s more in the stage") for w in gate["waits_for"])
+    assert any(w.startswith("a verdict that allows promotion") for w in gate["waits_for"])
 
 
 @pytest.mark.parametrize(("method", "path", "body"), CHANGES)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 
@@ -36,12 +37,19 @@ async def stored(attempt: Callable[[], Awaitable[Change]]) -> Change:
         return await attempt()
 
 
+@dataclass(frozen=True, slots=True)
+class PendingKill:
+    task: asyncio.Task[None]
+    actor: str
+    reason: str
+
+
 class KillSwitch:
     def __init__(self, store: RolloutStore, flags: LiveFlags) -> None:
         self._store = store
         self._flags = flags
         self._tasks = BackgroundTasks()
-        self._pending: dict[Route | None, asyncio.Task[None]] = {}
+        self._pending: dict[Route | None, PendingKill] = {}  # by scope (None: every route)
 
     async def kill(
         self, route: Route | None, *, actor: str, reason: str, expected_version: int | None
@@ -57,7 +65,7 @@ class KillSwitch:
         try:
             change = await stored(lambda: self._write(route, actor, reason, expected_version))
         except StaleVersion:
-            self._flags.release_kill(routes)
+            self._lift(route)
             raise
         except DB_ERRORS as exc:
             log.warning(
@@ -72,16 +80,34 @@ class KillSwitch:
         self._flags.kill_stored(routes, change.version)
         return change
 
-    def forget(self, route: Route | None) -> None:
-        """Stop storing a pending kill of ``route`` (it is being ended) and lift its hold."""
-        for key in (route, None) if route is not None else tuple(self._pending):
-            task = self._pending.pop(key, None)
-            if task is not None:
-                task.cancel()
-        self._flags.release_kill(routes_of(route))
+    async def unkill(self, route: Route | None, write: Callable[[], Awaitable[Change]]) -> Change:
+        """End a kill of ``route`` with ``write`` (the stored unkill), then lift it here.
+
+        A kill of the same scope still waiting to be stored is stopped first, so it cannot
+        land after the unkill; if the unkill cannot be stored, that kill is kept.
+        """
+        pending = self._pending.pop(route, None)
+        if pending is not None:
+            pending.task.cancel()
+            await asyncio.wait([pending.task])
+        try:
+            change = await stored(write)
+        except BaseException:
+            if pending is not None:
+                self._retry(route, pending.actor, pending.reason)
+            raise
+        self._lift(route)
+        return change
 
     async def close(self) -> None:
         await self._tasks.drain(0)
+
+    def _lift(self, route: Route | None) -> None:
+        """End this replica's hold on ``route``, except where a kill still waiting covers it."""
+        if None in self._pending:
+            return  # a kill of every route is still to be stored
+        covered = {r for r in self._pending if r is not None}
+        self._flags.release_kill(r for r in routes_of(route) if r not in covered)
 
     async def _write(
         self, route: Route | None, actor: str, reason: str, expected_version: int | None = None
@@ -100,19 +126,18 @@ class KillSwitch:
         task = self._tasks.spawn(
             self._store_later(route, actor, reason), name=f"admin-kill:{route or 'default'}"
         )
-        self._pending[route] = task
+        self._pending[route] = PendingKill(task, actor, reason)
 
     async def _store_later(self, route: Route | None, actor: str, reason: str) -> None:
-        try:
-            while True:
-                await asyncio.sleep(RETRY_S)
-                try:
-                    change = await stored(lambda: self._write(route, actor, reason))
-                except DB_ERRORS:
-                    continue
-                self._flags.kill_stored(routes_of(route), change.version)
-                log.info("admin_kill_stored", flag_version=change.version, actor=actor)
-                return
-        finally:
-            if self._pending.get(route) is asyncio.current_task():
+        while True:
+            await asyncio.sleep(RETRY_S)
+            try:
+                change = await stored(lambda: self._write(route, actor, reason))
+            except DB_ERRORS:
+                continue
+            pending = self._pending.get(route)
+            if pending is not None and pending.task is asyncio.current_task():
                 del self._pending[route]
+            self._flags.kill_stored(routes_of(route), change.version)
+            log.info("admin_kill_stored", flag_version=change.version, actor=actor)
+            return

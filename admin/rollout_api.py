@@ -8,6 +8,7 @@ ones the CLI gets, with the token holder's name as the actor.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -100,14 +101,19 @@ class RolloutApi:
         body = await read_object(request)
         change = change_request(body, frozenset({"percent"}))
         values = NewValues(percent=percent(body))
-        return await self._change(request, RolloutAction.SET, change, values)
+        return _changed(
+            RolloutAction.SET,
+            change.route,
+            await self._write(request, RolloutAction.SET, change, values),
+        )
 
     async def toggle(self, action: RolloutAction, request: web.Request) -> web.Response:
         change = change_request(await read_object(request))
-        response = await self._change(request, action, change, None)
-        if action is RolloutAction.UNKILL and self._kills is not None:
-            self._kills.forget(change.route)  # stored: a held or pending kill ends here too
-        return response
+        # An unkill also ends this replica's hold, and any kill here still waiting to be stored.
+        kills = self._kills if action is RolloutAction.UNKILL else None
+        through = kills.unkill if kills is not None else None
+        done = await self._write(request, action, change, None, through=through)
+        return _changed(action, change.route, done)
 
     async def kill(self, request: web.Request) -> web.Response:
         """In force here at once; 202 with ``stored: false`` while the database is down."""
@@ -127,13 +133,17 @@ class RolloutApi:
             raise DatabaseUnavailable(_NO_STORE)
         return self._db
 
-    async def _change(
+    async def _write(
         self,
         request: web.Request,
         action: RolloutAction,
         change: ChangeRequest,
         values: NewValues | None,
-    ) -> web.Response:
+        *,
+        through: Callable[[Route | None, Callable[[], Awaitable[Change]]], Awaitable[Change]]
+        | None = None,
+    ) -> Change:
+        """Store ``action`` as the caller's token holder; ``through`` wraps the write."""
         store = self._store
         if store is None:
             raise DatabaseUnavailable(_NO_STORE)
@@ -149,10 +159,11 @@ class RolloutApi:
             )
 
         try:
-            done = await stored(write)
+            if through is not None:
+                return await through(change.route, write)
+            return await stored(write)
         except DB_ERRORS as exc:
             raise DatabaseUnavailable("the flag store cannot be reached: nothing changed") from exc
-        return _changed(action, change.route, done)
 
 
 _NO_STORE = (

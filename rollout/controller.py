@@ -111,6 +111,7 @@ class Controller:
         metrics: ControllerMetrics,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_stop: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = db
         self._store = store
@@ -119,6 +120,7 @@ class Controller:
         self._leadership = leadership
         self._metrics = metrics
         self._clock = clock
+        self._on_stop = on_stop  # releases what ``assess`` holds
 
     async def position(self) -> StagePosition | None:
         """Where the default row stands; None before anything is stored."""
@@ -199,4 +201,5 @@ class Controller:
                 await asyncio.sleep(interval_s)
         finally:
             self._metrics.leader.set(0)
+            self._on_stop()
             await self._leadership.release()

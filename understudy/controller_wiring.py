@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -23,8 +25,8 @@ from understudy.reporting import NoData, ReportRequest, load_report_input
 from understudy.settings import Settings
 
 if TYPE_CHECKING:
-    from evaluation.config import EvaluationConfig
-    from evaluation.report import Report
+    from evaluation.config import EvaluationConfig, MetricSpec
+    from evaluation.report import Report, ReportInput
 
 
 def stage_config(settings: Settings, stage: Stage) -> EvaluationConfig:
@@ -32,7 +34,7 @@ def stage_config(settings: Settings, stage: Stage) -> EvaluationConfig:
     config = settings.evaluation.config()
     metrics = config.metrics
     if stage.gates:
-        known = {m.name: m for m in metrics}
+        known: dict[str, MetricSpec] = {m.name: m for m in metrics}
         unknown = [g for g in stage.gates if g not in known]
         if unknown:
             raise ConfigError(
@@ -49,8 +51,38 @@ def check_gates(settings: Settings, plan: StagePlan) -> None:
         stage_config(settings, stage)
 
 
-async def stage_report(db: Database, settings: Settings, window: StageWindow) -> Report | None:
-    """The report on the stage's own window with the stage's verdict rules; None without data."""
+class ReportWorker:
+    """Builds the controller's reports in a process of its own.
+
+    The statistics hold the GIL for a second or more on a large window: in a thread
+    they would stall the event loop that answers clients.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def build(self, data: ReportInput, config: EvaluationConfig) -> Report:
+        from evaluation.report import build_report
+
+        if self._pool is None:
+            # spawn, not fork: the serving process has threads and an event loop.
+            spawn = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=spawn)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, build_report, data, config)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def stage_report(
+    db: Database, settings: Settings, window: StageWindow, worker: ReportWorker | None = None
+) -> Report | None:
+    """The report on the stage's own window with the stage's verdict rules; None without data.
+
+    Without a ``worker`` the statistics run in a thread."""
     from evaluation.report import build_report
 
     request = ReportRequest(
@@ -62,8 +94,10 @@ async def stage_report(db: Database, settings: Settings, window: StageWindow) ->
         data = await load_report_input(db, request, settings)
     except NoData:
         return None
-    # Statistics take CPU time: off the event loop, so the proxy keeps answering.
-    return await asyncio.to_thread(build_report, data, stage_config(settings, window.stage))
+    config = stage_config(settings, window.stage)
+    if worker is not None:
+        return await worker.build(data, config)
+    return await asyncio.to_thread(build_report, data, config)
 
 
 def leadership(db: Database) -> Leadership:
@@ -80,7 +114,12 @@ def build_controller(
     plan = stage_plan(settings.rollout.plan)
     check_gates(settings, plan)
 
-    async def assess(window: StageWindow) -> Report | None:
-        return await stage_report(db, settings, window)
+    worker = ReportWorker()
 
-    return Controller(db, store, plan, assess, lead or leadership(db), ControllerMetrics(registry))
+    async def assess(window: StageWindow) -> Report | None:
+        return await stage_report(db, settings, window, worker)
+
+    metrics = ControllerMetrics(registry)
+    return Controller(
+        db, store, plan, assess, lead or leadership(db), metrics, on_stop=worker.close
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from rollout.reconcile import HasVerdict, TransitionKind
 from storage.database import Database
 from storage.flags import audit_entries, current_flags
 from tests.rollout.stage_traffic import CANDIDATE, Candidate, seed_stage
-from understudy.controller_wiring import stage_report
+from understudy.controller_wiring import ReportWorker, stage_report
 from understudy.plan_settings import stage_plan
 from understudy.settings import Settings, load_settings
 from understudy.wiring import rollout_store
@@ -192,3 +193,23 @@ async def test_a_manual_change_made_while_the_controller_decides_wins(
     assert (row.mode, row.shadow_rate) == ("shadow", 0.5)
     assert all(e.actor != "controller" for e in await audit_entries(rig.db))
     assert await rig.controller.tick() is not None  # the next look decides on the new version
+
+
+async def test_the_report_worker_gives_the_same_verdict_from_its_own_process(
+    rig: Rig, db_url: str
+) -> None:
+    settings = settings_for(db_url)
+    await rig.seed_current_stage(Candidate(slowdown=0.9))
+    at = await rig.controller.position()
+    assert at is not None and at.position.stage is not None
+    window = StageWindow(CANDIDATE, at.position.stage, at.first_version)
+    worker = ReportWorker()
+    try:
+        in_process = await stage_report(rig.db, settings, window, worker)
+        assert in_process is not None
+        assert multiprocessing.active_children()  # built in a worker process
+    finally:
+        worker.close()
+    in_thread = await stage_report(rig.db, settings, window)
+    assert in_thread is not None
+    assert in_process.verdict == in_thread.verdict

@@ -17,6 +17,21 @@ class Direction(StrEnum):
     LOWER_IS_BETTER = "lower_is_better"
 
 
+class MetricName(StrEnum):
+    """The closed set of decision metrics a verdict can measure; settings and stage gates
+    name them by value."""
+
+    LATENCY_TOTAL = "latency_total"  # typical candidate/primary total-latency ratio
+    LATENCY_TTFT = "latency_ttft"  # typical time-to-first-token ratio
+    LATENCY_TPOT = "latency_tpot"  # typical time-per-output-token ratio
+    LATENCY_P95 = "latency_p95"  # p95 total-latency ratio
+    ERROR_RATE = "error_rate"  # candidate minus primary error rate
+    QUALITY = "quality"  # the judge's loss share among non-tied judgments
+    NOISE_GAP = "noise_gap"  # similarity gap beyond the primary's own run-to-run noise
+    SLO_TTFT_P50 = "slo_ttft_p50"  # the candidate's median time to first token, ms
+    SLO_TOTAL_P95 = "slo_total_p95"  # the candidate's p95 total latency, ms
+
+
 class MetricLabel(StrEnum):
     """The closed set of outcomes for one metric. Inconclusive is not fail."""
 
@@ -45,7 +60,7 @@ class MetricResult:
     interval at ``confidence``, valid under continuous monitoring.
     """
 
-    name: str
+    name: MetricName
     label: MetricLabel
     estimate: float | None
     lower: float | None
@@ -72,7 +87,7 @@ class Verdict:
     planned_n: int | None  # units the stage needs for 80 % power at promotion, if known
     alpha: float
 
-    def metric(self, name: str) -> MetricResult | None:
+    def metric(self, name: MetricName) -> MetricResult | None:
         return next((m for m in self.metrics if m.name == name), None)
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core import ConfigError, Direction
-from evaluation.decision_metrics import KNOWN_METRICS
+from core.verdict import MetricName
 from evaluation.metrics.registry import DEFAULT_METRICS, METRIC_CLASSES
 
 
@@ -25,7 +25,7 @@ class MetricSpec:
     it has no data.
     """
 
-    name: str
+    name: MetricName
     margin: float
     direction: Direction
     guardrail: bool = False
@@ -40,11 +40,17 @@ class MetricSpec:
 LOWER = Direction.LOWER_IS_BETTER
 
 # Where "as good as the primary" sits on each guardrail's scale; harm is measured from here.
-NEUTRAL = {"latency_total": 1.0, "latency_p95": 1.0, "error_rate": 0.0, "quality": 0.5}
-RELATIVE_HARM = frozenset({"latency_total", "latency_p95"})  # ratios: the threshold is relative
+NEUTRAL = {
+    MetricName.LATENCY_TOTAL: 1.0,
+    MetricName.LATENCY_P95: 1.0,
+    MetricName.ERROR_RATE: 0.0,
+    MetricName.QUALITY: 0.5,
+}
+# Ratios: the threshold is relative.
+RELATIVE_HARM = frozenset({MetricName.LATENCY_TOTAL, MetricName.LATENCY_P95})
 
 
-def harm_limit(name: str, threshold: float) -> float:
+def harm_limit(name: MetricName, threshold: float) -> float:
     """The harm limit of a guardrail for a harm ``threshold`` (0: worse at all)."""
     neutral = NEUTRAL[name]
     return neutral * (1.0 + threshold) if name in RELATIVE_HARM else neutral + threshold
@@ -52,19 +58,42 @@ def harm_limit(name: str, threshold: float) -> float:
 
 DEFAULT_METRIC_SPECS: tuple[MetricSpec, ...] = (
     # typical slowdown <= 10 %
-    MetricSpec("latency_total", 1.10, LOWER, guardrail=True, harm=harm_limit("latency_total", 0)),
+    MetricSpec(
+        MetricName.LATENCY_TOTAL,
+        1.10,
+        LOWER,
+        guardrail=True,
+        harm=harm_limit(MetricName.LATENCY_TOTAL, 0),
+    ),
     # tail slowdown <= 10 %
-    MetricSpec("latency_p95", 1.10, LOWER, guardrail=True, harm=harm_limit("latency_p95", 0)),
+    MetricSpec(
+        MetricName.LATENCY_P95,
+        1.10,
+        LOWER,
+        guardrail=True,
+        harm=harm_limit(MetricName.LATENCY_P95, 0),
+    ),
     # <= 1 point more errors
-    MetricSpec("error_rate", 0.01, LOWER, guardrail=True, harm=harm_limit("error_rate", 0)),
+    MetricSpec(
+        MetricName.ERROR_RATE,
+        0.01,
+        LOWER,
+        guardrail=True,
+        harm=harm_limit(MetricName.ERROR_RATE, 0),
+    ),
     # loses <= 55 % of non-tied judgments
     MetricSpec(
-        "quality", 0.55, LOWER, guardrail=True, required=False, harm=harm_limit("quality", 0)
+        MetricName.QUALITY,
+        0.55,
+        LOWER,
+        guardrail=True,
+        required=False,
+        harm=harm_limit(MetricName.QUALITY, 0),
     ),
-    MetricSpec("latency_ttft", 1.10, LOWER),
-    MetricSpec("noise_gap", 0.05, LOWER, required=False),
-    MetricSpec("slo_ttft_p50", 700.0, LOWER),  # median time to first token, ms
-    MetricSpec("slo_total_p95", 2000.0, LOWER),  # p95 total latency, ms
+    MetricSpec(MetricName.LATENCY_TTFT, 1.10, LOWER),
+    MetricSpec(MetricName.NOISE_GAP, 0.05, LOWER, required=False),
+    MetricSpec(MetricName.SLO_TTFT_P50, 700.0, LOWER),  # median time to first token, ms
+    MetricSpec(MetricName.SLO_TOTAL_P95, 2000.0, LOWER),  # p95 total latency, ms
 )
 
 
@@ -91,9 +120,10 @@ class EvaluationConfig:
             raise ConfigError("evaluation.metrics", "a metric is listed twice")
         if not self.metrics:
             raise ConfigError("evaluation.metrics", "at least one metric is needed")
-        unknown = [n for n in names if n not in KNOWN_METRICS]
-        if unknown:
-            raise ConfigError("evaluation.metrics", f"unknown metric {unknown[0]!r}")
+        # Specs built in code may carry a plain string: only MetricName's values are metrics.
+        strangers = [str(n) for n in names if n not in set(MetricName)]
+        if strangers:
+            raise ConfigError("evaluation.metrics", f"unknown metric {strangers[0]!r}")
         unknown = [n for n in self.text_metrics if n not in METRIC_CLASSES]
         if unknown:
             raise ConfigError("evaluation.text_metrics", f"unknown metric {unknown[0]!r}")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from core.verdict import MetricName
 from evaluation.columns import ArmColumns, ComparisonMode, Series, SplitColumns, VerdictInput
 from evaluation.evidence import EvidenceContext, LookMetric, LookResult, MeanMetric, log_or_nan
 from evaluation.quality import LOSS, TIE
@@ -291,21 +292,21 @@ def _noise() -> MeanMetric:
     )
 
 
-def _shadow_definition(name: str) -> Definition | None:
+def _shadow_definition(name: MetricName) -> Definition | None:
     match name:
-        case "latency_total":
+        case MetricName.LATENCY_TOTAL:
             return _ratio_sequence(
                 "candidate/primary total latency", _paired_log_ratio("latency_ms")
             )
-        case "latency_ttft":
+        case MetricName.LATENCY_TTFT:
             return _ratio_sequence(
                 "candidate/primary time to first token", _paired_log_ratio("ttft_ms")
             )
-        case "latency_tpot":
+        case MetricName.LATENCY_TPOT:
             return _ratio_sequence("candidate/primary time per output token", _paired_tpot)
-        case "latency_p95":
+        case MetricName.LATENCY_P95:
             return _shadow_p95()
-        case "error_rate":
+        case MetricName.ERROR_RATE:
             return MeanMetric(
                 "candidate minus primary error rate",
                 "difference",
@@ -316,43 +317,30 @@ def _shadow_definition(name: str) -> Definition | None:
     return None
 
 
-def _split_definition(name: str) -> Definition | None:
+def _split_definition(name: MetricName) -> Definition | None:
     match name:
-        case "latency_total":
+        case MetricName.LATENCY_TOTAL:
             return _split_log_ratio("latency_ms")
-        case "latency_ttft":
+        case MetricName.LATENCY_TTFT:
             return _split_log_ratio("ttft_ms")
-        case "latency_p95":
+        case MetricName.LATENCY_P95:
             return _split_p95()
-        case "error_rate":
+        case MetricName.ERROR_RATE:
             return _split_errors()
     return None
 
 
-def definition(name: str, mode: ComparisonMode) -> Definition | None:
+def definition(name: MetricName, mode: ComparisonMode) -> Definition | None:
     """How metric ``name`` is measured in ``mode``; None if it is unknown."""
     match name:
-        case "quality":
+        case MetricName.QUALITY:
             return _quality()
-        case "noise_gap":
+        case MetricName.NOISE_GAP:
             return _noise()
-        case "slo_ttft_p50":
+        case MetricName.SLO_TTFT_P50:
             return _slo("ttft_ms", 0.5)
-        case "slo_total_p95":
+        case MetricName.SLO_TOTAL_P95:
             return _slo("latency_ms", 0.95)
     if mode is ComparisonMode.SHADOW:
         return _shadow_definition(name)
     return _split_definition(name)
-
-
-KNOWN_METRICS = (
-    "latency_total",
-    "latency_ttft",
-    "latency_tpot",
-    "latency_p95",
-    "error_rate",
-    "quality",
-    "noise_gap",
-    "slo_ttft_p50",
-    "slo_total_p95",
-)

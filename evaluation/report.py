@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from core import Direction, MetricLabel, Verdict
+from core.verdict import MetricName
 from evaluation.columns import (
     ComparisonMode,
     Series,
@@ -149,7 +150,7 @@ def _maybe(x: float) -> float | None:
 
 
 def _latency_findings(
-    shadow: ShadowColumns, alpha: float, replicates: int, seed: int
+    shadow: ShadowColumns, alpha: float, replicates: int, seed: int, *, p95_decided: bool
 ) -> list[Finding]:
     out: list[Finding] = []
     c, p = shadow.candidate, shadow.primary
@@ -184,6 +185,8 @@ def _latency_findings(
                 f"medians {fmt(r.median_candidate_ms, 'ms')} vs {fmt(r.median_primary_ms, 'ms')}",
             )
         )
+        if what == "total latency" and p95_decided:
+            continue  # the verdict's latency_p95 metric is this figure
         out.append(
             Finding(
                 f"{what}: p95 ratio",
@@ -200,7 +203,9 @@ def _latency_findings(
     return out
 
 
-def _split_findings(split: SplitColumns, alpha: float, replicates: int, seed: int) -> list[Finding]:
+def _split_findings(
+    split: SplitColumns, alpha: float, replicates: int, seed: int, *, p95_decided: bool
+) -> list[Finding]:
     served = split.served
     ok = ~served.failed & np.isfinite(served.latency_ms) & (served.latency_ms > 0)
     c, p = ok & split.is_candidate, ok & ~split.is_candidate
@@ -218,7 +223,7 @@ def _split_findings(split: SplitColumns, alpha: float, replicates: int, seed: in
     conf = f"{1 - alpha:.0%}"
     n = r.n_candidate + r.n_primary
     users = f"{r.users_candidate:,} + {r.users_primary:,} users"
-    return [
+    out = [
         Finding(
             "total latency: median ratio",
             r.median_ratio,
@@ -230,7 +235,11 @@ def _split_findings(split: SplitColumns, alpha: float, replicates: int, seed: in
             f"(user-bootstrap {conf} interval "
             f"{fmt_interval(r.median_lower, r.median_upper, 'ratio')}, {users}); "
             f"Mann–Whitney p = {r.mann_whitney_p:.3g} (ignores clustering by user)",
-        ),
+        )
+    ]
+    if p95_decided:
+        return out  # the verdict's latency_p95 metric is the p95 figure
+    out.append(
         Finding(
             "total latency: p95 ratio",
             r.p95_ratio,
@@ -240,8 +249,9 @@ def _split_findings(split: SplitColumns, alpha: float, replicates: int, seed: in
             n,
             f"candidate p95 latency is {fmt(r.p95_ratio, 'ratio')} vs the primary "
             f"(user-bootstrap {conf} interval {fmt_interval(r.p95_lower, r.p95_upper, 'ratio')})",
-        ),
-    ]
+        )
+    )
+    return out
 
 
 def _error_finding(data: ReportInput) -> Finding | None:
@@ -345,8 +355,8 @@ def _cost(data: ReportInput, notes: list[str]) -> CostSummary | None:
 
 def _quality_bound(result: Tally, verdict: Verdict, config: EvaluationConfig) -> NonInferiority:
     """The loss-share bound the report prints: the verdict's, so the two cannot disagree."""
-    spec = next((m for m in config.metrics if m.name == "quality"), None)
-    measured = verdict.metric("quality")
+    spec = next((m for m in config.metrics if m.name is MetricName.QUALITY), None)
+    measured = verdict.metric(MetricName.QUALITY)
     if spec is None or measured is None or measured.upper is None or measured.estimate is None:
         margin = spec.margin if spec is not None else 0.55
         return non_inferiority(result, margin, config.alpha)
@@ -386,19 +396,22 @@ def build_report(data: ReportInput, config: EvaluationConfig | None = None) -> R
 
     findings: list[Finding] = []
     replicates = cfg.bootstrap_replicates
+    # A quantity the verdict measures is shown once, as the verdict's metric (its own
+    # window and estimator), never as a second finding that could contradict it. The SLO
+    # quantiles are only ever the verdict's metrics.
+    p95_decided = verdict.metric(MetricName.LATENCY_P95) is not None
     if data.shadow is not None:
-        findings += _latency_findings(data.shadow, cfg.alpha, replicates, cfg.seed)
+        findings += _latency_findings(
+            data.shadow, cfg.alpha, replicates, cfg.seed, p95_decided=p95_decided
+        )
     elif data.split is not None:
-        findings += _split_findings(data.split, cfg.alpha, replicates, cfg.seed)
+        findings += _split_findings(
+            data.split, cfg.alpha, replicates, cfg.seed, p95_decided=p95_decided
+        )
     if verdict_input.n:
         error = _error_finding(data)
         if error is not None:
             findings.append(error)
-    # A quantity the verdict measures is shown once, from the verdict's own window and
-    # estimator, so a finding never contradicts the decision.
-    measured = {m.name for m in cfg.metrics}
-    decided = {"total latency: p95 ratio"} if "latency_p95" in measured else set()
-    findings = [f for f in findings if f.name not in decided]
 
     quality = None
     if len(data.judgments):

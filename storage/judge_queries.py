@@ -16,11 +16,11 @@ from storage.database import Database
 from storage.report_sql import (
     EXCHANGES,
     JUDGMENTS,
-    ReportWindow,
     ordered,
     pair_join,
     pairs_where,
 )
+from storage.window import ExchangeWindow
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ def _answered(arm: FromClause) -> ColumnElement[bool]:
 
 async def _exchange_page(
     conn: AsyncConnection,
-    window: ReportWindow,
+    window: ExchangeWindow,
     after: tuple[datetime, uuid.UUID] | None,
     size: int,
 ) -> list[tuple[uuid.UUID, datetime]]:
@@ -58,7 +58,9 @@ async def _exchange_page(
     return [(row[0], row[1]) for row in (await conn.execute(query)).all()]
 
 
-def _judged_by(window: ReportWindow, judge_model: str, prompt_version: str) -> ColumnElement[bool]:
+def _judged_by(
+    window: ExchangeWindow, judge_model: str, prompt_version: str
+) -> ColumnElement[bool]:
     e = EXCHANGES
     j = JUDGMENTS.c
     return (
@@ -66,7 +68,7 @@ def _judged_by(window: ReportWindow, judge_model: str, prompt_version: str) -> C
         .where(
             j.exchange_id == e.c.id,
             # `|| ''` keeps SQLite on the exchange_id index for this look-up.
-            j.candidate.concat("") == window.candidate,
+            j.candidate.concat("") == window.named_candidate,
             j.judge_model == judge_model,
             j.prompt_version == prompt_version,
         )
@@ -75,10 +77,10 @@ def _judged_by(window: ReportWindow, judge_model: str, prompt_version: str) -> C
 
 
 def _unjudged_query(
-    window: ReportWindow, ids: list[uuid.UUID], judge_model: str, prompt_version: str
+    window: ExchangeWindow, ids: list[uuid.UUID], judge_model: str, prompt_version: str
 ) -> Select[Any]:
     e = EXCHANGES
-    joined, primary, shadow = pair_join(window.candidate)
+    joined, primary, shadow = pair_join(window.named_candidate)
     judged = _judged_by(window, judge_model, prompt_version)
     return ordered(
         select(e.c.id, e.c.created_at, e.c.request, shadow.c.text, primary.c.text)
@@ -89,7 +91,7 @@ def _unjudged_query(
 
 async def unjudged_pairs(
     db: Database,
-    window: ReportWindow,
+    window: ExchangeWindow,
     *,
     judge_model: str,
     prompt_version: str,
@@ -121,10 +123,10 @@ async def unjudged_pairs(
 
 
 async def count_unjudged(
-    db: Database, window: ReportWindow, *, judge_model: str, prompt_version: str
+    db: Database, window: ExchangeWindow, *, judge_model: str, prompt_version: str
 ) -> int:
     """Answered shadow pairs in the window this judge model and prompt have not judged."""
-    joined, primary, shadow = pair_join(window.candidate)
+    joined, primary, shadow = pair_join(window.named_candidate)
     query = (
         select(func.count())
         .select_from(joined)

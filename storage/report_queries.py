@@ -22,7 +22,6 @@ from storage.database import Database
 from storage.report_sql import (
     EXCHANGES,
     OBSERVATIONS,
-    ReportWindow,
     arm_columns,
     epoch_seconds,
     failed_flag,
@@ -32,6 +31,7 @@ from storage.report_sql import (
     raw_id,
     split_where,
 )
+from storage.window import ExchangeWindow
 
 # Rows converted to arrays at a time: bounds the Python tuples alive at once.
 PARTITION_ROWS = 50_000
@@ -127,8 +127,8 @@ def _found(failed: FloatArray) -> BoolArray | None:
     return None if bool(found.all()) else found
 
 
-def _shadow_query(dialect: str, window: ReportWindow) -> Select[Any]:
-    joined, primary, shadow = pair_join(window.candidate, outer=True)
+def _shadow_query(dialect: str, window: ExchangeWindow) -> Select[Any]:
+    joined, primary, shadow = pair_join(window.named_candidate, outer=True)
     return ordered(
         select(
             *arm_columns(primary),
@@ -141,7 +141,7 @@ def _shadow_query(dialect: str, window: ReportWindow) -> Select[Any]:
     )
 
 
-async def load_shadow_columns(db: Database, window: ReportWindow) -> LoadedShadow:
+async def load_shadow_columns(db: Database, window: ExchangeWindow) -> LoadedShadow:
     """Every shadow pair of the candidate in the window, in arrival order."""
     read = await _read(db, _shadow_query(db.dialect, window), 13)
     # Failed is NULL where the outer join found no arm: those rows are not pairs.
@@ -153,7 +153,7 @@ async def load_shadow_columns(db: Database, window: ReportWindow) -> LoadedShado
     )
 
 
-def _split_query(dialect: str, window: ReportWindow) -> Select[Any]:
+def _split_query(dialect: str, window: ExchangeWindow) -> Select[Any]:
     e = EXCHANGES
     served = OBSERVATIONS.alias("s")
     on_served = and_(served.c.exchange_id == e.c.id, served.c.role.concat("") == Role.SERVED.value)
@@ -180,7 +180,7 @@ def _split_query(dialect: str, window: ReportWindow) -> Select[Any]:
     )
 
 
-async def load_split_columns(db: Database, window: ReportWindow) -> LoadedSplit:
+async def load_split_columns(db: Database, window: ExchangeWindow) -> LoadedSplit:
     """The served arm of every split-mode exchange in the window, in arrival order.
 
     Rows are counted by assignment: a fallback (the candidate was chosen, failed

@@ -6,13 +6,12 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import String, and_, func, select, type_coerce
 
-from core import Role, Route
+from core import Role
 from core.columns import FloatArray, IntArray
 from core.outcome import PairOutcome
 from storage.database import Database
@@ -20,12 +19,11 @@ from storage.report_sql import (
     EXCHANGES,
     JUDGMENTS,
     OBSERVATIONS,
-    ReportWindow,
     pair_join,
     raw_id,
     split_where,
-    window_conditions,
 )
+from storage.window import ExchangeWindow
 
 TEXT_SAMPLE_CAP = 2_000
 
@@ -64,21 +62,13 @@ class PairSample:
     names: SeenNames
 
 
-async def candidates_in(
-    db: Database,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    route: Route | None = None,
-    first_flag_version: int | None = None,
-    last_flag_version: int | None = None,
-) -> list[str]:
-    """The candidates named by exchanges in the window, most frequent first."""
+async def candidates_in(db: Database, window: ExchangeWindow) -> list[str]:
+    """The candidates named by exchanges in the window, most frequent first; the window's
+    own candidate, if any, does not narrow it."""
     e = EXCHANGES.c
-    window = ReportWindow("", since, until, route, first_flag_version, last_flag_version)
     query = (
         select(e.candidate, func.count())
-        .where(e.candidate.is_not(None), *window_conditions(window))
+        .where(e.candidate.is_not(None), *window.conditions())
         .group_by(e.candidate)
         .order_by(func.count().desc(), e.candidate)
     )
@@ -96,7 +86,7 @@ def _id_key(value: Any) -> str:
 
 async def load_judgments(
     db: Database,
-    window: ReportWindow,
+    window: ExchangeWindow,
     exchange_ids: Sequence[Any],
     *,
     judge_model: str | None = None,
@@ -111,7 +101,7 @@ async def load_judgments(
     query = (
         select(type_coerce(j.exchange_id, String), j.outcome)
         .select_from(JUDGMENTS.join(EXCHANGES, e.id == j.exchange_id))
-        .where(j.candidate == window.candidate, *window_conditions(window))
+        .where(j.candidate == window.named_candidate, *window.conditions())
         .order_by(j.created_at, j.id)
     )
     if judge_model is not None:
@@ -149,7 +139,7 @@ def sample_rows(n: int, cap: int = TEXT_SAMPLE_CAP, seed: int = 0) -> IntArray:
 
 async def sample_pairs(
     db: Database,
-    window: ReportWindow,
+    window: ExchangeWindow,
     exchange_ids: Sequence[Any],
     *,
     cap: int = TEXT_SAMPLE_CAP,
@@ -163,7 +153,7 @@ async def sample_pairs(
     rows = sample_rows(len(exchange_ids), cap, seed)
     by_key = {_id_key(exchange_ids[int(r)]): int(r) for r in rows}
     wanted = [uuid.UUID(key) for key in by_key]
-    joined, primary, shadow = pair_join(window.candidate)
+    joined, primary, shadow = pair_join(window.named_candidate)
     noise = OBSERVATIONS.alias("n")
     joined = joined.outerjoin(
         noise,
@@ -208,11 +198,13 @@ def _most_common(values: Sequence[str]) -> str | None:
     return Counter(values).most_common(1)[0][0] if values else None
 
 
-async def split_primary_upstream(db: Database, window: ReportWindow) -> str | None:
+async def split_primary_upstream(db: Database, window: ExchangeWindow) -> str | None:
     """The upstream that served the primary's side of split exchanges, if any did."""
     e = EXCHANGES.c
     query = (
-        select(e.served_by).where(*split_where(window), e.served_by != window.candidate).limit(1)
+        select(e.served_by)
+        .where(*split_where(window), e.served_by != window.named_candidate)
+        .limit(1)
     )
     async with db.engine.connect() as conn:
         found = (await conn.execute(query)).first()

@@ -4,8 +4,6 @@ how an exchange joins its arms, and times as epoch seconds. Works on SQLite and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -23,30 +21,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.selectable import FromClause
 
-from core import Role, RolloutMode, Route
+from core import Role, RolloutMode
 from storage.models import ExchangeRow, JudgmentRow, ObservationRow
+from storage.window import ExchangeWindow
 
 EXCHANGES: Table = ExchangeRow.__table__  # type: ignore[assignment]
 OBSERVATIONS: Table = ObservationRow.__table__  # type: ignore[assignment]
 JUDGMENTS: Table = JudgmentRow.__table__  # type: ignore[assignment]
 
 _UNIX_EPOCH_JULIAN_DAY = 2440587.5
-
-
-@dataclass(frozen=True, slots=True)
-class ReportWindow:
-    """Which exchanges a report covers. ``since`` is inclusive, ``until`` exclusive.
-
-    ``first_flag_version`` and ``last_flag_version`` (both inclusive) keep the
-    exchanges routed under those flag versions: a rollout stage's own window.
-    """
-
-    candidate: str
-    since: datetime | None = None
-    until: datetime | None = None
-    route: Route | None = None
-    first_flag_version: int | None = None
-    last_flag_version: int | None = None
 
 
 def epoch_seconds(dialect: str, column: ColumnElement[Any]) -> ColumnElement[float]:
@@ -72,22 +55,6 @@ def arm_columns(arm: FromClause) -> list[ColumnElement[Any]]:
         arm.c.cached_tokens,
         arm.c.completion_tokens,
     ]
-
-
-def window_conditions(window: ReportWindow) -> list[ColumnElement[bool]]:
-    e = EXCHANGES.c
-    where: list[ColumnElement[bool]] = []
-    if window.since is not None:
-        where.append(e.created_at >= window.since)
-    if window.until is not None:
-        where.append(e.created_at < window.until)
-    if window.route is not None:
-        where.append(e.route == window.route.value)
-    if window.first_flag_version is not None:
-        where.append(e.flag_version >= window.first_flag_version)
-    if window.last_flag_version is not None:
-        where.append(e.flag_version <= window.last_flag_version)
-    return where
 
 
 def raw_id() -> ColumnElement[Any]:
@@ -123,21 +90,21 @@ def pair_join(candidate: str, *, outer: bool = False) -> tuple[FromClause, FromC
     return joined, primary, shadow
 
 
-def pairs_where(window: ReportWindow) -> list[ColumnElement[bool]]:
+def pairs_where(window: ExchangeWindow) -> list[ColumnElement[bool]]:
     # `|| ''` keeps SQLite off the candidate index, which would cost a sort of every
     # row; the created_at index gives the arrival order for free.
-    return [EXCHANGES.c.candidate.concat("") == window.candidate, *window_conditions(window)]
+    return [EXCHANGES.c.candidate.concat("") == window.named_candidate, *window.conditions()]
 
 
-def split_where(window: ReportWindow) -> list[ColumnElement[bool]]:
+def split_where(window: ExchangeWindow) -> list[ColumnElement[bool]]:
     e = EXCHANGES.c
     # A split exchange served by the primary names no candidate unless it was mirrored,
     # so NULL counts too. As one expression no index can serve, it also keeps SQLite
     # walking the created_at index instead of sorting every row.
     return [
         e.mode == RolloutMode.SPLIT.value,
-        func.coalesce(e.candidate, window.candidate) == window.candidate,
-        *window_conditions(window),
+        func.coalesce(e.candidate, window.named_candidate) == window.named_candidate,
+        *window.conditions(),
     ]
 
 

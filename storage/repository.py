@@ -4,60 +4,46 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 
-from core import Exchange, Role, Route
+from core import Exchange, Role
 from storage.database import Database
 from storage.models import ExchangeRow, ObservationRow
 from storage.rows import exchange_from_rows
+from storage.window import ExchangeWindow
 
 SERVED_PRIMARY = "primary"
 SERVED_CANDIDATE = "candidate"
 
 
-@dataclass(frozen=True, slots=True)
-class ExchangeFilter:
-    """Which exchanges to read. ``since`` is inclusive, ``until`` exclusive.
+def _conditions(
+    window: ExchangeWindow | None, served: str | None, role: Role | None
+) -> list[ColumnElement[bool]]:
+    """The window's exchanges, narrowed by who answered the client and by an arm's role.
 
     ``served`` is ``"primary"``, ``"candidate"`` or the name of the upstream that
     answered the client. ``role`` keeps exchanges that have an arm with that role.
     """
-
-    since: datetime | None = None
-    until: datetime | None = None
-    route: Route | None = None
-    candidate: str | None = None
-    served: str | None = None
-    role: Role | None = None
-    limit: int | None = 100
-
-    def conditions(self) -> list[ColumnElement[bool]]:
-        where: list[ColumnElement[bool]] = []
-        if self.since is not None:
-            where.append(ExchangeRow.created_at >= self.since)
-        if self.until is not None:
-            where.append(ExchangeRow.created_at < self.until)
-        if self.route is not None:
-            where.append(ExchangeRow.route == self.route.value)
-        if self.candidate is not None:
-            where.append(ExchangeRow.candidate == self.candidate)
-        if self.served == SERVED_PRIMARY:
-            # A fallback means the candidate was chosen but the primary answered.
-            where.append(or_(~ExchangeRow.served_is_candidate, ExchangeRow.fallback))
-        elif self.served == SERVED_CANDIDATE:
-            where.append(and_(ExchangeRow.served_is_candidate, ~ExchangeRow.fallback))
-        elif self.served is not None:
-            where.append(ExchangeRow.served_by == self.served)
-        if self.role is not None:
-            where.append(
-                ExchangeRow.id.in_(
-                    select(ObservationRow.exchange_id).where(ObservationRow.role == self.role.value)
-                )
+    window = window or ExchangeWindow()
+    where = window.conditions()
+    if window.candidate is not None:
+        where.append(ExchangeRow.candidate == window.candidate)
+    if served == SERVED_PRIMARY:
+        # A fallback means the candidate was chosen but the primary answered.
+        where.append(or_(~ExchangeRow.served_is_candidate, ExchangeRow.fallback))
+    elif served == SERVED_CANDIDATE:
+        where.append(and_(ExchangeRow.served_is_candidate, ~ExchangeRow.fallback))
+    elif served is not None:
+        where.append(ExchangeRow.served_by == served)
+    if role is not None:
+        where.append(
+            ExchangeRow.id.in_(
+                select(ObservationRow.exchange_id).where(ObservationRow.role == role.value)
             )
-        return where
+        )
+    return where
 
 
 async def _load(db: Database, query: Select[ExchangeRow]) -> list[Exchange]:
@@ -76,30 +62,41 @@ async def _load(db: Database, query: Select[ExchangeRow]) -> list[Exchange]:
     return [exchange_from_rows(r, by_exchange.get(r.id, [])) for r in rows]
 
 
-async def list_exchanges(db: Database, where: ExchangeFilter | None = None) -> list[Exchange]:
-    """Matching exchanges with their observations, newest first, at most ``where.limit``."""
-    where = where or ExchangeFilter()
+async def list_exchanges(
+    db: Database,
+    window: ExchangeWindow | None = None,
+    *,
+    served: str | None = None,
+    role: Role | None = None,
+    limit: int | None = 100,
+) -> list[Exchange]:
+    """Matching exchanges with their observations, newest first, at most ``limit``."""
     query = (
         select(ExchangeRow)
-        .where(*where.conditions())
+        .where(*_conditions(window, served, role))
         .order_by(ExchangeRow.created_at.desc(), ExchangeRow.id.desc())
     )
-    if where.limit is not None:
-        query = query.limit(where.limit)
+    if limit is not None:
+        query = query.limit(limit)
     return await _load(db, query)
 
 
 async def iter_exchanges(
-    db: Database, where: ExchangeFilter | None = None, *, chunk_size: int = 500
+    db: Database,
+    window: ExchangeWindow | None = None,
+    *,
+    served: str | None = None,
+    role: Role | None = None,
+    chunk_size: int = 500,
 ) -> AsyncIterator[Exchange]:
-    """Every matching exchange, oldest first, read in chunks (``where.limit`` is ignored).
+    """Every matching exchange, oldest first, read in chunks.
 
     For reports over long periods: memory stays flat whatever the number of rows.
     """
-    where = replace(where or ExchangeFilter(), limit=None)
+    where = _conditions(window, served, role)
     after: tuple[datetime, uuid.UUID] | None = None
     while True:
-        query = select(ExchangeRow).where(*where.conditions())
+        query = select(ExchangeRow).where(*where)
         if after is not None:
             query = query.where(
                 or_(
@@ -116,9 +113,14 @@ async def iter_exchanges(
         after = (chunk[-1].created_at, chunk[-1].id)
 
 
-async def count_exchanges(db: Database, where: ExchangeFilter | None = None) -> int:
-    where = where or ExchangeFilter()
-    query = select(func.count()).select_from(ExchangeRow).where(*where.conditions())
+async def count_exchanges(
+    db: Database,
+    window: ExchangeWindow | None = None,
+    *,
+    served: str | None = None,
+    role: Role | None = None,
+) -> int:
+    query = select(func.count()).select_from(ExchangeRow).where(*_conditions(window, served, role))
     async with db.sessions() as session:
         return int((await session.execute(query)).scalar_one())
 

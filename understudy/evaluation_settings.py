@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from core.verdict import MetricName
+
 if TYPE_CHECKING:
     from evaluation.config import EvaluationConfig
 
@@ -35,14 +37,14 @@ class EvaluationSettings(BaseModel):
         from evaluation.metrics.registry import DEFAULT_METRICS
 
         margins = {
-            "latency_total": self.latency_margin,
-            "latency_p95": self.latency_margin,
-            "latency_ttft": self.latency_margin,
-            "error_rate": self.error_margin,
-            "quality": self.quality_margin,
-            "noise_gap": self.noise_margin,
-            "slo_ttft_p50": self.slo_ttft_p50_ms,
-            "slo_total_p95": self.slo_total_p95_ms,
+            MetricName.LATENCY_TOTAL: self.latency_margin,
+            MetricName.LATENCY_P95: self.latency_margin,
+            MetricName.LATENCY_TTFT: self.latency_margin,
+            MetricName.ERROR_RATE: self.error_margin,
+            MetricName.QUALITY: self.quality_margin,
+            MetricName.NOISE_GAP: self.noise_margin,
+            MetricName.SLO_TTFT_P50: self.slo_ttft_p50_ms,
+            MetricName.SLO_TOTAL_P95: self.slo_total_p95_ms,
         }
         specs = tuple(
             replace(

@@ -10,6 +10,7 @@ the same requests; split mode compares the users each arm served. evaluation
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -30,11 +31,12 @@ from storage.report_samples import (
     sample_pairs,
     split_primary_upstream,
 )
-from storage.report_sql import ReportWindow
+from storage.window import ExchangeWindow
 from understudy.settings import Settings
 
 if TYPE_CHECKING:
     from evaluation.columns import ComparisonMode
+    from evaluation.config import EvaluationConfig
     from evaluation.cost import SelfHosted
     from evaluation.report import CostInput, Report, ReportInput
 
@@ -64,8 +66,8 @@ class ReportRequest:
     candidate_model: str | None = None  # priced model of the candidate (default: as recorded)
     self_hosted: SelfHosted | None = None  # a self-hosted candidate's GPU cost
 
-    def window(self, candidate: str) -> ReportWindow:
-        return ReportWindow(
+    def window(self, candidate: str | None) -> ExchangeWindow:
+        return ExchangeWindow(
             candidate,
             self.since,
             self.until,
@@ -94,12 +96,22 @@ class ReportRequest:
         return " ".join(parts) or "in the whole database"
 
 
-async def assess(db: Database, request: ReportRequest, settings: Settings) -> Report:
-    """The report on the request's window; raises NoData, Ambiguous, or ConfigError."""
+async def assess(
+    db: Database,
+    request: ReportRequest,
+    settings: Settings,
+    config: EvaluationConfig | None = None,
+) -> Report:
+    """The report on the request's window; raises NoData, Ambiguous, or ConfigError.
+
+    ``config`` replaces the settings' verdict rules (a rollout stage gates on its own).
+    """
     from evaluation.report import build_report
 
     data = await load_report_input(db, request, settings)
-    return build_report(data, settings.evaluation.config())
+    rules = config if config is not None else settings.evaluation.config()
+    # Statistics take CPU time: off the event loop, so a server keeps answering meanwhile.
+    return await asyncio.to_thread(build_report, data, rules)
 
 
 async def resolve_candidate(db: Database, request: ReportRequest, settings: Settings) -> str:
@@ -111,14 +123,7 @@ async def resolve_candidate(db: Database, request: ReportRequest, settings: Sett
         return settings.rollout.candidate
     if len(settings.candidates) == 1:
         return settings.candidates[0].name
-    seen = await candidates_in(
-        db,
-        since=request.since,
-        until=request.until,
-        route=request.route,
-        first_flag_version=request.first_flag_version,
-        last_flag_version=request.last_flag_version,
-    )
+    seen = await candidates_in(db, request.window(None))
     if not seen:
         raise NoData(f"no candidate took part in any exchange {request.describe_window()}")
     if len(seen) > 1:
@@ -129,7 +134,7 @@ async def resolve_candidate(db: Database, request: ReportRequest, settings: Sett
 
 
 async def _load_columns(
-    db: Database, window: ReportWindow, wanted: ComparisonMode | None
+    db: Database, window: ExchangeWindow, wanted: ComparisonMode | None
 ) -> LoadedShadow | LoadedSplit:
     """The columns of the requested mode; by default shadow pairs, else split rows."""
     from evaluation.columns import ComparisonMode

@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from core import ConfigError, RolloutMode
+from core.upstream_kind import UpstreamKind
 from understudy.admin_settings import admin_tokens_by_name
 from understudy.breaker_settings import BreakerSettings
 from understudy.evaluation_settings import EvaluationSettings
@@ -26,11 +27,6 @@ from understudy.plan_settings import (
     stage_plan,
 )
 from understudy.storage_settings import StorageSettings
-
-
-class UpstreamKind(StrEnum):
-    OPENAI = "openai"  # any OpenAI-compatible server: OpenAI, vLLM, llama.cpp, TGI, LM Studio
-    OLLAMA = "ollama"  # Ollama's native /api/* endpoints
 
 
 def _check_base_url(value: str) -> str:

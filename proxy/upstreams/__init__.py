@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from core.upstream_kind import UpstreamKind
 from proxy.config import UpstreamConfig
 from proxy.upstreams.base import HttpUpstream
 from proxy.upstreams.ollama import OllamaUpstream
 from proxy.upstreams.openai import OpenAIUpstream
 
-KINDS: dict[str, type[HttpUpstream]] = {
-    "openai": OpenAIUpstream,
-    "ollama": OllamaUpstream,
+# One adapter per kind; a test checks that every UpstreamKind has one.
+KINDS: dict[UpstreamKind, type[HttpUpstream]] = {
+    UpstreamKind.OPENAI: OpenAIUpstream,
+    UpstreamKind.OLLAMA: OllamaUpstream,
 }
 
 
 def build_upstream(config: UpstreamConfig) -> HttpUpstream:
     try:
-        kind = KINDS[config.kind]
-    except KeyError:
+        kind = KINDS[UpstreamKind(config.kind)]
+    except ValueError:
         raise ValueError(f"unknown upstream kind {config.kind!r}; known: {sorted(KINDS)}") from None
     return kind(config)
 

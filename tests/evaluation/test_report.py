@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from core import Decision, MetricLabel
+from core.verdict import MetricName
 from evaluation.columns import ComparisonMode
 from evaluation.config import EvaluationConfig
 from evaluation.cost import SelfHosted
@@ -138,3 +140,25 @@ def test_text_sample_is_capped() -> None:
     report = build_report(base, config)
     assert all(t.n <= 50 for t in report.text_metrics)
     assert any("first 50 sampled pairs" in note for note in report.notes)
+
+
+@pytest.mark.parametrize("mode", [ComparisonMode.SHADOW, ComparisonMode.SPLIT])
+def test_the_p95_ratio_is_shown_once_as_the_verdicts_metric_or_else_as_a_finding(
+    mode: ComparisonMode,
+) -> None:
+    if mode is ComparisonMode.SHADOW:
+        data = _shadow_report_input(600)
+    else:
+        split = split_input(3000, slowdown=1.3).split
+        data = ReportInput("openai", "llama", mode, split=split)
+    full = EvaluationConfig()
+    without = replace(
+        full, metrics=tuple(m for m in full.metrics if m.name is not MetricName.LATENCY_P95)
+    )
+    decided, undecided = build_report(data, full), build_report(data, without)
+    assert decided.verdict.metric(MetricName.LATENCY_P95) is not None
+    assert undecided.verdict.metric(MetricName.LATENCY_P95) is None
+    shown = [f.name for f in decided.findings]
+    assert "total latency: p95 ratio" not in shown
+    assert "total latency: p95 ratio" in [f.name for f in undecided.findings]
+    assert not any(n.startswith("SLO") for n in shown)

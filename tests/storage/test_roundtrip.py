@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect
@@ -15,7 +16,6 @@ from storage.database import Database
 from storage.inserts import insert_exchanges
 from storage.judgments import Judgment, add_judgments, list_judgments
 from storage.repository import (
-    ExchangeFilter,
     count_exchanges,
     find_by_prefix,
     get_exchange,
@@ -23,6 +23,7 @@ from storage.repository import (
     iter_exchanges,
     list_exchanges,
 )
+from storage.window import ExchangeWindow
 from tests.storage.factories import (
     T0,
     decision,
@@ -98,8 +99,12 @@ async def test_filters(database: Database) -> None:
     other = simple_exchange(12, route=Route.COMPLETIONS, decision=decision(shadow="tgi"))
     await store(database, *shadowed, split, fallback, other)
 
-    async def ids(**kw: object) -> list[uuid.UUID]:
-        return [e.id for e in await list_exchanges(database, ExchangeFilter(**kw))]  # type: ignore[arg-type]
+    async def ids(
+        *, served: str | None = None, role: Role | None = None, limit: int = 100, **kw: Any
+    ) -> list[uuid.UUID]:
+        window = ExchangeWindow(**kw)
+        found = await list_exchanges(database, window, served=served, role=role, limit=limit)
+        return [e.id for e in found]
 
     everything = await ids()
     assert everything == [other.id, fallback.id, split.id, *[e.id for e in reversed(shadowed)]]
@@ -118,7 +123,10 @@ async def test_filters(database: Database) -> None:
         fallback.id,
         *[e.id for e in reversed(shadowed)],
     ]
-    assert await count_exchanges(database, ExchangeFilter(candidate="vllm-llama")) == 7
+    assert await count_exchanges(database, ExchangeWindow(candidate="vllm-llama")) == 7
+    # Every factory exchange was routed under flag version 7.
+    assert await ids(first_flag_version=7, last_flag_version=7) == everything
+    assert await ids(first_flag_version=8) == [] and await ids(last_flag_version=6) == []
 
 
 async def test_iter_exchanges_pages_through_everything_oldest_first(database: Database) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 from core import Exchange, Observation, Role, Route
 from storage import codec
 from storage.judgments import Judgment, list_judgments
-from storage.repository import ExchangeFilter, find_by_prefix, get_exchange, list_exchanges
+from storage.repository import find_by_prefix, get_exchange, list_exchanges
+from storage.window import ExchangeWindow
 from understudy.commands.common import (
     Subparsers,
     add_config_option,
@@ -63,17 +64,15 @@ def _positive(text: str) -> int:
 
 async def _list(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    where = ExchangeFilter(
+    window = ExchangeWindow(
+        candidate=args.candidate,
         since=args.since,
         until=args.until,
         route=Route(args.route) if args.route else None,
-        candidate=args.candidate,
-        served=args.served,
-        role=Role(args.role) if args.role else None,
-        limit=args.limit,
     )
+    role = Role(args.role) if args.role else None
     async with await open_current(settings.database_url) as db:
-        found = await list_exchanges(db, where)
+        found = await list_exchanges(db, window, served=args.served, role=role, limit=args.limit)
     if args.format == "json":
         _write_json([codec.exchange_to_json(e) for e in found])
     else:

@@ -23,7 +23,7 @@ from storage.database import Database
 from storage.judge_queries import PairToJudge, count_unjudged, unjudged_pairs
 from storage.judgments import Judgment, add_judgments
 from storage.report_samples import candidates_in
-from storage.report_sql import ReportWindow
+from storage.window import ExchangeWindow
 from understudy.commands.common import (
     EXIT_CONFIG,
     Subparsers,
@@ -202,7 +202,7 @@ async def _candidate(db: Database, args: argparse.Namespace, settings: Settings)
     if len(settings.candidates) == 1:
         return settings.candidates[0].name
     route = Route(args.route) if args.route else None
-    seen = await candidates_in(db, since=args.since, until=args.until, route=route)
+    seen = await candidates_in(db, ExchangeWindow(since=args.since, until=args.until, route=route))
     return seen[0] if len(seen) == 1 else seen
 
 
@@ -226,7 +226,7 @@ async def _judge(args: argparse.Namespace, settings: Settings, key: str) -> int:
         if isinstance(candidate, list):
             recorded = ", ".join(candidate) or "none recorded"
             return fail(f"choose the candidate to judge with --candidate ({recorded})")
-        window = ReportWindow(
+        window = ExchangeWindow(
             candidate=candidate,
             since=args.since,
             until=args.until,
@@ -248,7 +248,7 @@ async def _judge(args: argparse.Namespace, settings: Settings, key: str) -> int:
 
 async def _judge_all(
     db: Database,
-    window: ReportWindow,
+    window: ExchangeWindow,
     config: JudgeConfig,
     client: AsyncOpenAI,
     limit: int | None,
@@ -278,7 +278,7 @@ async def _judge_all(
         judge = PairwiseJudge(replace(config, budget=remaining), client)
         run = await judge.judge([_judge_pair(p) for p in batch.pairs])
         _count(tally, run)
-        await add_judgments(db, _judgments(run, window.candidate))
+        await add_judgments(db, _judgments(run, window.named_candidate))
         if run.skipped:
             out_of_budget = True
             break

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from core import ConfigError
 from rollout.controller import Controller, Leadership, SoleLeader, StageWindow
 from rollout.controller_metrics import ControllerMetrics
-from rollout.plan import Stage, StagePlan
+from rollout.plan import Stage
 from rollout.store import RolloutStore
 from storage.database import Database
 from storage.leader_lock import AdvisoryLeader
@@ -43,12 +43,6 @@ def stage_config(settings: Settings, stage: Stage) -> EvaluationConfig:
             )
         metrics = tuple(known[g] for g in stage.gates)
     return replace(config, metrics=metrics, min_samples=stage.min_units or config.min_samples)
-
-
-def check_gates(settings: Settings, plan: StagePlan) -> None:
-    """Raise ConfigError at start-up for a gate that names no metric."""
-    for stage in plan.stages:
-        stage_config(settings, stage)
 
 
 class ReportWorker:
@@ -112,7 +106,6 @@ def build_controller(
     lead: Leadership | None = None,
 ) -> Controller:
     plan = stage_plan(settings.rollout.plan)
-    check_gates(settings, plan)
 
     worker = ReportWorker()
 

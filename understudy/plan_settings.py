@@ -5,8 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, field_validator
 
 from core import RolloutMode
+from core.verdict import MetricName
 from rollout.plan import Promotion, Stage, StagePlan, default_plan
 from storage.timespec import parse_duration
+from understudy.evaluation_settings import EvaluationSettings
 
 
 def _seconds(value: object) -> object:
@@ -25,7 +27,7 @@ class StageSettings(BaseModel):
     min_units: int | None = Field(default=None, ge=1)  # None: evaluation.min_samples
     min_duration: float = Field(default=0.0, ge=0)  # seconds, or "15m", "1h", "2d"
     max_duration: float | None = Field(default=None, gt=0)  # None: no limit
-    gates: list[str] = Field(default_factory=list)  # empty: every verdict metric
+    gates: list[MetricName] = Field(default_factory=list)  # empty: every verdict metric
     promotion: Promotion = Promotion.AUTO
 
     _durations = field_validator("min_duration", "max_duration", mode="before")(_seconds)
@@ -52,11 +54,26 @@ def default_stage_settings() -> list[StageSettings]:
             min_units=s.min_units,
             min_duration=s.min_duration_s,
             max_duration=s.max_duration_s,
-            gates=list(s.gates),
+            gates=[MetricName(g) for g in s.gates],
             promotion=s.promotion,
         )
         for s in default_plan().stages
     ]
+
+
+def gates_not_measured(stages: list[StageSettings], evaluation: EvaluationSettings) -> str | None:
+    """What is wrong when a stage gates on a metric the verdict does not measure, else None."""
+    if not any(s.gates for s in stages):
+        return None  # evaluation (and scipy) is loaded only for a plan that needs the check
+    measured = [m.name for m in evaluation.config().metrics]
+    for s in stages:
+        missing = [g for g in s.gates if g not in measured]
+        if missing:
+            return (
+                f"rollout.plan stage {s.name!r} gates on {missing[0].value!r}, which the verdict "
+                f"does not measure; it measures {', '.join(measured)}"
+            )
+    return None
 
 
 def stage_plan(stages: list[StageSettings]) -> StagePlan:

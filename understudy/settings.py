@@ -24,6 +24,7 @@ from understudy.plan_settings import (
     ControllerSettings,
     StageSettings,
     default_stage_settings,
+    gates_not_measured,
     stage_plan,
 )
 from understudy.storage_settings import StorageSettings
@@ -152,6 +153,12 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_format: LogFormat = LogFormat.AUTO
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _gates_are_measured(self) -> Self:
+        if problem := gates_not_measured(self.rollout.plan, self.evaluation):
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _rollout_names_a_candidate(self) -> Self:

@@ -116,3 +116,22 @@ def test_promote_from_a_share_set_by_hand_goes_to_the_next_larger_stage(
     assert main(["rollout", "set", "--percent", "30", "--reason", "by hand"]) == 0
     assert main(["rollout", "promote", "--reason", "next"]) == 0
     assert "stage - -> 50%" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("gate", "message"),
+    [
+        ("latency", "Input should be 'latency_total'"),
+        ("latency_tpot", "gates on 'latency_tpot', which the verdict does not measure"),
+    ],
+)
+def test_a_gate_the_verdict_cannot_decide_on_is_refused_at_load(
+    gate: str, message: str, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    plan = [{"name": "shadow", "mode": "shadow", "gates": [gate]}]
+    monkeypatch.setenv("UNDERSTUDY_ROLLOUT__PLAN", json.dumps(plan))
+    with pytest.raises(SystemExit) as exit_:
+        main(["rollout", "plan"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.splitlines()) == 1

@@ -75,6 +75,8 @@ _SECRET_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
             (["']?\s*+[:=]\s*+["']?)               # group 1: kept, with the key
             (?:(?i:basic|token|bearer|digest|apikey)\s++)?  # an Authorization scheme
             (?!\[redacted:)                        # a value masked already
+            (?!(?i:api[_-]?key|access[_-]?token|auth[_-]?token|authorization|secret|pass(?:word|wd))
+               ["']?\s*+[:=])                     # no value: the next secret's key
             [^\s"',;]{6,}
             """
         ),

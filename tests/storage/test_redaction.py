@@ -279,6 +279,24 @@ def test_a_planted_secret_never_survives_long(
     check_planted(before, secret, after, separator)
 
 
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ('api_key:\npassword: "hunter2hunter2"', "hunter2hunter2"),
+        ("secret=password=abcdefgh", "abcdefgh"),
+        ("api_key = authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+    ],
+)
+def test_a_key_with_no_value_does_not_take_the_next_key_as_its_value(
+    text: str, secret: str
+) -> None:
+    # Found by the fuzzing above: "api_key:" took "password:" as its value, masked it,
+    # and the password that followed was left with no key name to be found by.
+    redacted = POLICY.redact_text(text)
+    assert secret not in redacted
+    assert "[redacted:key]" in redacted
+
+
 # No pattern can match without one of these: "@", ASCII digits, ":" or "=", "-" or "_",
 # and the letters that start "Bearer", "AKIA", "AIza" and "eyJ".
 plain_text = st.text(

@@ -67,6 +67,9 @@ async def test_hung_candidate_moves_neither_primary_p99_nor_memory(
         env = {
             "UNDERSTUDY_CANDIDATES": json.dumps(candidates),
             "UNDERSTUDY_ROLLOUT__SHADOW_RATE": "1.0",
+            # The hang must churn for its whole minute: an open breaker would stop the
+            # shadows after the first timeouts (tests/proxy/test_breaker.py covers that).
+            "UNDERSTUDY_BREAKER__ENABLED": "false",
         }
         proxy = await asyncio.to_thread(
             start_proxy,

@@ -199,3 +199,17 @@ async def test_an_admin_port_of_its_own_keeps_the_api_off_the_app_port(
     status, _ = await rig.call("POST", "/rollout/pause", json=REASON)
     assert status == 200
     assert (await audit(rig))[-1] == ("alice", "pause", "testing")
+
+
+async def test_without_a_flag_store_changes_are_refused_and_reading_works(
+    make_admin_rig: RigFactory,
+) -> None:
+    rig = await make_admin_rig(storage={"enabled": False})
+    status, state = await rig.call("GET", "/rollout")
+    assert status == 200 and state["routes"]["chat.completions"]["mode"] == "shadow"
+    for method, path, body in [*CHANGES, ("GET", "/rollout/history", None)]:
+        status, answer = await rig.call(method, path, json=body)
+        assert status == 503, (path, answer)
+        assert answer["error"]["code"] == "flag_store_unavailable"
+        assert "UNDERSTUDY_STORAGE__ENABLED" in answer["error"]["message"]
+    assert await rig.served_by() == "openai"  # shadow, as the settings say

@@ -15,9 +15,11 @@ from core import ErrorKind, GuardrailTrip, Observation, Role, TripCause
 from proxy.breaker import Admission, BreakerState, CandidateBreakers, failed
 from proxy.config import BreakerConfig
 from tests.fakes import Fault
+from tests.faults.conftest import figure
 from tests.proxy.conftest import Rig, RigFactory, chat
 
 SERVED_BY = "x-understudy-served-by"
+__all__ = ["figure"]
 
 
 class Clock:
@@ -149,7 +151,7 @@ async def until(check: Callable[[], bool], limit_s: float = 5.0) -> None:
 
 
 async def test_a_failing_candidate_stops_costing_requests_and_recovers(
-    make_rig: RigFactory,
+    make_rig: RigFactory, figure: Callable[[str], None]
 ) -> None:
     rig = await make_rig(
         rollout={"mode": "cutover", "candidate": "local"},
@@ -166,6 +168,9 @@ async def test_a_failing_candidate_stops_costing_requests_and_recovers(
     assert all(by == "openai" for _, by in free)
     assert len(rig.candidate.requests) == calls  # no failed attempt first
     before, after = statistics.median(t for t, _ in paying), statistics.median(t for t, _ in free)
+    figure(
+        f"median request: {before * 1000:.0f} ms paying a hung attempt, {after * 1000:.1f} ms open"
+    )
     assert before >= 0.3 and after < before / 3, (before, after)
     assert (
         rig.metric(

@@ -26,6 +26,13 @@ Redactor = Callable[[str], str]
 
 SECRET_MARK = "[redacted:key]"
 
+# What a value never is: the key of the next secret ("password:" after an empty
+# "api_key:"). Taken as a value and masked, it would leave that secret no key.
+_NOT_A_SECRET_KEY = (
+    r"""(?!(?i:api[_-]?key|access[_-]?token|auth[_-]?token|authorization|secret|pass(?:word|wd))"""
+    r"""["']?\s*+[:=])"""
+)
+
 # Each pattern comes with substrings one of which any match contains (lower
 # case for the patterns that ignore case): checking those first skips the regex
 # scan for ordinary text, which is most text, and most log fields.
@@ -36,7 +43,7 @@ _SECRET_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
         ("bearer",),
         re.compile(
             r"[Bb](?<![A-Za-z0-9_][Bb])[Ee][Aa][Rr][Ee][Rr]\s++"
-            r"(?![Bb][Ee][Aa][Rr][Ee][Rr]\s)[A-Za-z0-9._~+/=\-]{6,}"
+            r"(?![Bb][Ee][Aa][Rr][Ee][Rr]\s)" + _NOT_A_SECRET_KEY + r"[A-Za-z0-9._~+/=\-]{6,}"
         ),
     ),
     # OpenAI and look-alikes: sk-..., sk-proj-..., pk-/rk- keys.
@@ -75,10 +82,9 @@ _SECRET_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
             (["']?\s*+[:=]\s*+["']?)               # group 1: kept, with the key
             (?:(?i:basic|token|bearer|digest|apikey)\s++)?  # an Authorization scheme
             (?!\[redacted:)                        # a value masked already
-            (?!(?i:api[_-]?key|access[_-]?token|auth[_-]?token|authorization|secret|pass(?:word|wd))
-               ["']?\s*+[:=])                     # no value: the next secret's key
-            [^\s"',;]{6,}
             """
+            + _NOT_A_SECRET_KEY  # no value here: the next secret's key
+            + r"""[^\s"',;]{6,}"""
         ),
     ),
 )

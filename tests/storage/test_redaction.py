@@ -285,9 +285,10 @@ def test_a_planted_secret_never_survives_long(
         ('api_key:\npassword: "hunter2hunter2"', "hunter2hunter2"),
         ("secret=password=abcdefgh", "abcdefgh"),
         ("api_key = authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+        ('Bearer \npassword: "hunter2hunter2"', "hunter2hunter2"),
     ],
 )
-def test_a_key_with_no_value_does_not_take_the_next_key_as_its_value(
+def test_a_key_or_scheme_with_no_value_does_not_take_the_next_key_as_its_value(
     text: str, secret: str
 ) -> None:
     # Found by the fuzzing above: "api_key:" took "password:" as its value, masked it,

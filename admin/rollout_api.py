@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -20,7 +21,7 @@ from admin.kill import STORE_TIMEOUT_S, KillSwitch, routes_of, stored
 from admin.payloads import ChangeRequest, change_request, history_limit, percent, read_object
 from admin.stage_view import stage_json
 from core import Route
-from rollout.changes import NewValues, RolloutAction
+from rollout.changes import NewValues, RolloutAction, StageMove, stage_move
 from rollout.controller import HISTORY_ROWS
 from rollout.live import DB_ERRORS, LiveFlags
 from rollout.plan import StagePlan
@@ -33,6 +34,8 @@ from storage.flags import audit_entries, route_history
 HISTORY_DEFAULT, HISTORY_MAX = 50, 1000
 # Changes that take a reason, an optional if_version and route, and nothing else.
 TOGGLES = (RolloutAction.PAUSE, RolloutAction.RESUME, RolloutAction.UNKILL)
+# Moves along the stage plan, as `understudy rollout promote|rollback` makes them.
+STAGE_MOVES = (RolloutAction.PROMOTE, RolloutAction.ROLLBACK)
 
 
 class DatabaseUnavailable(Exception):
@@ -58,6 +61,7 @@ class RolloutApi:
             web.post("/rollout/percent", self.set_percent),
             web.post("/rollout/kill", self.kill),
             *(web.post(f"/rollout/{a.value}", partial(self.toggle, a)) for a in TOGGLES),
+            *(web.post(f"/rollout/{a.value}", partial(self.move, a)) for a in STAGE_MOVES),
         ]
 
     async def close(self) -> None:
@@ -115,6 +119,26 @@ class RolloutApi:
         done = await self._write(request, action, change, None, through=through)
         return _changed(action, change.route, done)
 
+    async def move(self, action: RolloutAction, request: web.Request) -> web.Response:
+        """Promote to the plan's next stage, or roll back to its shadow stage, paused; based
+        on the version read here unless ``if_version`` names another."""
+        change = change_request(await read_object(request))
+        store = self._store
+        if store is None:
+            raise DatabaseUnavailable(_NO_STORE)
+        try:
+            async with asyncio.timeout(STORE_TIMEOUT_S):
+                rows = await store.rows()
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailable("the flag store cannot be reached: nothing changed") from exc
+        route = change.route
+        row = rows[None] if route is None else rows.get(route.value, rows[None])
+        _stage, _to, values = stage_move(self._plan, action, row)
+        if change.if_version is None:
+            latest = max(r.version for r in rows.values())
+            change = replace(change, if_version=latest or None)  # 0: the seed is written now
+        return _changed(action, route, await self._write(request, action, change, values))
+
     async def kill(self, request: web.Request) -> web.Response:
         """In force here at once; 202 with ``stored: false`` while the database is down."""
         change = change_request(await read_object(request))
@@ -138,7 +162,7 @@ class RolloutApi:
         request: web.Request,
         action: RolloutAction,
         change: ChangeRequest,
-        values: NewValues | None,
+        values: NewValues | StageMove | None,
         *,
         through: Callable[[Route | None, Callable[[], Awaitable[Change]]], Awaitable[Change]]
         | None = None,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from core import RolloutMode, Route, UnderstudyError
+from rollout.plan import Stage, StagePlan
 from rollout.state import (
     EMBEDDINGS_SPLIT_SETTING,
     EMBEDDINGS_WHY,
@@ -118,6 +119,30 @@ class StageMove:
     mode: RolloutMode
     percent: float
     paused: bool = False
+
+
+def stage_move(
+    plan: StagePlan, action: RolloutAction, row: FlagRecord
+) -> tuple[Stage | None, Stage, StageMove]:
+    """A person's promote or rollback from ``row``: the stage it stands on, the stage it
+    goes to, and the move. A rollback goes to the plan's first (shadow) stage, paused."""
+    stage = plan.locate(row.stage, RolloutMode(row.mode), row.percent, row.candidate)
+    if action is RolloutAction.ROLLBACK:
+        to = plan.first
+    else:
+        if row.candidate is None or row.mode == RolloutMode.OFF:
+            raise RolloutRefused("candidate", "the rollout is off: set a candidate and mode first")
+        following = (
+            plan.after(stage)
+            if stage is not None
+            else plan.next_from(RolloutMode(row.mode), row.percent)
+        )
+        if following is None:
+            where = f"the last stage, {stage.name}" if stage else "the plan's end"
+            raise RolloutRefused("stage", f"already at {where}: there is no stage to promote to")
+        to = following
+    paused = action is RolloutAction.ROLLBACK
+    return stage, to, StageMove(to.name, to.mode, to.percent, paused=paused)
 
 
 def move_to_stage(current: FlagRecord, move: StageMove) -> FlagRecord:

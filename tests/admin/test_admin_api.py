@@ -22,6 +22,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/rollout/resume", REASON),
     ("POST", "/rollout/kill", REASON),
     ("POST", "/rollout/unkill", REASON),
+    ("POST", "/rollout/promote", REASON),
+    ("POST", "/rollout/rollback", REASON),
 ]
 CHANGES = [r for r in ROUTES if r[0] == "POST"]
 
@@ -163,6 +165,34 @@ async def test_bad_input_is_400_naming_the_field(make_admin_rig: RigFactory) -> 
         assert status == 400 and answer["error"]["param"] == "limit"
     assert await audit(rig) == [("settings", "seed", "initial settings")]
     assert await rig.served_by() == "openai"  # no refused kill was held either
+
+
+async def test_promote_and_rollback_move_along_the_plan_like_the_cli(
+    make_admin_rig: RigFactory,
+) -> None:
+    rig = await make_admin_rig()
+    status, answer = await rig.call("POST", "/rollout/promote", json={"reason": "reviewed"})
+    assert status == 200, answer
+    assert answer["after"]["stage"] == "5%" and answer["after"]["percent"] == 5
+    status, answer = await rig.call("POST", "/rollout/rollback", json={"reason": "p95 up"})
+    assert status == 200, answer
+    after = answer["after"]
+    assert (after["stage"], after["mode"], after["percent"], after["paused"]) == (
+        "shadow",
+        "shadow",
+        0,
+        True,
+    )
+    # Every user on the candidate already: no stage of the plan sends it more.
+    status, answer = await rig.call("POST", "/rollout/percent", json={"percent": 100, **REASON})
+    assert status == 200
+    before = await audit(rig)
+    status, answer = await rig.call("POST", "/rollout/promote", json=REASON)
+    assert status == 400 and answer["error"]["param"] == "stage", answer
+    assert await audit(rig) == before
+    assert "no stage to promote to" in answer["error"]["message"]
+    actions = [(actor, action) for actor, action, _ in await audit(rig)]
+    assert actions[1:3] == [("alice", "promote"), ("alice", "rollback")]
 
 
 async def test_the_admin_kill_is_at_once_and_unkill_restores(make_admin_rig: RigFactory) -> None:

@@ -11,11 +11,10 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from core import RolloutMode, Route
-from rollout.changes import RolloutAction, RolloutRefused, StageMove
-from rollout.plan import Stage, StagePlan
+from core import Route
+from rollout.changes import RolloutAction, stage_move
 from storage.database import Database
-from storage.flags import FlagRecord, StaleVersion
+from storage.flags import StaleVersion
 from understudy.commands.common import add_config_option, settings_from_args, strict_json
 from understudy.commands.db import fail
 from understudy.plan_settings import stage_plan
@@ -44,19 +43,6 @@ def register_stages(actions: Subparsers) -> None:
         move.set_defaults(func=lambda a, action=action: _run(a, _move, action))
 
 
-def _target(plan: StagePlan, action: RolloutAction, stage: Stage | None, row: FlagRecord) -> Stage:
-    if action is RolloutAction.ROLLBACK:
-        return plan.first
-    if row.candidate is None or row.mode == RolloutMode.OFF:
-        raise RolloutRefused("candidate", "the rollout is off: set a candidate and mode first")
-    mode = RolloutMode(row.mode)
-    following = plan.after(stage) if stage is not None else plan.next_from(mode, row.percent)
-    if following is None:
-        where = f"the last stage, {stage.name}" if stage else "the plan's end"
-        raise RolloutRefused("stage", f"already at {where}: there is no stage to promote to")
-    return following
-
-
 async def _move(
     args: argparse.Namespace, settings: Settings, db: Database, action: RolloutAction
 ) -> int:
@@ -66,10 +52,7 @@ async def _move(
     store = rollout_store(settings, db)
     rows = await store.rows()
     row = rows[None] if route is None else rows.get(route.value, rows[None])
-    plan = stage_plan(settings.rollout.plan)
-    stage = plan.locate(row.stage, RolloutMode(row.mode), row.percent, row.candidate)
-    to = _target(plan, action, stage, row)
-    move = StageMove(to.name, to.mode, to.percent, paused=action is RolloutAction.ROLLBACK)
+    stage, to, move = stage_move(stage_plan(settings.rollout.plan), action, row)
     latest = max(r.version for r in rows.values())
     try:
         change = await store.change(

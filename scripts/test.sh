@@ -18,11 +18,20 @@ pip_install() {
 pip_install --require-hashes -r requirements.lock
 pip_install --no-deps --no-build-isolation -e .
 
-# PostgreSQL 15 server binaries: the tests start a throwaway cluster as the postgres user.
-if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+# Debian packages the tests drive: PostgreSQL 15's server binaries (a throwaway cluster
+# started as the postgres user), Chromium for the web UI's browser tests (Playwright
+# drives this one; it never downloads its own), and Prometheus for promtool's rule checks.
+apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ] || ! command -v chromium >/dev/null \
+    || ! command -v promtool >/dev/null; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
 fi
+[ -x /usr/lib/postgresql/15/bin/initdb ] || apt_install postgresql-15
+command -v chromium >/dev/null || apt_install chromium
+# promtool alone: without its recommends (exporters, samba, avahi), a fraction of the download.
+command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
 
 # Which vulnerability service answers: pip-audit's own default (PyPI's per-release
 # JSON API) first, then OSV. Probed first because pip-audit treats a package it

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -65,6 +66,7 @@ class ExchangeRow(Base):
     served_is_candidate: Mapped[bool] = mapped_column(Boolean)
     decision_shadow: Mapped[str | None] = mapped_column(String)
     noise: Mapped[bool] = mapped_column(Boolean)
+    reverse_shadow: Mapped[bool] = mapped_column(Boolean, server_default=false())
     served_by: Mapped[str] = mapped_column(String)  # the upstream whose answer the client got
     fallback: Mapped[bool] = mapped_column(Boolean)
     # The shadow or split candidate involved, denormalised so reports filter cheaply.
@@ -153,6 +155,7 @@ class FlagRow(Base):
     percent: Mapped[float] = mapped_column(Float)
     shadow_rate: Mapped[float] = mapped_column(Float)
     noise_rate: Mapped[float] = mapped_column(Float)
+    reverse_shadow_rate: Mapped[float] = mapped_column(Float, server_default="0")
     stage: Mapped[str | None] = mapped_column(String)
     paused: Mapped[bool] = mapped_column(Boolean)
     killed: Mapped[bool] = mapped_column(Boolean)

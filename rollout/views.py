@@ -1,7 +1,9 @@
-"""The rollout as JSON: one shape for the CLI's ``--json`` and the admin API."""
+"""The rollout as JSON, one shape for the CLI's ``--json`` and the admin API, and the
+audit log in lines of text for the CLI and the demo."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -45,3 +47,26 @@ def entry_json(e: AuditEntry) -> dict[str, Any]:
         "reason": e.reason,
         "verdict": e.verdict,
     }
+
+
+def _differences(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
+    if after is None:
+        return ""
+    if before is None:
+        shown = {k: v for k, v in after.items() if k not in ("version", "route")}
+        return ", ".join(f"{k} {v}" for k, v in shown.items())
+    changed = [
+        f"{k} {before.get(k)} -> {v}"
+        for k, v in after.items()
+        if k not in ("version", "route") and before.get(k) != v
+    ]
+    return ", ".join(changed) or "no value changed"
+
+
+def history_line(e: AuditEntry) -> str:
+    """One audit entry as a line of ``understudy rollout history``."""
+    scope = e.route or "default row"
+    return (
+        f"{when(e.at)}  v{e.flag_version}  {e.actor:<10} {e.action:<7} {scope}: "
+        f"{_differences(e.before, e.after)}; reason: {e.reason or '-'}"
+    )

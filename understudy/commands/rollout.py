@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 from core import FlagState, RolloutMode, Route
 from rollout.changes import NewValues, RolloutAction, RolloutRefused
 from rollout.metrics import served_percent
 from rollout.state import RolloutSnapshot
-from rollout.views import ROUTES, entry_json, state_json, when
+from rollout.views import ROUTES, entry_json, history_line, state_json, when
 from storage.database import Database
 from storage.flags import audit_entries
 from understudy.commands.common import (
@@ -212,20 +211,6 @@ async def _show(settings: Settings, db: Database, *, as_json: bool) -> None:
         )
 
 
-def _differences(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
-    if after is None:
-        return ""
-    if before is None:
-        shown = {k: v for k, v in after.items() if k not in ("version", "route")}
-        return ", ".join(f"{k} {v}" for k, v in shown.items())
-    changed = [
-        f"{k} {before.get(k)} -> {v}"
-        for k, v in after.items()
-        if k not in ("version", "route") and before.get(k) != v
-    ]
-    return ", ".join(changed) or "no value changed"
-
-
 async def _history(args: argparse.Namespace, settings: Settings, db: Database) -> int:
     entries = await audit_entries(db, limit=max(args.limit, 1))
     if args.json:
@@ -234,11 +219,7 @@ async def _history(args: argparse.Namespace, settings: Settings, db: Database) -
     if not entries:
         sys.stdout.write("no rollout changes yet\n")
     for e in entries:
-        scope = e.route or "default row"
-        sys.stdout.write(
-            f"{when(e.at)}  v{e.flag_version}  {e.actor:<10} {e.action:<7} {scope}: "
-            f"{_differences(e.before, e.after)}; reason: {e.reason or '-'}\n"
-        )
+        sys.stdout.write(history_line(e) + "\n")
     return 0
 
 

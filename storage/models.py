@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
     false,
 )
@@ -178,6 +179,72 @@ class AuditRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     # The evidence behind an automatic change (the verdict that caused it).
     verdict: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
+
+
+class ReviewerRow(Base):
+    """A person who reviews pairs blind. Removal keeps the row, and so their reviews."""
+
+    __tablename__ = "reviewers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String)  # argon2id; None until invited in
+    invite_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # sha256 hex
+    invite_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UiSessionRow(Base):
+    """A signed-in web UI session, found by the sha256 of its cookie; deleting it signs out."""
+
+    __tablename__ = "ui_sessions"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'reviewer')", name="role"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    admin_name: Mapped[str | None] = mapped_column(String(64))
+    reviewer_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("reviewers.id", ondelete="CASCADE"), index=True
+    )
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ReviewRow(Base):
+    """One pair shown to one reviewer: pending until decided (``outcome`` NULL).
+
+    ``item_token`` is the pair's address in the reviewer's pages, so no exchange id
+    reaches them. Reviews go with their exchange when it is purged.
+    """
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN ('candidate', 'primary', 'tie', 'both_bad', 'skipped')", name="outcome"
+        ),
+        CheckConstraint("shown_order IN ('candidate_first', 'primary_first')", name="shown_order"),
+        UniqueConstraint("reviewer_id", "exchange_id"),
+        Index(None, "exchange_id", "outcome"),
+        Index(None, "reviewer_id", "decided_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    item_token: Mapped[str] = mapped_column(String(64), unique=True)
+    reviewer_id: Mapped[int] = mapped_column(Integer, ForeignKey("reviewers.id"))
+    exchange_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("exchanges.id", ondelete="CASCADE")
+    )
+    candidate: Mapped[str] = mapped_column(String)
+    route: Mapped[str] = mapped_column(String(32))
+    shown_order: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    time_taken_ms: Mapped[float | None] = mapped_column(Float)
+    note: Mapped[str | None] = mapped_column(Text)
+    shown_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 metadata = Base.metadata

@@ -22,7 +22,16 @@ from tests.storage.factories import full_exchange
 from tests.storage.helpers import count_rows
 from tests.storage.test_roundtrip import store
 
-TABLES = {"exchanges", "observations", "judgments", "rollout_flags", "rollout_audit"}
+TABLES = {
+    "exchanges",
+    "observations",
+    "judgments",
+    "rollout_flags",
+    "rollout_audit",
+    "reviewers",
+    "ui_sessions",
+    "reviews",
+}
 
 
 async def tables(url: str) -> set[str]:

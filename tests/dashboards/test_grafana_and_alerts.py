@@ -93,6 +93,11 @@ DASHBOARD_AREAS = {
         "understudy_storage_replayed_total",
     },
 }
+SELECTOR = re.compile(r"\b(understudy_[a-z0-9_]*[a-z0-9])\{([^}]*)\}")
+MATCHER = re.compile(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"")
+GROUPING = re.compile(r"\bby \(([^)]*)\)\s*\(")
+REPLACED = re.compile(r'label_replace\((understudy_\w+)(?:\{[^}]*\})?, "(\w+)"')
+SCRAPE_LABELS = {"job", "instance"}
 WINDOW = re.compile(r"\[([^\]]*)\]")
 PANEL_WINDOWS = {"$__rate_interval", "$__range"}
 GRID_WIDTH = 24
@@ -276,15 +281,38 @@ def test_dashboard_rows_cover_every_area() -> None:
 # -- against a running server ---------------------------------------------------------------
 
 
-def exported_samples(proxy: Proxy) -> set[str]:
+def exported_samples(proxy: Proxy) -> dict[str, set[str]]:
+    """Each of our sample names on ``/metrics`` with the label names its samples carry."""
     with urllib.request.urlopen(f"{proxy.url}/metrics", timeout=5) as response:
         body = response.read().decode()
-    return {
-        sample.name
-        for family in text_string_to_metric_families(body)
-        for sample in family.samples
-        if sample.name.startswith("understudy_")
-    }
+    labels: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name.startswith("understudy_"):
+                labels.setdefault(sample.name, set()).update(sample.labels)
+    return labels
+
+
+def matched_labels() -> dict[str, set[str]]:
+    """The label names the dashboard and the rules select or group on, by metric.
+
+    A grouping (``sum by (upstream) (rate(understudy_x[5m]))``) is tied to the first metric
+    after it; a label that ``label_replace`` makes counts as the metric's. ``job`` and
+    ``instance`` are Prometheus's own, added at scrape time.
+    """
+    labels: dict[str, set[str]] = {}
+    made: dict[str, set[str]] = {}
+    for text in [*dashboard_queries(), *rule_blocks().values()]:
+        for name, matchers in SELECTOR.findall(text):
+            labels.setdefault(name, set()).update(MATCHER.findall(matchers))
+        for grouping in GROUPING.finditer(text):
+            name = METRIC_NAME.search(text, grouping.end())
+            assert name is not None, text
+            grouped = {label.strip() for label in grouping.group(1).split(",")}
+            labels.setdefault(name.group(0), set()).update(grouped)
+        for name, label in REPLACED.findall(text):
+            made.setdefault(name, set()).add(label)
+    return {name: found - SCRAPE_LABELS - made.get(name, set()) for name, found in labels.items()}
 
 
 def send_traffic(proxy: Proxy) -> None:
@@ -326,12 +354,16 @@ def test_every_metric_used_is_exported_by_a_running_server(tmp_path: Path) -> No
             # Shadows, the writer and the controller report in the background.
             deadline = time.monotonic() + SCRAPE_WAIT_S
             exported = exported_samples(proxy)
-            while used - exported and time.monotonic() < deadline:
+            while used - exported.keys() and time.monotonic() < deadline:
                 time.sleep(0.2)
                 exported = exported_samples(proxy)
         finally:
             exit_code = proxy.terminate()
     assert exit_code == 0, proxy.log.read_text()[-3000:]
-    assert not used - exported, (
-        f"used but not exported: {sorted(used - exported)}; exported: {sorted(exported)}"
+    assert not used - exported.keys(), (
+        f"used but not exported: {sorted(used - exported.keys())}; exported: {sorted(exported)}"
     )
+    matched = matched_labels()
+    assert matched["understudy_upstream_latency_seconds_bucket"] == {"le", "upstream", "arm"}
+    for name, labels in matched.items():
+        assert labels <= exported[name], f"{name} has no label {labels - exported[name]}"

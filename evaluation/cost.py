@@ -138,12 +138,35 @@ class CostSummary:
     prices_as_of: date
 
 
+@dataclass(frozen=True, slots=True)
+class PairCostMeans:
+    """Per-request means over the pairs with known token counts on both arms.
+
+    What ``project_cost`` needs: a SQL aggregate can give these without
+    reading the pairs one by one, since every per-request cost is linear in
+    the token counts.
+    """
+
+    n: int  # requests with known token counts on both arms
+    requests_per_s: float  # observed traffic over the recorded time span
+    primary_usd: float
+    candidate_usd: float  # self-hosted: at full utilisation
+    candidate_busy_seconds: float = math.nan  # self-hosted only
+
+
+def observed_rate(count: int, first_s: float, last_s: float) -> float:
+    """Requests per second: ``count`` requests seen between two epoch times."""
+    if count < 2:
+        return math.nan
+    span = last_s - first_s
+    return count / span if span > 0 else math.nan
+
+
 def _observed_rate(time_s: FloatArray) -> float:
     finite = time_s[np.isfinite(time_s)]
     if finite.size < 2:
         return math.nan
-    span = float(finite.max() - finite.min())
-    return finite.size / span if span > 0 else math.nan
+    return observed_rate(int(finite.size), float(finite.min()), float(finite.max()))
 
 
 def compare_cost(
@@ -162,14 +185,31 @@ def compare_cost(
     """
     both = np.isfinite(primary_usd) & np.isfinite(candidate_usd)
     n = int(np.count_nonzero(both))
-    rate = _observed_rate(time_s)
-    p_mean = float(primary_usd[both].mean()) if n else math.nan
-    c_mean = float(candidate_usd[both].mean()) if n else math.nan
+    busy = math.nan
+    if candidate_busy_seconds is not None and n:
+        busy = float(candidate_busy_seconds[both].mean())
+    means = PairCostMeans(
+        n=n,
+        requests_per_s=_observed_rate(time_s),
+        primary_usd=float(primary_usd[both].mean()) if n else math.nan,
+        candidate_usd=float(candidate_usd[both].mean()) if n else math.nan,
+        candidate_busy_seconds=busy,
+    )
+    return project_cost(means, prices_as_of=prices_as_of, self_hosted=self_hosted)
+
+
+def project_cost(
+    means: PairCostMeans, *, prices_as_of: date, self_hosted: SelfHosted | None = None
+) -> CostSummary:
+    """The monthly projection from per-request means; with ``self_hosted`` (and a busy
+    time) the candidate's monthly figure counts whole replicas."""
+    n, rate = means.n, means.requests_per_s
+    p_mean, c_mean = means.primary_usd, means.candidate_usd
     p_month = rate * SECONDS_PER_MONTH * p_mean
     break_even = capacity = math.nan
     replicas = 0
-    if self_hosted is not None and candidate_busy_seconds is not None and n:
-        busy = float(candidate_busy_seconds[both].mean())
+    if self_hosted is not None and not math.isnan(means.candidate_busy_seconds) and n:
+        busy = means.candidate_busy_seconds
         capacity = 1.0 / busy if busy > 0 else math.inf
         replicas = max(1, math.ceil(rate / capacity)) if math.isfinite(rate) else 1
         c_month = replicas * self_hosted.usd_per_second * SECONDS_PER_MONTH

@@ -1,0 +1,226 @@
+"""The overview's pair outcomes, cost inputs and rollout history, as SQL aggregates.
+
+Pairs are the report's pairs (``storage.report_sql.pair_join``), so the judge's
+tally and the cost inputs cover the same exchanges as ``understudy report``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
+from sqlalchemy.sql.selectable import FromClause
+
+from core.outcome import PairOutcome
+from storage.database import Database
+from storage.models import AuditRow, FlagRow
+from storage.report_sql import EXCHANGES, JUDGMENTS, epoch_seconds, pair_join, pairs_where
+from storage.window import ExchangeWindow
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeTally:
+    """The judge's newest verdict on each pair, counted from the candidate's side.
+
+    The judge names a winner or a tie; "both bad" is a verdict only people give.
+    """
+
+    wins: int  # the candidate's answer preferred
+    losses: int  # the primary's answer preferred
+    ties: int
+
+    @property
+    def n(self) -> int:
+        return self.wins + self.losses + self.ties
+
+
+def _judge_tally_query(window: ExchangeWindow) -> Select[Any]:
+    joined, _, _ = pair_join(window.named_candidate)
+    j = JUDGMENTS.c
+    # A pair judged more than once counts once, by its newest judgment, as in the report.
+    newest = func.row_number().over(
+        partition_by=j.exchange_id, order_by=(j.created_at.desc(), j.id.desc())
+    )
+    judged = (
+        select(j.outcome.label("outcome"), newest.label("newest"))
+        .select_from(joined.join(JUDGMENTS, j.exchange_id == EXCHANGES.c.id))
+        .where(*pairs_where(window), j.candidate == window.named_candidate)
+        .subquery()
+    )
+    return (
+        select(judged.c.outcome, func.count())
+        .where(judged.c.newest == 1)
+        .group_by(judged.c.outcome)
+    )
+
+
+async def judge_tally(db: Database, window: ExchangeWindow) -> JudgeTally:
+    async with db.engine.connect() as conn:
+        counts = {
+            PairOutcome(o): int(n)
+            for o, n in (await conn.execute(_judge_tally_query(window))).all()
+        }
+    return JudgeTally(
+        wins=counts.get(PairOutcome.CANDIDATE, 0),
+        losses=counts.get(PairOutcome.PRIMARY, 0),
+        ties=counts.get(PairOutcome.TIE, 0),
+    )
+
+
+# ---- cost -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ArmTokenMeans:
+    """Mean tokens per request of one arm over the pairs whose cost is known."""
+
+    prompt: float  # unknown counts as 0, as a self-hosted replica's busy time takes it
+    cached_prompt: float  # unknown counts as 0, as the price computation takes it
+    uncached_prompt: float  # per request max(prompt - cached, 0): what list prices bill
+    completion: float
+
+
+@dataclass(frozen=True, slots=True)
+class PairTokenMeans:
+    """What the cost projection needs from a window, without reading pairs one by one.
+
+    Every per-request cost is linear in these counts, so the evaluation's cost
+    functions applied to the means give the mean cost (``evaluation.cost``).
+    """
+
+    pairs: int  # every pair in the window: the observed traffic
+    first_s: float  # epoch seconds of the first and last pair
+    last_s: float
+    n: int  # pairs with known token counts on both arms
+    primary: ArmTokenMeans
+    candidate: ArmTokenMeans
+
+
+def _mean_tokens(arm: FromClause, known: ColumnElement[bool]) -> list[ColumnElement[Any]]:
+    cached = func.coalesce(arm.c.cached_tokens, 0)
+    uncached = case((arm.c.prompt_tokens > cached, arm.c.prompt_tokens - cached), else_=0)
+    prompt = func.coalesce(arm.c.prompt_tokens, 0)
+    return [
+        func.avg(case((known, value), else_=None))
+        for value in (prompt, cached, uncached, arm.c.completion_tokens)
+    ]
+
+
+def _cost_query(
+    dialect: str, window: ExchangeWindow, *, candidate_prompt_needed: bool
+) -> Select[Any]:
+    joined, primary, shadow = pair_join(window.named_candidate)
+    known = and_(
+        primary.c.prompt_tokens.is_not(None),
+        primary.c.completion_tokens.is_not(None),
+        shadow.c.completion_tokens.is_not(None),
+    )
+    if candidate_prompt_needed:
+        known = and_(known, shadow.c.prompt_tokens.is_not(None))
+    epoch = epoch_seconds(dialect, EXCHANGES.c.created_at)
+    return (
+        select(
+            func.count(),
+            func.min(epoch),
+            func.max(epoch),
+            func.sum(case((known, 1), else_=0)),
+            *_mean_tokens(primary, known),
+            *_mean_tokens(shadow, known),
+        )
+        .select_from(joined)
+        .where(*pairs_where(window))
+    )
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+async def pair_token_means(
+    db: Database, window: ExchangeWindow, *, candidate_prompt_needed: bool
+) -> PairTokenMeans:
+    """Token means over the window's pairs for the cost projection.
+
+    ``candidate_prompt_needed``: True when the candidate is priced per token (an
+    API list price), where a request with no prompt count has no known cost; a
+    self-hosted candidate's cost needs only its completion count.
+    """
+    query = _cost_query(db.dialect, window, candidate_prompt_needed=candidate_prompt_needed)
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(query)).one()
+    pairs, first, last, n, *means = row
+    values = [_number(v) for v in means]
+    return PairTokenMeans(
+        pairs=int(pairs),
+        first_s=_number(first),
+        last_s=_number(last),
+        n=int(n or 0),
+        primary=ArmTokenMeans(*values[:4]),
+        candidate=ArmTokenMeans(*values[4:]),
+    )
+
+
+# ---- rollout history --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutPoint:
+    """One transition of the rollout: the flag version written and its audit entry."""
+
+    at: datetime
+    version: int
+    route: str | None  # None: the default for every route
+    mode: str
+    candidate: str | None
+    percent: float
+    stage: str | None
+    paused: bool
+    killed: bool
+    actor: str
+    action: str
+    reason: str | None
+
+
+async def rollout_history(
+    db: Database, *, since: datetime | None = None, until: datetime | None = None
+) -> list[RolloutPoint]:
+    """Every transition from ``since`` (inclusive) to ``until`` (exclusive), oldest first,
+    led by the last transition before ``since`` of each route: the state the plot starts in.
+    """
+    a, f = AuditRow.__table__.c, FlagRow.__table__.c
+    joined = AuditRow.__table__.join(FlagRow.__table__, f.version == a.flag_version)
+    in_window: list[ColumnElement[bool]] = []
+    if until is not None:
+        in_window.append(f.changed_at < until)
+    if since is not None:
+        before = (
+            select(func.max(FlagRow.version))
+            .where(FlagRow.changed_at < since)
+            .group_by(FlagRow.route)
+        )
+        in_window.append(or_(f.changed_at >= since, f.version.in_(before)))
+    query = (
+        select(
+            f.changed_at.label("at"),
+            f.version,
+            f.route,
+            f.mode,
+            f.candidate,
+            f.percent,
+            f.stage,
+            f.paused,
+            f.killed,
+            a.actor,
+            a.action,
+            a.reason,
+        )
+        .select_from(joined)
+        .where(*in_window)
+        .order_by(f.version)
+    )
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [RolloutPoint(**row._mapping) for row in rows]

@@ -1,0 +1,263 @@
+"""The overview's judge tally, cost inputs and rollout history against figures computed here."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from core import Exchange, Role
+from core.outcome import PairOutcome
+from evaluation.columns import ComparisonMode
+from evaluation.cost import (
+    CostSummary,
+    PairCostMeans,
+    SelfHosted,
+    api_cost,
+    load_price_table,
+    observed_rate,
+    project_cost,
+)
+from evaluation.report import CostInput, ReportInput, build_report
+from storage.database import Database
+from storage.flags import AuditNote, FlagRecord, append_flag, seed_flags
+from storage.judgments import Judgment, add_judgments
+from storage.report_queries import load_shadow_columns
+from storage.ui_outcomes import (
+    ArmTokenMeans,
+    PairTokenMeans,
+    judge_tally,
+    pair_token_means,
+    rollout_history,
+)
+from storage.window import ExchangeWindow
+from tests.storage.ui_data import (
+    CANDIDATE,
+    OTHER_CANDIDATE,
+    PRIMARY,
+    T0,
+    Mix,
+    build_traffic,
+    is_pair,
+    store,
+)
+
+# No reverse-shadow traffic: which pairs those make is the report's pair join's to say.
+PAIRS_MIX = Mix(reverse=0.0)
+
+
+def _judgment(exchange: Exchange, outcome: PairOutcome, minutes: int, **kw: str) -> Judgment:
+    return Judgment(
+        exchange_id=exchange.id,
+        candidate=kw.get("candidate", CANDIDATE),
+        judge_model=kw.get("judge_model", "judge-1"),
+        prompt_version="v1",
+        outcome=outcome,
+        created_at=T0 + timedelta(days=1, minutes=minutes),
+    )
+
+
+async def test_judge_tally_counts_each_pairs_newest_verdict_in_the_window(
+    database: Database,
+) -> None:
+    exchanges = build_traffic(400, seed=7, mix=PAIRS_MIX)
+    await store(database, exchanges)
+    rng = np.random.default_rng(8)
+    outcomes = list(PairOutcome)
+    judgments, newest = [], {}
+    pairs = [e for e in exchanges if is_pair(e)]
+    for e in pairs[:150]:
+        first = outcomes[int(rng.integers(3))]
+        judgments.append(_judgment(e, first, 0))
+        newest[e.id] = first
+        if rng.random() < 0.3:  # judged again later by another judge: that verdict counts
+            again = outcomes[int(rng.integers(3))]
+            judgments.append(_judgment(e, again, 5, judge_model="judge-2"))
+            newest[e.id] = again
+    others = [e for e in exchanges if not is_pair(e)]
+    # A verdict on no pair of the candidate, and one about another candidate, count nowhere.
+    judgments.append(_judgment(others[0], PairOutcome.CANDIDATE, 9))
+    judgments.append(_judgment(pairs[0], PairOutcome.CANDIDATE, 9, candidate=OTHER_CANDIDATE))
+    await add_judgments(database, judgments)
+
+    tally = await judge_tally(database, ExchangeWindow(candidate=CANDIDATE))
+    counted = list(newest.values())
+    assert (tally.wins, tally.losses, tally.ties) == (
+        counted.count(PairOutcome.CANDIDATE),
+        counted.count(PairOutcome.PRIMARY),
+        counted.count(PairOutcome.TIE),
+    )
+    assert tally.n == 150
+
+    since = T0 + timedelta(hours=1)
+    late = await judge_tally(database, ExchangeWindow(candidate=CANDIDATE, since=since))
+    kept = [o for e in pairs[:150] if e.created_at >= since for o in [newest[e.id]]]
+    assert late.wins == kept.count(PairOutcome.CANDIDATE)
+    assert late.n == len(kept) < 150
+
+
+def _expected_means(
+    exchanges: Sequence[Exchange], *, candidate_prompt_needed: bool
+) -> PairTokenMeans:
+    """The token means computed here, pair by pair, from the seeded values."""
+    pairs = [e for e in exchanges if is_pair(e)]
+    rows: dict[str, list[list[float]]] = {"primary": [], "candidate": []}
+    for e in pairs:
+        p = next(o for o in e.observations if o.role is Role.SERVED)
+        c = next(o for o in e.observations if o.role is Role.SHADOW)
+        known = p.usage.prompt_tokens is not None and p.usage.completion_tokens is not None
+        known = known and c.usage.completion_tokens is not None
+        if candidate_prompt_needed:
+            known = known and c.usage.prompt_tokens is not None
+        if not known:
+            continue
+        for name, arm in (("primary", p), ("candidate", c)):
+            prompt = arm.usage.prompt_tokens or 0
+            cached = arm.usage.cached_tokens or 0
+            rows[name].append(
+                [prompt, cached, max(prompt - cached, 0), arm.usage.completion_tokens or 0]
+            )
+    means = {name: np.array(v, dtype=float).mean(axis=0) for name, v in rows.items()}
+    times = [e.created_at.timestamp() for e in pairs]
+    return PairTokenMeans(
+        pairs=len(pairs),
+        first_s=min(times),
+        last_s=max(times),
+        n=len(rows["primary"]),
+        primary=ArmTokenMeans(*(float(x) for x in means["primary"])),
+        candidate=ArmTokenMeans(*(float(x) for x in means["candidate"])),
+    )
+
+
+def _summary_from_means(means: PairTokenMeans, self_hosted: SelfHosted | None) -> CostSummary:
+    """What the overview shows: the evaluation's own cost functions applied to the means
+    (each is linear in the token counts, so the cost of the mean is the mean cost)."""
+    prices = load_price_table()
+    primary_price = prices.price_for("gpt-4o-mini")
+    assert primary_price is not None
+
+    def one(value: float) -> np.ndarray:
+        return np.array([value])
+
+    p, c = means.primary, means.candidate
+    primary_usd = api_cost(
+        one(p.uncached_prompt + p.cached_prompt),
+        one(p.cached_prompt),
+        one(p.completion),
+        primary_price,
+    )
+    busy = math.nan
+    if self_hosted is None:
+        candidate_price = prices.price_for("gpt-4o")
+        assert candidate_price is not None
+        uncached_and_cached = one(c.uncached_prompt + c.cached_prompt)
+        candidate_usd = api_cost(
+            uncached_and_cached, one(c.cached_prompt), one(c.completion), candidate_price
+        )
+    else:
+        candidate_usd = self_hosted.request_cost(one(c.prompt), one(c.completion))
+        busy = float(self_hosted.busy_seconds(one(c.prompt), one(c.completion))[0])
+    cost_means = PairCostMeans(
+        n=means.n,
+        requests_per_s=observed_rate(means.pairs, means.first_s, means.last_s),
+        primary_usd=float(primary_usd[0]),
+        candidate_usd=float(candidate_usd[0]),
+        candidate_busy_seconds=busy,
+    )
+    return project_cost(cost_means, prices_as_of=prices.as_of, self_hosted=self_hosted)
+
+
+HOSTED = SelfHosted(gpu_usd_per_hour=2.5, output_tokens_per_s=900.0, prompt_tokens_per_s=9000.0)
+
+
+@pytest.mark.parametrize("self_hosted", [None, HOSTED], ids=["api-priced", "self-hosted"])
+async def test_cost_from_sql_means_is_the_reports_cost(
+    database: Database, self_hosted: SelfHosted | None
+) -> None:
+    exchanges = build_traffic(500, seed=9, mix=PAIRS_MIX)
+    await store(database, exchanges)
+    window = ExchangeWindow(candidate=CANDIDATE)
+    needed = self_hosted is None
+    means = await pair_token_means(database, window, candidate_prompt_needed=needed)
+
+    expected = _expected_means(exchanges, candidate_prompt_needed=needed)
+    assert (means.pairs, means.n) == (expected.pairs, expected.n)
+    assert 0 < means.n < means.pairs
+    for got, want in ((means.primary, expected.primary), (means.candidate, expected.candidate)):
+        assert dataclasses.astuple(got) == pytest.approx(dataclasses.astuple(want), rel=1e-12)
+    assert (means.first_s, means.last_s) == pytest.approx(
+        (expected.first_s, expected.last_s), abs=1e-3
+    )
+
+    loaded = await load_shadow_columns(database, window)
+    report = build_report(
+        ReportInput(
+            primary=PRIMARY,
+            candidate=CANDIDATE,
+            mode=ComparisonMode.SHADOW,
+            shadow=loaded.columns,
+            cost=CostInput("gpt-4o-mini", "gpt-4o", self_hosted=self_hosted),
+        )
+    )
+    assert report.cost is not None
+    shown = _summary_from_means(means, self_hosted)
+    _assert_same_cost(shown, report.cost)
+
+
+def _assert_same_cost(got: CostSummary, want: CostSummary) -> None:
+    got_fields: Mapping[str, object] = dataclasses.asdict(got)
+    for name, value in dataclasses.asdict(want).items():
+        if isinstance(value, float) and math.isnan(value):
+            assert math.isnan(float(got_fields[name])), name  # type: ignore[arg-type]
+        elif isinstance(value, float):
+            assert got_fields[name] == pytest.approx(value, rel=1e-6), name
+        else:
+            assert got_fields[name] == value, name
+
+
+async def test_an_empty_window_has_no_cost_inputs(database: Database) -> None:
+    means = await pair_token_means(
+        database, ExchangeWindow(candidate=CANDIDATE), candidate_prompt_needed=True
+    )
+    assert (means.pairs, means.n) == (0, 0)
+    assert math.isnan(means.primary.completion) and math.isnan(means.first_s)
+
+
+def _set(percent: float, route: str | None = None):  # type: ignore[no-untyped-def]
+    def change(rows: Mapping[str | None, FlagRecord]) -> tuple[FlagRecord, FlagRecord]:
+        before = rows.get(route) or rows[None]
+        return before, dataclasses.replace(before, percent=percent, route=route)
+
+    return change
+
+
+async def test_rollout_history_lists_every_transition_with_its_audit_entry(
+    database: Database,
+) -> None:
+    start = FlagRecord(None, "split", CANDIDATE, 0.0, 0.0, 0.0, stage="shadow")
+    await seed_flags(database, start, AuditNote("settings", "seed"))
+    moves = [(5.0, None, "alice"), (25.0, None, "controller"), (10.0, "embeddings", "bob")]
+    moves += [(50.0, None, "carol")]
+    for percent, route, actor in moves:
+        await append_flag(
+            database, route, _set(percent, route), AuditNote(actor, "set", f"to {percent}")
+        )
+
+    history = await rollout_history(database)
+    assert [(p.percent, p.route, p.actor) for p in history] == [(0.0, None, "settings"), *moves]
+    assert [p.version for p in history] == [1, 2, 3, 4, 5]
+    assert history[1].reason == "to 5.0" and history[0].action == "seed"
+    assert all(a.at <= b.at for a, b in itertools.pairwise(history))
+
+    since = history[3].at  # the embeddings route's first row
+    later = await rollout_history(database, since=since)
+    # The plot starts from the state each route was in: the default's 25 %.
+    assert [p.version for p in later] == [3, 4, 5]
+    assert [p.version for p in await rollout_history(database, until=since)] == [1, 2, 3]
+    after_all = await rollout_history(database, since=history[-1].at + timedelta(seconds=1))
+    assert [p.version for p in after_all] == [4, 5]  # each route's state, nothing new

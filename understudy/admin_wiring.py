@@ -1,4 +1,5 @@
-"""The admin API, built from Settings: mounted on the proxy, or on a port of its own."""
+"""The admin API and the web UI, built from Settings: mounted on the proxy, or on a port of
+their own."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rollout.store import RolloutStore
 from storage.database import Database
 from understudy.plan_settings import stage_plan
 from understudy.settings import Settings
+from understudy.ui_wiring import attach_ui
 
 __all__ = ["ADMIN_APP", "ADMIN_PREFIX", "attach_admin"]
 
@@ -37,5 +39,7 @@ def attach_admin(
     admin = create_admin_app(tokens, flags, store, db, stage_plan(settings.rollout.plan))
     if settings.admin_port is None:
         app.add_subapp(ADMIN_PREFIX, admin)
+        attach_ui(app, settings)
     else:
         app[ADMIN_APP] = standalone_admin_app(admin)
+        attach_ui(app[ADMIN_APP], settings)

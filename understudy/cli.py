@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "understudy.commands.report",
     "understudy.commands.judge",
     "understudy.commands.rollout",
+    "understudy.commands.reviewers",
 )
 
 

@@ -31,6 +31,7 @@ from storage.report_samples import (
     sample_pairs,
     split_primary_upstream,
 )
+from storage.review_codes import load_review_codes, merge_quality
 from storage.window import ExchangeWindow
 from understudy.settings import Settings
 
@@ -173,7 +174,9 @@ async def load_report_input(
         }[request.mode]
         raise NoData(f"no {what} of candidate {candidate!r} {request.describe_window()}")
     judged = await load_judgments(db, window, ids, judge_model=request.judge_model)
-    judgments = Series.build(judged.codes, judged.rows)
+    reviewed = await load_review_codes(db, window, ids)
+    quality = merge_quality(judged, reviewed, settings.ui.quality_source)
+    judgments = Series.build(quality.codes, quality.rows)
     if isinstance(loaded, LoadedShadow):
         sample = await sample_pairs(db, window, ids, cap=settings.evaluation.text_sample_cap)
         t = sample.texts

@@ -28,6 +28,7 @@ from understudy.plan_settings import (
     stage_plan,
 )
 from understudy.storage_settings import StorageSettings
+from understudy.ui_settings import UiSettings
 
 
 def _check_base_url(value: str) -> str:
@@ -153,6 +154,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_format: LogFormat = LogFormat.AUTO
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    ui: UiSettings = Field(default_factory=UiSettings)
 
     @model_validator(mode="after")
     def _gates_are_measured(self) -> Self:

@@ -1,0 +1,34 @@
+"""What the web UI needs to know, built from the settings by ``understudy/ui_wiring.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from admin.auth import AdminTokens
+from storage.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class UiConfig:
+    reviewers_per_pair: int  # K: at most this many people decide one pair
+    session_lifetime_s: float
+    signin_attempts_per_minute: int
+    secure_cookies: bool
+    # The one Origin state-changing requests may come from, e.g. "https://ui.example.com";
+    # None: the address the request was sent to.
+    origin: str | None
+    candidate: str | None  # whose pairs are reviewed; None: the one recorded most
+
+
+@dataclass(frozen=True, slots=True)
+class UiContext:
+    """What every page handler reads from ``request.app[UI]``."""
+
+    config: UiConfig
+    db: Database
+    admin_tokens: AdminTokens
+
+
+UI = web.AppKey("ui", UiContext)

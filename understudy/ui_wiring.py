@@ -1,0 +1,38 @@
+"""The web UI, built from Settings and mounted at ``/ui`` wherever the admin API is served."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from admin.auth import AdminTokens
+from dashboards.app import PREFIX as UI_PREFIX
+from dashboards.app import create_ui_app
+from dashboards.config import UiConfig, UiContext
+from storage.database import Database
+from understudy.settings import Settings
+
+__all__ = ["UI_PREFIX", "attach_ui", "ui_config"]
+
+
+def ui_config(settings: Settings) -> UiConfig:
+    ui = settings.ui
+    only = settings.candidates[0].name if len(settings.candidates) == 1 else None
+    return UiConfig(
+        reviewers_per_pair=ui.reviewers_per_pair,
+        session_lifetime_s=ui.session_lifetime_s,
+        signin_attempts_per_minute=ui.signin_attempts_per_minute,
+        secure_cookies=ui.cookies_secure,
+        origin=ui.public_url,
+        candidate=settings.rollout.candidate or only,
+    )
+
+
+def attach_ui(root: web.Application, settings: Settings) -> None:
+    """Mount the UI on ``root``, the app that serves the admin API; it has its own
+    connection pool to ``settings.database_url``, closed when the app stops."""
+    context = UiContext(
+        ui_config(settings),
+        Database(settings.database_url),
+        AdminTokens(settings.admin_token_names()),
+    )
+    root.add_subapp(UI_PREFIX, create_ui_app(context))

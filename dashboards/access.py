@@ -14,20 +14,18 @@ from enum import StrEnum
 from typing import TypeVar
 from urllib.parse import quote
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from dashboards.accounts import token_hash
-from dashboards.config import UI
+from dashboards.config import SESSION, SESSION_COOKIE, UI
+from dashboards.render import render
 from proxy.errors import error_response
 from storage.web_sessions import WebSession, find_session
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
 
-SESSION = web.RequestKey("ui_session", WebSession)
 API_PREFIX = "/ui/api/"
-SESSION_COOKIE = "understudy_session"
 
 
 class Access(StrEnum):
@@ -77,9 +75,7 @@ def refuse(request: web.Request, status: int, message: str, code: str) -> web.St
     if request.path.startswith(API_PREFIX):
         kind = "authentication_error" if status == 401 else "permission_error"
         return error_response(status, message, error_type=kind, code=code)
-    return aiohttp_jinja2.render_template(
-        "refused.html", request, {"status": status, "message": message}, status=status
-    )
+    return render("refused.html", request, {"status": status, "message": message}, status=status)
 
 
 def _required(request: web.Request) -> Access:

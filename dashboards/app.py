@@ -8,18 +8,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from importlib import import_module
 from pathlib import Path
-from typing import Any
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from markupsafe import Markup, escape
 
-from dashboards.access import SESSION, access_control
+from dashboards.access import access_control
 from dashboards.config import UI, UiContext
 from dashboards.markdown import safe_markdown
 from dashboards.ratelimit import LIMITER, SignInLimiter
-from dashboards.security import CSRF_FIELD, csrf_protection, form_token, security_headers
+from dashboards.security import csrf_protection, security_headers
 
 PREFIX = "/ui"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -34,18 +32,6 @@ PAGE_MODULES = (
 )
 
 
-async def _page_context(request: web.Request) -> dict[str, Any]:
-    """What every template may use: who is signed in, and the form token."""
-    token = form_token(request)
-
-    def csrf_field() -> Markup:
-        return Markup('<input type="hidden" name="{}" value="{}">').format(
-            CSRF_FIELD, escape(token)
-        )
-
-    return {"session": request.get(SESSION), "csrf_token": token, "csrf_field": csrf_field}
-
-
 def create_ui_app(context: UiContext) -> web.Application:
     """The sub-app; the context's database is disposed when the app stops."""
     app = web.Application(middlewares=[security_headers, access_control, csrf_protection])
@@ -56,7 +42,7 @@ def create_ui_app(context: UiContext) -> web.Application:
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=True,  # every value a template prints is escaped unless marked safe
         undefined=jinja2.StrictUndefined,
-        context_processors=[_page_context],
+        default_helpers=False,
     )
     env.filters["markdown"] = safe_markdown
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)

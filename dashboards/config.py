@@ -8,6 +8,7 @@ from aiohttp import web
 
 from admin.auth import AdminTokens
 from storage.database import Database
+from storage.web_sessions import WebSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +33,9 @@ class UiContext:
 
 
 UI = web.AppKey("ui", UiContext)
+
+SESSION = web.RequestKey("ui_session", WebSession)  # set when a live session cookie came
+PRE_SESSION_CSRF = web.RequestKey("ui_pre_session_csrf", str)  # a token minted on this request
+SESSION_COOKIE = "understudy_session"
+CSRF_COOKIE = "understudy_csrf"
+CSRF_FIELD = "csrf"

@@ -12,15 +12,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from dashboards.access import SESSION, refuse
+from dashboards.access import refuse
 from dashboards.accounts import new_token
-from dashboards.config import UI
-from storage.web_sessions import WebSession
+from dashboards.config import CSRF_COOKIE, CSRF_FIELD, PRE_SESSION_CSRF, SESSION, UI
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-CSRF_COOKIE = "understudy_csrf"
-CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
 COOKIE_PATH = "/ui"
 
@@ -36,7 +33,6 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "base-uri 'none'",
     ]
 )
-PRE_SESSION_CSRF = web.RequestKey("ui_pre_session_csrf", str)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -100,15 +96,6 @@ async def csrf_protection(request: web.Request, handler: Handler) -> web.StreamR
             request, 403, "This form has expired: reload the page and try again.", "bad_csrf"
         )
     return await handler(request)
-
-
-def form_token(request: web.Request) -> str:
-    """The CSRF token a page's forms carry: the session's, or before sign-in the cookie's."""
-    session: WebSession | None = request.get(SESSION)
-    if session is not None:
-        return session.csrf_token
-    fresh = request.get(PRE_SESSION_CSRF)
-    return fresh if fresh is not None else request.cookies.get(CSRF_COOKIE, "")
 
 
 def set_cookie(

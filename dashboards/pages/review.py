@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from core.outcome import ReviewOutcome
@@ -21,6 +20,7 @@ from dashboards.candidate import reviewed_candidate
 from dashboards.config import UI
 from dashboards.markdown import safe_markdown
 from dashboards.queue import next_item
+from dashboards.render import render
 from storage.reviews import (
     CANDIDATE_FIRST,
     PendingItem,
@@ -97,7 +97,7 @@ async def review_page(request: web.Request) -> web.StreamResponse:
             "answer_a": a,
             "answer_b": b,
         }
-    return aiohttp_jinja2.render_template("review.html", request, context)
+    return render("review.html", request, context)
 
 
 @routes.get("/api/review/current")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from dashboards.access import admins
 from dashboards.agreement import agreement_figures
 from dashboards.candidate import reviewed_candidate
 from dashboards.config import UI
+from dashboards.render import render
 from storage.reviewers import list_reviewers
 from storage.window import ExchangeWindow
 
@@ -29,4 +29,4 @@ async def reviewers_page(request: web.Request) -> web.StreamResponse:
         "figures": figures,
         "per_pair": ui.config.reviewers_per_pair,
     }
-    return aiohttp_jinja2.render_template("reviewers.html", request, context)
+    return render("reviewers.html", request, context)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
-from dashboards.access import SESSION, SESSION_COOKIE, public, see_other, signed_in
+from dashboards.access import public, see_other, signed_in
 from dashboards.accounts import (
     hash_password,
     needs_rehash,
@@ -17,8 +16,9 @@ from dashboards.accounts import (
     password_problem,
     token_hash,
 )
-from dashboards.config import UI
+from dashboards.config import SESSION, SESSION_COOKIE, UI
 from dashboards.ratelimit import LIMITER
+from dashboards.render import render
 from dashboards.security import clear_cookie, set_cookie
 from storage.reviewers import (
     accept_invite,
@@ -49,7 +49,7 @@ def _too_many(request: web.Request) -> web.StreamResponse | None:
     wait = request.app[LIMITER].attempt(request.remote or "unknown")
     if wait is None:
         return None
-    response = aiohttp_jinja2.render_template(
+    response = render(
         "refused.html",
         request,
         {"status": 429, "message": "Too many sign-in attempts: wait a minute and try again."},
@@ -90,7 +90,7 @@ def _signin_page(
         "next": next_path,
         "admin_signin": bool(request.app[UI].admin_tokens),
     }
-    return aiohttp_jinja2.render_template("signin.html", request, context, status=status)
+    return render("signin.html", request, context, status=status)
 
 
 @routes.get("/signin")
@@ -145,14 +145,12 @@ async def invite_form(request: web.Request) -> web.StreamResponse:
     )
     if name is None:
         return _invite_gone(request)
-    return aiohttp_jinja2.render_template("invite.html", request, {"name": name, "error": None})
+    return render("invite.html", request, {"name": name, "error": None})
 
 
 def _invite_gone(request: web.Request) -> web.Response:
     message = "This invite link was used already or has expired: ask for a new one."
-    return aiohttp_jinja2.render_template(
-        "refused.html", request, {"status": 404, "message": message}, status=404
-    )
+    return render("refused.html", request, {"status": 404, "message": message}, status=404)
 
 
 @routes.post("/invite/{token}")
@@ -172,9 +170,7 @@ async def accept(request: web.Request) -> web.StreamResponse:
     if problem is None and password != form.get("confirm"):
         problem = "The two passwords differ."
     if problem is not None:
-        return aiohttp_jinja2.render_template(
-            "invite.html", request, {"name": name, "error": problem}, status=400
-        )
+        return render("invite.html", request, {"name": name, "error": problem}, status=400)
     reviewer_id = await accept_invite(db, invite, await hash_password(password), now)
     if reviewer_id is None:
         return _invite_gone(request)

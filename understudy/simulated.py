@@ -1,7 +1,9 @@
 """Simulated OpenAI-compatible upstreams for ``understudy demo``: no network, no model.
 
 Each persona answers in its own words, with its own latency and streaming rhythm,
-so the demo's pairs differ the way a real OpenAI/self-hosted pair would.
+so the demo's pairs differ the way a real OpenAI/self-hosted pair would. A running
+upstream can switch persona (``upstream.persona = DEGRADED_CANDIDATE_PERSONA``), so
+the demo can make its candidate regress part-way, as a real deployment might.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -30,7 +32,7 @@ class Persona:
 OPENAI_PERSONA = Persona(
     name="simulated-openai",
     model_prefix="",
-    first_token_s=(0.35, 0.35),
+    first_token_s=(0.35, 0.25),
     per_token_s=0.012,
     phrasing=(
         "Here is a concise answer: {topic} comes down to a few key ideas.",
@@ -39,11 +41,13 @@ OPENAI_PERSONA = Persona(
     ),
 )
 
+# Faster than the simulated OpenAI, so the evidence that it is "no slower" builds up
+# within the demo's short stages.
 CANDIDATE_PERSONA = Persona(
     name="simulated-llama",
     model_prefix="llama-",
-    first_token_s=(0.22, 0.5),
-    per_token_s=0.02,
+    first_token_s=(0.2, 0.25),
+    per_token_s=0.006,
     phrasing=(
         "Sure! {topic} comes down to a few key ideas.",
         "Basically, {topic} works by combining simple parts.",
@@ -51,6 +55,10 @@ CANDIDATE_PERSONA = Persona(
     ),
     error_rate=0.01,
 )
+
+# The same model after a bad deployment: it starts answering as soon, but generates
+# several times slower, and fails far more often.
+DEGRADED_CANDIDATE_PERSONA = replace(CANDIDATE_PERSONA, per_token_s=0.05, error_rate=0.15)
 
 
 def _topic(body: dict[str, Any]) -> str:
@@ -71,10 +79,23 @@ def _delay(persona: Persona, rng: random.Random) -> float:
     return float(median * rng.lognormvariate(0.0, spread))
 
 
-def simulated_upstream(persona: Persona, seed: int | None = None) -> web.Application:
-    rng = random.Random(seed)
+class SimulatedUpstream:
+    """One simulated upstream. ``persona`` is read per request: set it to switch behaviour
+    while the server runs."""
 
-    async def chat(request: web.Request) -> web.StreamResponse:
+    def __init__(self, persona: Persona, seed: int | None = None) -> None:
+        self.persona = persona
+        self._rng = random.Random(seed)
+
+    @property
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        return app
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        persona, rng = self.persona, self._rng
         body = await request.json()
         if rng.random() < persona.error_rate:
             return web.json_response(
@@ -141,7 +162,8 @@ def simulated_upstream(persona: Persona, seed: int | None = None) -> web.Applica
         await response.write_eof()
         return response
 
-    async def models(_request: web.Request) -> web.Response:
+    async def _models(self, _request: web.Request) -> web.Response:
+        persona = self.persona
         return web.json_response(
             {
                 "object": "list",
@@ -155,11 +177,6 @@ def simulated_upstream(persona: Persona, seed: int | None = None) -> web.Applica
                 ],
             }
         )
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_get("/v1/models", models)
-    return app
 
 
 def _sse(payload: dict[str, Any]) -> bytes:

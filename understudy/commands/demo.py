@@ -1,4 +1,10 @@
-"""``understudy demo``: the proxy in front of two simulated upstreams, with traffic."""
+"""``understudy demo``: a rollout told end to end, with simulated upstreams and traffic.
+
+The proxy starts in shadow in front of a simulated OpenAI and a simulated self-hosted
+candidate; the controller promotes the candidate stage by stage on a short plan, and
+each change is printed from the audit log as it is recorded. ``--scenario regression``
+makes the candidate degrade part-way, and the controller rolls it back.
+"""
 
 from __future__ import annotations
 
@@ -6,44 +12,73 @@ import argparse
 import asyncio
 import contextlib
 import json
-import random
 import sys
 
-import structlog
-
+from core import RolloutMode
 from migrations import ensure_schema
 from rollout.changes import NewValues, RolloutAction
+from rollout.plan import Stage, StagePlan
+from rollout.store import RolloutStore
+from rollout.views import history_line
 from storage.database import Database, is_sqlite
+from storage.flags import audit_entries
 from understudy.commands.common import Subparsers, settings_from_args
+from understudy.demo_story import (
+    CONTROLLER_INTERVAL_S,
+    REGRESSION_FROM_PERCENT,
+    STAGE_GATES,
+    STAGE_MIN_PAIRS,
+    STAGE_MIN_S,
+    Scenario,
+    StoryEnd,
+    Storyteller,
+    demo_stages,
+)
+from understudy.demo_traffic import generate
 from understudy.logs import configure_logging
+from understudy.plan_settings import stage_plan
 from understudy.server import RunningSite, run, start_site, wait_for_stop_signal
 from understudy.settings import LogFormat, Settings
-from understudy.simulated import CANDIDATE_PERSONA, OPENAI_PERSONA, simulated_upstream
+from understudy.simulated import (
+    CANDIDATE_PERSONA,
+    DEGRADED_CANDIDATE_PERSONA,
+    OPENAI_PERSONA,
+    SimulatedUpstream,
+)
 from understudy.wiring import build_app, rollout_store, secret_redactor
 
-QUESTIONS = (
-    "How does a hash map handle collisions?",
-    "Explain TCP slow start in two sentences.",
-    "What is the difference between a process and a thread?",
-    "Why do databases use write-ahead logging?",
-    "Summarise how HTTPS protects a password.",
-    "What does a load balancer do?",
-)
+ACTOR = "demo"
+CANDIDATE = "local-llama"
+DEFAULT_RATE = 20.0  # requests per second: each stage's pairs arrive in seconds
 
 
 def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "demo", help="run the proxy against built-in simulated OpenAI and self-hosted upstreams"
+        "demo",
+        help="watch a rollout: built-in simulated upstreams, traffic, and the controller",
     )
     parser.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
-    parser.add_argument("--rate", type=float, default=2.0, help="generated requests per second")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help=f"generated requests per second (default {DEFAULT_RATE:g})",
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=[s.value for s in Scenario],
+        default=Scenario.HEALTHY.value,
+        help=(
+            "healthy: the candidate is promoted to 100 %%; regression: it degrades at "
+            f"{REGRESSION_FROM_PERCENT:g} %% and is rolled back (default healthy)"
+        ),
+    )
     parser.add_argument(
         "--duration",
         type=float,
         default=None,
-        help="stop after this many seconds (default: run until Ctrl-C)",
+        help="stop after this many seconds even if the story is not over",
     )
-    parser.add_argument("--mode", choices=("shadow", "split"), default="shadow")
     parser.add_argument("--verbose", action="store_true", help="print one log line per exchange")
     parser.set_defaults(func=_demo)
 
@@ -58,140 +93,214 @@ def _out(line: str = "") -> None:
 
 
 async def demo(args: argparse.Namespace) -> int:
-    openai_site = await start_site(simulated_upstream(OPENAI_PERSONA), "127.0.0.1", 0)
-    local_site = await start_site(simulated_upstream(CANDIDATE_PERSONA), "127.0.0.1", 0)
-    candidates = [
-        {
-            "name": "local-llama",
-            "base_url": f"{local_site.url}/v1",
-            "kind": "openai",
-            "model_map": {"gpt-4o-mini": "llama-3.1-8b-instruct"},
-            "timeout_s": 30,
-        }
-    ]
-    settings = settings_from_args(
+    scenario = Scenario(args.scenario)
+    primary = SimulatedUpstream(OPENAI_PERSONA)
+    candidate = SimulatedUpstream(CANDIDATE_PERSONA)
+    openai_site = await start_site(primary.app, "127.0.0.1", 0)
+    local_site = await start_site(candidate.app, "127.0.0.1", 0)
+    try:
+        return await _tell(args, scenario, candidate, openai_site, local_site)
+    finally:
+        await _stop(openai_site, local_site)
+
+
+async def _tell(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    candidate: SimulatedUpstream,
+    openai_site: RunningSite,
+    local_site: RunningSite,
+) -> int:
+    settings = _settings(args, openai_site, local_site)
+    configure_logging(settings.log_level, settings.log_format, redact=secret_redactor(settings))
+    plan = stage_plan(settings.rollout.plan)
+    await ensure_schema(settings.database_url, auto_upgrade=is_sqlite(settings.database_url))
+    db = Database(settings.database_url)
+    proxy: RunningSite | None = None
+    try:
+        before_run = await _newest_entry_id(db)
+        await start_in_shadow(rollout_store(settings, db), plan, settings)
+        proxy = await start_site(build_app(settings), settings.host, settings.port)
+        _print_guide(proxy, settings, scenario)
+
+        def on_stage(stage: Stage) -> None:
+            degrade = scenario is Scenario.REGRESSION and stage.percent >= REGRESSION_FROM_PERCENT
+            if degrade and candidate.persona is not DEGRADED_CANDIDATE_PERSONA:
+                candidate.persona = DEGRADED_CANDIDATE_PERSONA
+                _out(_degradation())
+
+        teller = Storyteller(db, plan, _out, after_id=before_run, on_stage=on_stage)
+        counts: dict[str, int] = {}
+        end = await _tell_until_done(teller, f"{proxy.url}/v1", args, counts)
+        await proxy.stop()  # the controller stops with it: the history below is final
+        proxy = None
+        _out()
+        _out(f"The story ends: {end.why}." if end else "Stopped before the story ended.")
+        await _print_history(db, before_run)
+        _print_report(settings, counts)
+    finally:
+        if proxy is not None:
+            await proxy.stop()
+        await db.dispose()
+    return 0
+
+
+def _settings(
+    args: argparse.Namespace, openai_site: RunningSite, local_site: RunningSite
+) -> Settings:
+    return settings_from_args(
         args,
         port=args.port,
         primary={"base_url": f"{openai_site.url}/v1", "api_key": "sk-demo-not-a-real-key"},
-        candidates=candidates,
-        rollout={"mode": args.mode, "candidate": "local-llama", "percent": 25, "shadow_rate": 1.0},
+        candidates=[
+            {
+                "name": CANDIDATE,
+                "base_url": f"{local_site.url}/v1",
+                "kind": "openai",
+                "model_map": {"gpt-4o-mini": "llama-3.1-8b-instruct"},
+                "timeout_s": 30,
+            }
+        ],
+        # Off until the demo puts it in shadow: an empty store is seeded with this.
+        rollout={
+            "mode": "off",
+            "candidate": CANDIDATE,
+            "shadow_rate": 1.0,
+            "plan": demo_stages(),
+            "controller": {"interval_s": CONTROLLER_INTERVAL_S},
+        },
         noise_rate=0.2,
         log_level="info" if args.verbose else "warning",
         log_format=LogFormat.CONSOLE,
     )
-    configure_logging(settings.log_level, settings.log_format, redact=secret_redactor(settings))
-    await _start_rollout(settings)
-    proxy = await start_site(build_app(settings), settings.host, settings.port)
-    _print_guide(proxy, settings.rollout.mode.value)
-    counts: dict[str, int] = {}
-    traffic = asyncio.get_running_loop().create_task(
-        _generate(f"{proxy.url}/v1", args.rate, counts), name="demo-traffic"
+
+
+async def _newest_entry_id(db: Database) -> int:
+    newest = await audit_entries(db, limit=1)
+    return newest[0].id if newest else 0
+
+
+async def start_in_shadow(store: RolloutStore, plan: StagePlan, settings: Settings) -> None:
+    """Put the rollout at the plan's first stage with a fresh window, running.
+
+    The demo's database may hold an earlier run's rollout: killed, paused after a
+    rollback, or already in shadow with that run's pairs in its window. A stage's
+    window starts when the rollout enters it, so a rollout already in shadow is first
+    switched off, and this run's shadow stage judges this run's pairs only.
+    """
+    rows = await store.rows()
+    current = rows[None]
+    shadow = plan.first
+    why = "understudy demo: a fresh start"
+    if current.paused:
+        await store.change(RolloutAction.RESUME, actor=ACTOR, reason=why)
+    if current.killed:
+        await store.change(RolloutAction.UNKILL, actor=ACTOR, reason=why)
+    stored = current.version > 0
+    located = plan.locate(
+        current.stage, RolloutMode(current.mode), current.percent, current.candidate
     )
+    if stored and located == shadow:
+        await store.change(
+            RolloutAction.SET,
+            actor=ACTOR,
+            reason=f"{why}: the earlier run's shadow pairs are not this run's",
+            values=NewValues(mode=RolloutMode.OFF),
+        )
+    await store.change(
+        RolloutAction.SET,
+        actor=ACTOR,
+        reason="understudy demo: start in shadow; the controller takes it from here",
+        values=NewValues(
+            mode=shadow.mode,
+            candidate=CANDIDATE,
+            percent=shadow.percent,
+            shadow_rate=settings.rollout.shadow_rate,
+            noise_rate=settings.noise_rate,
+        ),
+    )
+
+
+async def _tell_until_done(
+    teller: Storyteller, base_url: str, args: argparse.Namespace, counts: dict[str, int]
+) -> StoryEnd | None:
+    """Traffic runs while the story is told; None when stopped (Ctrl-C, --duration) first."""
+    loop = asyncio.get_running_loop()
+    traffic = loop.create_task(generate(base_url, args.rate, counts, _out), name="demo-traffic")
+    story = loop.create_task(teller.follow(), name="demo-story")
+    stop = loop.create_task(wait_for_stop_signal(), name="demo-stop")
+    tasks = {traffic, story, stop}
     try:
-        if args.duration is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wait_for_stop_signal(), args.duration)
-        else:
-            await wait_for_stop_signal()
+        done, _pending = await asyncio.wait(
+            tasks, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED
+        )
+        if traffic in done:
+            traffic.result()  # traffic ends only by failing: say how
+        return story.result() if story in done else None
     finally:
-        traffic.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await traffic
-        await _stop(proxy, openai_site, local_site)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _degradation() -> str:
+    was, now = CANDIDATE_PERSONA, DEGRADED_CANDIDATE_PERSONA
+    return (
+        "         !! the candidate degrades now (a simulated bad deployment): it generates "
+        f"{now.per_token_s / was.per_token_s:.3g}x slower, and {now.error_rate:.0%} of its "
+        f"answers fail (was {was.error_rate:.0%})"
+    )
+
+
+def _print_guide(proxy: RunningSite, settings: Settings, scenario: Scenario) -> None:
+    base = f"{proxy.url}/v1"
+    plan = settings.rollout.plan
+    margin = settings.evaluation.latency_margin
+    _out(f"Understudy demo: proxy on {base}")
+    _out("  primary:   a simulated OpenAI (built in)")
+    _out(f"  candidate: {CANDIDATE!r}, a simulated self-hosted model (built in), faster")
+    _out()
+    _out(f"The plan: {' -> '.join(s.name for s in plan)} (the share of users the candidate serves)")
+    _out(
+        f"  Each stage lasts at least {STAGE_MIN_S:g}s and {STAGE_MIN_PAIRS} answer pairs. The "
+        "controller looks every "
+        f"{settings.rollout.controller.interval_s:g}s and promotes once the verdict shows"
+    )
+    _out(
+        f"  {' and '.join(g.value for g in STAGE_GATES)} (the candidate's time over the "
+        f"primary's) under {margin:g}, i.e. at most {(margin - 1) * 100:.0f} % slower;"
+    )
+    _out("  it rolls back at once when a guardrail is shown worse than the primary's.")
+    if scenario is Scenario.REGRESSION:
+        _out(
+            "  In this run the candidate degrades once it serves "
+            f"{REGRESSION_FROM_PERCENT:g} % of users."
+        )
+    _out()
+    _out("Meanwhile, in another terminal:")
+    _out(f"  curl -s {proxy.url}/metrics | grep understudy_rollout")
+    _out("  understudy rollout status          # where the rollout stands")
+    _out("  understudy exchanges list          # the recorded answer pairs")
+    _out()
+    _out("Generating traffic; the demo ends by itself (Ctrl-C stops it sooner).")
+
+
+async def _print_history(db: Database, before_run: int) -> None:
+    entries = [e for e in await audit_entries(db, limit=200) if e.id > before_run]
+    _out()
+    _out("Rollout history of this run (newest first, as `understudy rollout history` shows it):")
+    for e in entries:
+        _out(history_line(e))
+
+
+def _print_report(settings: Settings, counts: dict[str, int]) -> None:
+    _out()
     _out(f"demo finished: answers by {json.dumps(counts, sort_keys=True)}")
     _out(f"recorded pairs are in {settings.database_url}; see them with:")
     _out("  understudy exchanges list")
-    return 0
-
-
-async def _start_rollout(settings: Settings) -> None:
-    """Put the demo's rollout in the flag store: the settings only seed an empty store, and
-    the demo's database may hold an earlier run's rollout."""
-    await ensure_schema(settings.database_url, auto_upgrade=is_sqlite(settings.database_url))
-    db = Database(settings.database_url)
-    try:
-        wanted = settings.rollout
-        await rollout_store(settings, db).change(
-            RolloutAction.SET,
-            actor="demo",
-            reason=f"understudy demo --mode {wanted.mode.value}",
-            values=NewValues(
-                mode=wanted.mode,
-                candidate=wanted.candidate,
-                percent=wanted.percent,
-                shadow_rate=wanted.shadow_rate,
-                noise_rate=settings.noise_rate,
-            ),
-        )
-    finally:
-        await db.dispose()
-
-
-def _print_guide(proxy: RunningSite, mode: str) -> None:
-    base = f"{proxy.url}/v1"
-    _out(f"Understudy demo: proxy on {base} in {mode} mode")
-    _out("  primary:   a simulated OpenAI (built in)")
-    _out("  candidate: 'local-llama', a simulated self-hosted model (built in)")
-    _out()
-    _out("Try it:")
-    _out(f"  curl -s {base}/chat/completions -H 'Content-Type: application/json' \\")
-    _out('    -d \'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}\'')
-    _out(f"  curl -s {proxy.url}/metrics | grep understudy_requests")
-    _out("  understudy exchanges list          # the recorded answer pairs (another terminal)")
-    _out(
-        f"  python -c \"from openai import OpenAI; print(OpenAI(base_url='{base}', api_key='x')"
-        ".chat.completions.create(model='gpt-4o-mini', messages=[{'role':'user','content':'hi'}])"
-        '.choices[0].message.content)"'
-    )
-    _out()
-    _out("Generating traffic; press Ctrl-C to stop.")
-
-
-async def _generate(base_url: str, rate: float, counts: dict[str, int]) -> None:
-    from openai import APIError, AsyncOpenAI, AsyncStream  # here: slow to import
-
-    log = structlog.get_logger("understudy.demo")
-    client = AsyncOpenAI(base_url=base_url, api_key="sk-demo-client", max_retries=0)
-    rng = random.Random(7)
-    in_flight: set[asyncio.Task[None]] = set()
-
-    async def one(i: int) -> None:
-        try:
-            stream = i % 2 == 1  # half streamed, so time to first token means something
-            raw = await client.chat.completions.with_raw_response.create(
-                model="gpt-4o-mini",
-                messages=[{"role": "user", "content": rng.choice(QUESTIONS)}],
-                user=f"demo-user-{i % 40}",
-                stream=stream,
-            )
-            answer = raw.parse()
-            if isinstance(answer, AsyncStream):
-                async for _chunk in answer:
-                    pass
-            served = raw.headers.get("x-understudy-served-by", "?")
-            counts[served] = counts.get(served, 0) + 1
-        except APIError as exc:
-            counts["errors"] = counts.get("errors", 0) + 1
-            log.warning("demo_request_failed", error=type(exc).__name__)
-
-    try:
-        i = 0
-        while True:
-            task = asyncio.get_running_loop().create_task(one(i), name=f"demo-request-{i}")
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-            i += 1
-            if i % max(1, int(rate * 5)) == 0:
-                _out(f"  {i} requests sent; answers by {json.dumps(counts, sort_keys=True)}")
-            await asyncio.sleep(rng.expovariate(rate))
-    finally:
-        # Let requests already sent finish, so they are recorded as answered, not aborted.
-        if in_flight:
-            await asyncio.wait(set(in_flight), timeout=5)
-        for task in in_flight:
-            task.cancel()
-        await asyncio.gather(*in_flight, return_exceptions=True)
-        await client.close()
+    _out("  understudy rollout history")
 
 
 async def _stop(*sites: RunningSite) -> None:

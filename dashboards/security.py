@@ -52,7 +52,9 @@ def _add_headers(response: web.StreamResponse) -> None:
     headers = response.headers
     headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     headers["X-Content-Type-Options"] = "nosniff"
-    headers["Referrer-Policy"] = "no-referrer"
+    # Not "no-referrer": with it browsers send "Origin: null" on form posts. Other sites
+    # still get no Referer, so an invite link never leaves the UI.
+    headers["Referrer-Policy"] = "same-origin"
     headers["X-Frame-Options"] = "DENY"
     headers.setdefault("Cache-Control", "no-store")
 

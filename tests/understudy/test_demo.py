@@ -129,11 +129,12 @@ def test_regression_scenario_shows_the_degradation_and_the_rollback_with_its_rea
     [(was, now, rest)] = [m for m in moves if m[2].startswith("rollback: ")]
     assert (was, now) == ("50%", "shadow")
     assert "The story ends: the candidate was rolled back." in out
+    tail = out.split("Rollout history of this run", 1)[1]
+    assert "controller rollback default row" in tail
 
     [rollback] = [e for e in history(tmp_path) if e["action"] == "rollback"]
     assert rollback["actor"] == "controller"
     assert rest.startswith(rollback["reason"])
-    assert rollback["reason"].startswith("rollback: guardrail beyond its harm limit (")
     after = rollback["after"]
     assert (after["mode"], after["percent"], after["stage"], after["paused"]) == (
         "shadow",
@@ -141,16 +142,21 @@ def test_regression_scenario_shows_the_degradation_and_the_rollback_with_its_rea
         "shadow",
         True,
     )
+    if "circuit breaker" in rollback["reason"]:
+        # Rare: failures in a row opened the proxy's breaker before the verdict saw enough.
+        assert rollback["reason"].startswith("rollback: circuit breaker of candidate")
+        return
+    assert rollback["reason"].startswith("rollback: guardrail beyond its harm limit (")
     verdict = rollback["verdict"]
     assert verdict["decision"] == "rollback"
-    failed = [m["name"] for m in verdict["metrics"] if m["label"] == "fail"]
-    assert failed and all(name in rollback["reason"] for name in failed)
-    # The metric that failed is printed under the rollback, with its recorded numbers.
-    shown = lines[lines.index(next(line for line in lines if "rollback: " in line)) + 1 :]
-    [worst] = [m for m in verdict["metrics"] if m["name"] == failed[0]]
-    assert any(
-        line.strip().startswith(f"{failed[0]}: fail, {worst['estimate']:.3g}") for line in shown
-    )
+    failed = [m for m in verdict["metrics"] if m["label"] == "fail"]
+    assert failed and all(m["name"] in rollback["reason"] for m in failed)
+    # Each failed metric is printed under the rollback, with the numbers recorded.
+    below = lines[next(i for i, line in enumerate(lines) if " rollback: " in line) + 1 :]
+    for m in failed:
+        assert any(
+            line.strip().startswith(f"{m['name']}: fail, {m['estimate']:.3g} ") for line in below
+        )
     tail = out.split("Rollout history of this run", 1)[1]
     assert "controller rollback default row" in tail
 

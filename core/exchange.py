@@ -25,6 +25,7 @@ class Role(StrEnum):
 
     SERVED = "served"  # its answer went to the client
     SHADOW = "shadow"  # a candidate mirrored in the background
+    REVERSE_SHADOW = "reverse_shadow"  # the primary mirrored in the background: the candidate served
     NOISE = "noise"  # the primary called a second time, for run-to-run noise
     FAILED_OVER = "failed_over"  # the candidate was to serve, failed before its first byte
 

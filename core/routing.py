@@ -23,6 +23,9 @@ class FlagState:
     percent: float  # 0-100, share of subjects served by the candidate in split
     shadow_rate: float  # 0-1, share of primary-served requests mirrored to the candidate
     noise_rate: float  # 0-1, share of requests sent twice to the primary
+    # 0-1, share of candidate-served requests also sent to the primary in the background,
+    # so the comparison and the guardrails go on after cutover
+    reverse_shadow_rate: float = 0.0
     version: int = 0
     killed: bool = False  # the kill switch: behave as OFF whatever the mode says
     stage: str | None = None  # the rollout plan's stage, once a plan drives the rollout
@@ -41,3 +44,4 @@ class RoutingDecision:
     percent: float
     flag_version: int
     bucket: int  # the subject's sticky bucket, 0-9999
+    reverse_shadow: bool = False  # the candidate serves; also call the primary in the background

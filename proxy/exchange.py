@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import uuid
@@ -105,7 +106,7 @@ class ExchangeHandler:
         primary_headers = self._primary_headers(request.headers)
         background = self._start_background(record, primary_headers)
         try:
-            return await self._serve(request, record, primary_headers)
+            return await self._serve(request, record, primary_headers, background)
         except asyncio.CancelledError:  # the client went away while we waited on the upstream
             for arm in record.arms:
                 if arm.role is Role.SERVED:
@@ -145,6 +146,24 @@ class ExchangeHandler:
             else:
                 self._metrics.shadows_skipped.labels(noise.name, skipped).inc()
         return started
+
+    def _start_reverse_shadow(
+        self, record: ExchangeRecord, primary_headers: dict[str, str]
+    ) -> asyncio.Task[None] | None:
+        """The primary on the same request, in the background, when the decision asks for it.
+
+        It runs on the primary's background pool and cap (the noise calls'), so it never
+        takes a connection a served request needs.
+        """
+        if not record.decision.reverse_shadow:
+            return None
+        primary = self._upstreams.noise
+        if (skipped := self._skip_reason(primary.name)) is not None:
+            self._metrics.shadows_skipped.labels(primary.name, skipped).inc()
+            record.shadow_skipped = True
+            return None
+        body = _shadow_body(record.parsed, record.parsed.model)
+        return self._spawn(record, primary, Role.REVERSE_SHADOW, body, primary_headers)
 
     def _admit_candidate(self, name: str) -> tuple[Admission, str | None]:
         """A candidate call passes the load, its cap, then its breaker; else why it is not made.
@@ -200,12 +219,18 @@ class ExchangeHandler:
     # -- serving the client --------------------------------------------------------------
 
     async def _serve(
-        self, request: web.Request, record: ExchangeRecord, primary_headers: dict[str, str]
+        self,
+        request: web.Request,
+        record: ExchangeRecord,
+        primary_headers: dict[str, str],
+        background: list[asyncio.Task[None]],
     ) -> web.StreamResponse:
         parsed, decision = record.parsed, record.decision
         if decision.served_is_candidate:
             candidate = self._upstreams.candidates[decision.served]
-            response = await self._try_candidate(request, record, candidate)
+            # Started once the candidate has answered: after a fallback the primary serves.
+            reverse = functools.partial(self._start_reverse_shadow, record, primary_headers)
+            response = await self._try_candidate(request, record, candidate, reverse, background)
             if response is not None:
                 return response
         primary = self._upstreams.primary
@@ -227,7 +252,12 @@ class ExchangeHandler:
             return upstream_failure(exc, record)
 
     async def _try_candidate(
-        self, request: web.Request, record: ExchangeRecord, candidate: HttpUpstream
+        self,
+        request: web.Request,
+        record: ExchangeRecord,
+        candidate: HttpUpstream,
+        reverse: Callable[[], asyncio.Task[None] | None],
+        background: list[asyncio.Task[None]],
     ) -> web.StreamResponse | None:
         """Serve from the candidate, or return None to fall back before the client saw a byte.
 
@@ -279,6 +309,8 @@ class ExchangeHandler:
             arm.capture.add(first)
             record.arms.append(arm)
             record.served_by = candidate.name
+            if (task := reverse()) is not None:
+                background.append(task)
             return await relay(
                 request, record, arm, response, chunks, first=first, redact=self._redact
             )

@@ -25,7 +25,12 @@ def bucket(flag_key: str, subject: str) -> int:
 def decide(
     flag: FlagState, subject: str, *, primary: str, shadow_draw: float, noise_draw: float
 ) -> RoutingDecision:
-    """Route one request. ``shadow_draw`` and ``noise_draw`` are uniform [0, 1) samples."""
+    """Route one request. ``shadow_draw`` and ``noise_draw`` are uniform [0, 1) samples.
+
+    One draw serves both mirrors: a request goes one way or the other, so the shadow
+    (primary serves, candidate mirrored) and the reverse shadow (candidate serves,
+    primary mirrored) never compete for it.
+    """
     b = bucket(flag.key, subject)
     mode = RolloutMode.OFF if flag.killed or flag.candidate is None else flag.mode
     to_candidate = mode is RolloutMode.CUTOVER or (
@@ -36,13 +41,17 @@ def decide(
         and not to_candidate
         and shadow_draw < flag.shadow_rate
     )
+    reverse = to_candidate and shadow_draw < flag.reverse_shadow_rate
+    # Noise needs a primary answer to compare with: the served one, or the reverse shadow's.
+    noise = not flag.killed and (reverse or not to_candidate) and noise_draw < flag.noise_rate
     return RoutingDecision(
         served=flag.candidate if to_candidate and flag.candidate else primary,
         served_is_candidate=to_candidate,
         shadow=flag.candidate if mirrored else None,
-        noise=not flag.killed and not to_candidate and noise_draw < flag.noise_rate,
+        noise=noise,
         mode=mode,
         percent=100.0 if mode is RolloutMode.CUTOVER else flag.percent,
         flag_version=flag.version,
         bucket=b,
+        reverse_shadow=reverse,
     )

@@ -53,11 +53,19 @@ class NewValues:
     percent: float | None = None
     shadow_rate: float | None = None
     noise_rate: float | None = None
+    reverse_shadow_rate: float | None = None
 
     def is_empty(self) -> bool:
         return all(
             v is None
-            for v in (self.mode, self.candidate, self.percent, self.shadow_rate, self.noise_rate)
+            for v in (
+                self.mode,
+                self.candidate,
+                self.percent,
+                self.shadow_rate,
+                self.noise_rate,
+                self.reverse_shadow_rate,
+            )
         )
 
 
@@ -79,11 +87,13 @@ def set_values(
     if new.is_empty():
         raise RolloutRefused(
             "set",
-            "give at least one of --mode, --candidate, --percent, --shadow-rate, --noise-rate",
+            "give at least one of --mode, --candidate, --percent, --shadow-rate, --noise-rate, "
+            "--reverse-shadow-rate",
         )
     _share("percent", new.percent, 100)
     _share("shadow_rate", new.shadow_rate, 1)
     _share("noise_rate", new.noise_rate, 1)
+    _share("reverse_shadow_rate", new.reverse_shadow_rate, 1)
     if new.candidate is not None and new.candidate not in rules.candidates:
         known = ", ".join(rules.candidates) or "none"
         raise RolloutRefused(
@@ -108,6 +118,9 @@ def set_values(
         percent=current.percent if new.percent is None else new.percent,
         shadow_rate=current.shadow_rate if new.shadow_rate is None else new.shadow_rate,
         noise_rate=current.noise_rate if new.noise_rate is None else new.noise_rate,
+        reverse_shadow_rate=current.reverse_shadow_rate
+        if new.reverse_shadow_rate is None
+        else new.reverse_shadow_rate,
     )
 
 

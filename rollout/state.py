@@ -56,6 +56,7 @@ def resolve(rows: Mapping[str | None, FlagRecord], route: Route, rules: RolloutR
         percent=percent,
         shadow_rate=row.shadow_rate,
         noise_rate=row.noise_rate,
+        reverse_shadow_rate=row.reverse_shadow_rate,
         version=max(row.version, default.version),
         killed=row.killed or default.killed,
         stage=row.stage,

@@ -27,6 +27,7 @@ def state_json(state: FlagState) -> dict[str, Any]:
         "served_percent": served_percent(state),
         "shadow_rate": state.shadow_rate,
         "noise_rate": state.noise_rate,
+        "reverse_shadow_rate": state.reverse_shadow_rate,
         "stage": state.stage,
         "paused": state.paused,
         "killed": state.killed,

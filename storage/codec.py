@@ -37,6 +37,7 @@ def decision_to_json(decision: RoutingDecision) -> dict[str, Any]:
         "served_is_candidate": decision.served_is_candidate,
         "shadow": decision.shadow,
         "noise": decision.noise,
+        "reverse_shadow": decision.reverse_shadow,
         "mode": decision.mode.value,
         "percent": decision.percent,
         "flag_version": decision.flag_version,
@@ -103,6 +104,7 @@ def decision_from_json(data: Mapping[str, Any]) -> RoutingDecision:
         percent=float(data.get("percent", 0.0)),
         flag_version=int(data.get("flag_version", 0)),
         bucket=int(data.get("bucket", 0)),
+        reverse_shadow=bool(data.get("reverse_shadow", False)),
     )
 
 

@@ -47,6 +47,7 @@ class FlagRecord:
     percent: float
     shadow_rate: float
     noise_rate: float
+    reverse_shadow_rate: float = 0.0
     stage: str | None = None
     paused: bool = False
     killed: bool = False
@@ -105,6 +106,7 @@ def _record(row: FlagRow) -> FlagRecord:
         percent=row.percent,
         shadow_rate=row.shadow_rate,
         noise_rate=row.noise_rate,
+        reverse_shadow_rate=row.reverse_shadow_rate,
         stage=row.stage,
         paused=row.paused,
         killed=row.killed,

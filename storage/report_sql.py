@@ -63,7 +63,11 @@ def raw_id() -> ColumnElement[Any]:
 
 
 def pair_join(candidate: str, *, outer: bool = False) -> tuple[FromClause, FromClause, FromClause]:
-    """exchanges joined to its served primary arm and the candidate's shadow arm.
+    """exchanges joined to the primary's arm and the candidate's arm on the same request.
+
+    A pair is either way round: the primary served and the candidate was its shadow,
+    or the candidate served and the primary was its reverse shadow. The second
+    alias is named for the first kind, the common one.
 
     ``outer`` joins keep exchanges lacking an arm (drop them afterwards): SQLite
     never reorders a LEFT JOIN, so it walks exchanges in ``created_at`` order and
@@ -76,14 +80,17 @@ def pair_join(candidate: str, *, outer: bool = False) -> tuple[FromClause, FromC
     shadow = OBSERVATIONS.alias("c")
     # `|| ''`: without statistics SQLite would look arms up through the role index
     # (a million entries per value) instead of the primary key.
+    primary_role = primary.c.role.concat("")
     on_primary = and_(
         primary.c.exchange_id == e.c.id,
-        primary.c.role.concat("") == Role.SERVED.value,
-        primary.c.upstream != candidate,
+        or_(
+            and_(primary_role == Role.SERVED.value, primary.c.upstream != candidate),
+            primary_role == Role.REVERSE_SHADOW.value,
+        ),
     )
     on_shadow = and_(
         shadow.c.exchange_id == e.c.id,
-        shadow.c.role.concat("") == Role.SHADOW.value,
+        shadow.c.role.concat("").in_((Role.SHADOW.value, Role.SERVED.value)),
         shadow.c.upstream == candidate,
     )
     joined = e.join(primary, on_primary, isouter=outer).join(shadow, on_shadow, isouter=outer)

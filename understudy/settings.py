@@ -77,6 +77,9 @@ class RolloutSettings(BaseModel):
     candidate: str | None = None
     percent: float = Field(default=0.0, ge=0, le=100)
     shadow_rate: float = Field(default=1.0, ge=0, le=1)
+    # Candidate-served requests (split and cutover) also sent to the primary in the
+    # background: the comparison goes on after cutover, for the price of this share.
+    reverse_shadow_rate: float = Field(default=0.05, ge=0, le=1)
     flag_key: str = "default"
     # With a database, the values above only seed an empty flag store; after that the
     # store (`understudy rollout ...`) is the rollout. How often replicas look at it:

@@ -97,3 +97,50 @@ def test_noise_sampled_at_noise_rate_and_decision_carries_flag_version() -> None
     assert decide(f, "u", primary="openai", shadow_draw=0.9, noise_draw=0.1).noise
     d = decide(f, "u", primary="openai", shadow_draw=0.9, noise_draw=0.3)
     assert not d.noise and d.flag_version == 3
+
+
+def test_reverse_shadow_samples_candidate_served_requests_at_its_own_rate() -> None:
+    rng = random.Random(2)
+    f = flag(RolloutMode.CUTOVER, shadow_rate=1.0, reverse_shadow_rate=0.1)
+    decisions = [
+        decide(f, f"user-{i}", primary="openai", shadow_draw=rng.random(), noise_draw=1.0)
+        for i in range(10_000)
+    ]
+    assert all(d.served_is_candidate and d.shadow is None for d in decisions)
+    rate = sum(d.reverse_shadow for d in decisions) / len(decisions)
+    assert abs(rate - 0.1) < 0.02  # its own rate: the shadow rate of 1.0 plays no part
+
+
+def test_in_split_only_candidate_served_requests_are_reverse_shadowed() -> None:
+    f = flag(RolloutMode.SPLIT, 50, reverse_shadow_rate=1.0)
+    decisions = [
+        decide(f, f"user-{i}", primary="openai", shadow_draw=0.0, noise_draw=1.0)
+        for i in range(400)
+    ]
+    assert {(d.served_is_candidate, d.reverse_shadow, d.shadow) for d in decisions} == {
+        (True, True, None),
+        (False, False, "local"),
+    }
+
+
+@pytest.mark.parametrize("mode", [RolloutMode.OFF, RolloutMode.SHADOW])
+def test_nothing_is_reverse_shadowed_while_the_primary_serves(mode: RolloutMode) -> None:
+    d = decide(
+        flag(mode, reverse_shadow_rate=1.0), "u", primary="openai", shadow_draw=0, noise_draw=1
+    )
+    assert not d.served_is_candidate and not d.reverse_shadow
+
+
+def test_a_killed_rollout_reverse_shadows_nothing() -> None:
+    f = flag(RolloutMode.CUTOVER, killed=True, reverse_shadow_rate=1.0)
+    d = decide(f, "u", primary="openai", shadow_draw=0.0, noise_draw=1.0)
+    assert d.served == "openai" and not d.reverse_shadow
+
+
+def test_noise_goes_with_the_reverse_shadow_after_cutover() -> None:
+    # The primary's run-to-run noise needs a primary answer to set a second one against.
+    f = flag(RolloutMode.CUTOVER, reverse_shadow_rate=0.5, noise_rate=1.0)
+    with_reverse = decide(f, "u", primary="openai", shadow_draw=0.1, noise_draw=0.0)
+    assert with_reverse.reverse_shadow and with_reverse.noise
+    without = decide(f, "u", primary="openai", shadow_draw=0.9, noise_draw=0.0)
+    assert not without.reverse_shadow and not without.noise

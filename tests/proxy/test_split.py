@@ -49,7 +49,9 @@ async def test_subject_header_and_client_key_are_sticky_too(make_rig: RigFactory
 
 
 async def test_cutover_serves_from_candidate_with_sdk(make_rig: RigFactory) -> None:
-    rig = await make_rig(rollout={"mode": "cutover", "candidate": "local"})
+    rig = await make_rig(
+        rollout={"mode": "cutover", "candidate": "local", "reverse_shadow_rate": 0}
+    )
     client = rig.client()
     raw = await client.chat.completions.with_raw_response.create(**chat())
     assert raw.headers["x-understudy-served-by"] == "local"

@@ -131,7 +131,9 @@ def _arm(obs: Observation | None) -> tuple[str, str]:
 
 def _row(e: Exchange) -> list[str]:
     served, served_ms = _arm(e.arm(Role.SERVED))
-    shadow, shadow_ms = _arm(e.arm(Role.SHADOW))
+    # The arm called in the background: the candidate's shadow, or after cutover the
+    # primary's reverse shadow.
+    shadow, shadow_ms = _arm(e.arm(Role.SHADOW) or e.arm(Role.REVERSE_SHADOW))
     return [
         str(e.id),
         e.created_at.strftime("%Y-%m-%d %H:%M:%S"),

@@ -85,6 +85,11 @@ def register(subparsers: Subparsers) -> None:
     change.add_argument("--candidate", help="a configured candidate's name")
     change.add_argument("--shadow-rate", type=_number, help="share mirrored to the candidate, 0-1")
     change.add_argument("--noise-rate", type=_number, help="share sent twice to the primary, 0-1")
+    change.add_argument(
+        "--reverse-shadow-rate",
+        type=_number,
+        help="share of candidate-served requests also sent to the primary, 0-1",
+    )
     change.set_defaults(func=lambda a: _run(a, _set))
 
     # The stage plan's verbs (plan, promote, rollback) share this command's helpers.
@@ -125,6 +130,7 @@ async def _set(args: argparse.Namespace, settings: Settings, db: Database) -> in
         percent=args.percent,
         shadow_rate=args.shadow_rate,
         noise_rate=args.noise_rate,
+        reverse_shadow_rate=args.reverse_shadow_rate,
     )
     return await _change(args, settings, db, RolloutAction.SET, values)
 
@@ -167,6 +173,7 @@ def _route_line(route: Route, state: FlagState, own_row: bool) -> str:
     details = [
         f"shadow rate {state.shadow_rate:g}",
         f"noise rate {state.noise_rate:g}",
+        f"reverse shadow rate {state.reverse_shadow_rate:g}",
         f"stage {state.stage or '-'}",
         "paused" if state.paused else "running",
         "own row" if own_row else "default row",

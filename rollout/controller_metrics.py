@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from rollout.reconcile import TransitionKind
+from rollout.trips import TripOutcome
 
 
 class ControllerMetrics:
@@ -22,6 +23,15 @@ class ControllerMetrics:
         )
         for kind in TransitionKind:
             self.transitions.labels(kind.value)
+        self.trips = Counter(
+            "understudy_rollout_breaker_trips",
+            "This replica's circuit-breaker trips the controller took up, by what it made of "
+            "them (rollback, or why not).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in TripOutcome:
+            self.trips.labels(outcome.value)
         self.last_run = Gauge(
             "understudy_rollout_controller_last_run_timestamp_seconds",
             "When this replica's controller last looked at the rollout (Unix time).",

@@ -23,6 +23,7 @@ from core import Exchange, Route
 from storage.codec import candidate_of, to_utc
 from storage.database import Database
 from storage.judgments import Judgment, list_judgments
+from storage.models import ReviewerRow, ReviewRow
 from storage.report_sql import EXCHANGES, OBSERVATIONS, pair_join
 from storage.repository import get_exchange
 
@@ -235,14 +236,38 @@ async def _scan_extent(
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewEntry:
+    """One person's decided review of the pair (skips included, pending ones not)."""
+
+    reviewer: str
+    outcome: str
+    shown_order: str
+    time_taken_ms: float | None
+    note: str | None
+    decided_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ExchangeDetail:
     """One exchange with its arms, which of them form the candidate-vs-primary pair, and
-    the judge's verdicts on that pair (oldest first)."""
+    the judge's verdicts and people's reviews of that pair (oldest first)."""
 
     exchange: Exchange
     primary_position: int | None  # index into exchange.observations; None: no such arm
     candidate_position: int | None
     judgments: tuple[Judgment, ...]
+    reviews: tuple[ReviewEntry, ...]
+
+
+async def _reviews(conn: AsyncConnection, exchange_id: uuid.UUID) -> tuple[ReviewEntry, ...]:
+    r, who = ReviewRow.__table__.c, ReviewerRow.__table__.c
+    query = (
+        select(who.name, r.outcome, r.shown_order, r.time_taken_ms, r.note, r.decided_at)
+        .select_from(ReviewRow.__table__.join(ReviewerRow.__table__, who.id == r.reviewer_id))
+        .where(r.exchange_id == exchange_id, r.outcome.is_not(None))
+        .order_by(r.decided_at, r.id)
+    )
+    return tuple(ReviewEntry(*row) for row in (await conn.execute(query)).all())
 
 
 async def exchange_detail(db: Database, exchange_id: uuid.UUID) -> ExchangeDetail | None:
@@ -252,7 +277,7 @@ async def exchange_detail(db: Database, exchange_id: uuid.UUID) -> ExchangeDetai
         return None
     candidate = candidate_of(exchange.decision)
     if candidate is None:
-        return ExchangeDetail(exchange, None, None, ())
+        return ExchangeDetail(exchange, None, None, (), ())
     joined, primary, shadow = pair_join(candidate, outer=True)
     query = (
         select(primary.c.position, shadow.c.position)
@@ -261,5 +286,6 @@ async def exchange_detail(db: Database, exchange_id: uuid.UUID) -> ExchangeDetai
     )
     async with db.engine.connect() as conn:
         primary_position, candidate_position = (await conn.execute(query)).one()
+        reviews = await _reviews(conn, exchange_id)
     judged = await list_judgments(db, exchange_id=exchange_id, candidate=candidate)
-    return ExchangeDetail(exchange, primary_position, candidate_position, tuple(judged))
+    return ExchangeDetail(exchange, primary_position, candidate_position, tuple(judged), reviews)

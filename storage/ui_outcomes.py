@@ -11,14 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
+import numpy as np
+from sqlalchemy import ColumnElement, Select, Table, and_, case, func, or_, select
 from sqlalchemy.sql.selectable import FromClause
 
-from core.outcome import PairOutcome
+from core.outcome import PairOutcome, ReviewOutcome
 from storage.database import Database
-from storage.models import AuditRow, FlagRow
+from storage.models import AuditRow, FlagRow, ReviewRow
 from storage.report_sql import EXCHANGES, JUDGMENTS, epoch_seconds, pair_join, pairs_where
 from storage.window import ExchangeWindow
+
+REVIEWS: Table = ReviewRow.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,44 @@ async def judge_tally(db: Database, window: ExchangeWindow) -> JudgeTally:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewTally:
+    """People's decided reviews of the window's pairs, one per reviewer and pair; skips
+    and reviews still pending are not counted."""
+
+    wins: int
+    losses: int
+    ties: int
+    both_bad: int
+
+    @property
+    def n(self) -> int:
+        return self.wins + self.losses + self.ties + self.both_bad
+
+
+async def review_tally(db: Database, window: ExchangeWindow) -> ReviewTally:
+    r, e = REVIEWS.c, EXCHANGES.c
+    query = (
+        select(r.outcome, func.count())
+        .select_from(REVIEWS.join(EXCHANGES, e.id == r.exchange_id))
+        .where(
+            r.candidate == window.named_candidate,
+            r.outcome.is_not(None),
+            r.outcome != ReviewOutcome.SKIPPED.value,
+            *window.conditions(),
+        )
+        .group_by(r.outcome)
+    )
+    async with db.engine.connect() as conn:
+        counts = {ReviewOutcome(o): int(n) for o, n in (await conn.execute(query)).all()}
+    return ReviewTally(
+        wins=counts.get(ReviewOutcome.CANDIDATE, 0),
+        losses=counts.get(ReviewOutcome.PRIMARY, 0),
+        ties=counts.get(ReviewOutcome.TIE, 0),
+        both_bad=counts.get(ReviewOutcome.BOTH_BAD, 0),
+    )
+
+
 # ---- cost -------------------------------------------------------------------------------------
 
 
@@ -99,12 +140,49 @@ class PairTokenMeans:
     candidate: ArmTokenMeans
 
 
-def _mean_tokens(arm: FromClause, known: ColumnElement[bool]) -> list[ColumnElement[Any]]:
+@dataclass(frozen=True, slots=True)
+class PairTokenSums:
+    """Token sums over a window's pairs: they add up, so windows with no pair in common merge."""
+
+    pairs: int
+    first_s: float  # NaN when there is no pair
+    last_s: float
+    n: int
+    primary: tuple[float, float, float, float]  # prompt, cached, uncached, completion
+    candidate: tuple[float, float, float, float]
+
+    def merged(self, other: PairTokenSums) -> PairTokenSums:
+        def add(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float, float]:
+            w, x, y, z = (i + j for i, j in zip(a, b, strict=True))
+            return w, x, y, z
+
+        return PairTokenSums(
+            pairs=self.pairs + other.pairs,
+            first_s=float(np.fmin(self.first_s, other.first_s)),
+            last_s=float(np.fmax(self.last_s, other.last_s)),
+            n=self.n + other.n,
+            primary=add(self.primary, other.primary),
+            candidate=add(self.candidate, other.candidate),
+        )
+
+    def means(self) -> PairTokenMeans:
+        def mean(sums: tuple[float, float, float, float]) -> ArmTokenMeans:
+            if self.n == 0:
+                return ArmTokenMeans(math.nan, math.nan, math.nan, math.nan)
+            prompt, cached, uncached, completion = (v / self.n for v in sums)
+            return ArmTokenMeans(prompt, cached, uncached, completion)
+
+        return PairTokenMeans(
+            self.pairs, self.first_s, self.last_s, self.n, mean(self.primary), mean(self.candidate)
+        )
+
+
+def _sum_tokens(arm: FromClause, known: ColumnElement[bool]) -> list[ColumnElement[Any]]:
     cached = func.coalesce(arm.c.cached_tokens, 0)
     uncached = case((arm.c.prompt_tokens > cached, arm.c.prompt_tokens - cached), else_=0)
     prompt = func.coalesce(arm.c.prompt_tokens, 0)
     return [
-        func.avg(case((known, value), else_=None))
+        func.sum(case((known, value), else_=0))
         for value in (prompt, cached, uncached, arm.c.completion_tokens)
     ]
 
@@ -112,23 +190,26 @@ def _mean_tokens(arm: FromClause, known: ColumnElement[bool]) -> list[ColumnElem
 def _cost_query(
     dialect: str, window: ExchangeWindow, *, candidate_prompt_needed: bool
 ) -> Select[Any]:
-    joined, primary, shadow = pair_join(window.named_candidate)
+    # Outer, with the pair test inside the aggregates: see storage.ui_overview._arms_of.
+    joined, primary, shadow = pair_join(window.named_candidate, outer=True)
+    pair = and_(primary.c.exchange_id.is_not(None), shadow.c.exchange_id.is_not(None))
     known = and_(
+        pair,
         primary.c.prompt_tokens.is_not(None),
         primary.c.completion_tokens.is_not(None),
         shadow.c.completion_tokens.is_not(None),
     )
     if candidate_prompt_needed:
         known = and_(known, shadow.c.prompt_tokens.is_not(None))
-    epoch = epoch_seconds(dialect, EXCHANGES.c.created_at)
+    epoch = case((pair, epoch_seconds(dialect, EXCHANGES.c.created_at)), else_=None)
     return (
         select(
-            func.count(),
+            func.sum(case((pair, 1), else_=0)),
             func.min(epoch),
             func.max(epoch),
             func.sum(case((known, 1), else_=0)),
-            *_mean_tokens(primary, known),
-            *_mean_tokens(shadow, known),
+            *_sum_tokens(primary, known),
+            *_sum_tokens(shadow, known),
         )
         .select_from(joined)
         .where(*pairs_where(window))
@@ -139,10 +220,10 @@ def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-async def pair_token_means(
+async def pair_token_sums(
     db: Database, window: ExchangeWindow, *, candidate_prompt_needed: bool
-) -> PairTokenMeans:
-    """Token means over the window's pairs for the cost projection.
+) -> PairTokenSums:
+    """Token sums over the window's pairs for the cost projection (``.means()``).
 
     ``candidate_prompt_needed``: True when the candidate is priced per token (an
     API list price), where a request with no prompt count has no known cost; a
@@ -151,15 +232,15 @@ async def pair_token_means(
     query = _cost_query(db.dialect, window, candidate_prompt_needed=candidate_prompt_needed)
     async with db.engine.connect() as conn:
         row = (await conn.execute(query)).one()
-    pairs, first, last, n, *means = row
-    values = [_number(v) for v in means]
-    return PairTokenMeans(
-        pairs=int(pairs),
+    pairs, first, last, n, *sums = row
+    p0, p1, p2, p3, c0, c1, c2, c3 = (_number(v) if v is not None else 0.0 for v in sums)
+    return PairTokenSums(
+        pairs=int(pairs or 0),
         first_s=_number(first),
         last_s=_number(last),
         n=int(n or 0),
-        primary=ArmTokenMeans(*values[:4]),
-        candidate=ArmTokenMeans(*values[4:]),
+        primary=(p0, p1, p2, p3),
+        candidate=(c0, c1, c2, c3),
     )
 
 

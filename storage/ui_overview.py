@@ -3,10 +3,11 @@
 An arm is the candidate (any observation of the named candidate upstream) or the
 primary (any other upstream). Calls made to measure noise are left out: they would
 count the primary twice. One grouped scan counts, per time bucket and arm, every
-observation by role, failure, fallback and latency bin; the latency distribution,
-the error and fallback rates over time and (on SQLite) the quantiles over time all
-come from those counts. Time to first token gets a second scan of the same shape.
-PostgreSQL computes the quantiles over time exactly with ``percentile_cont``.
+observation by role, failure, fallback and latency bin; a second counts time to
+first token bins. The distributions, the error and fallback rates over time and
+the p50 and p95 over time all come from those counts, which add up over buckets
+(``storage.ui_memo`` keeps settled buckets). PostgreSQL can also give the
+quantiles exactly with ``percentile_cont``.
 """
 
 from __future__ import annotations
@@ -101,14 +102,89 @@ class RatePoint:
         return self.fallbacks / self.assigned if self.assigned else math.nan
 
 
+BinCounts = Mapping[int, int]  # log-scale bin index -> calls
+
+
+def _added(a: Mapping[Any, int], b: Mapping[Any, int]) -> dict[Any, int]:
+    total = dict(a)
+    for key, count in b.items():
+        total[key] = total.get(key, 0) + count
+    return total
+
+
 @dataclass(frozen=True, slots=True)
 class ArmActivity:
-    """What the overview plots per arm over a window, from one grouped scan."""
+    """Per time bucket and arm: latency and TTFT bin counts and the call counts behind the
+    error and fallback rates. Counts add up, so windows that share no bucket merge."""
 
-    latency: tuple[Histogram, ...]
-    rates: tuple[RatePoint, ...]
     bucket_s: int
-    bins: Mapping[tuple[int, Arm], Mapping[int, int]]  # (bucket, arm) -> latency bin counts
+    latency_bins: Mapping[tuple[int, Arm], BinCounts]
+    ttft_bins: Mapping[tuple[int, Arm], BinCounts]
+    # (bucket, arm) -> (calls, failed, assigned, fallbacks), as in RatePoint
+    calls: Mapping[tuple[int, Arm], tuple[int, int, int, int]]
+
+    def merged(self, other: ArmActivity) -> ArmActivity:
+        if other.bucket_s != self.bucket_s:
+            raise ValueError("only activity counted in equal buckets merges")
+
+        def both(a: Mapping[Any, BinCounts], b: Mapping[Any, BinCounts]) -> dict[Any, BinCounts]:
+            return {k: _added(a.get(k, {}), b.get(k, {})) for k in {*a, *b}}
+
+        calls = dict(self.calls)
+        for key, counts in other.calls.items():
+            mine = calls.get(key, (0, 0, 0, 0))
+            calls[key] = (
+                mine[0] + counts[0],
+                mine[1] + counts[1],
+                mine[2] + counts[2],
+                mine[3] + counts[3],
+            )
+        return ArmActivity(
+            self.bucket_s,
+            both(self.latency_bins, other.latency_bins),
+            both(self.ttft_bins, other.ttft_bins),
+            calls,
+        )
+
+    def _histograms(self, duration: Duration) -> tuple[Histogram, ...]:
+        source = self.latency_bins if duration is Duration.LATENCY else self.ttft_bins
+        totals: dict[Arm, dict[int, int]] = {a: {} for a in Arm}
+        for (_, arm), counts in source.items():
+            totals[arm] = _added(totals[arm], counts)
+        return tuple(Histogram(a, duration, totals[a]) for a in Arm)
+
+    @property
+    def latency(self) -> tuple[Histogram, ...]:
+        """Latency of each arm's successful calls over the whole window."""
+        return self._histograms(Duration.LATENCY)
+
+    @property
+    def ttft(self) -> tuple[Histogram, ...]:
+        """Time to first token of each arm's successful calls that recorded one."""
+        return self._histograms(Duration.TTFT)
+
+    @property
+    def rates(self) -> tuple[RatePoint, ...]:
+        """Error and fallback counts per bucket and arm, oldest first."""
+        return tuple(
+            RatePoint(bucket_start(b, self.bucket_s), arm, *counts)
+            for (b, arm), counts in sorted(self.calls.items())
+        )
+
+    def quantiles(self) -> QuantileSeries:
+        """p50 and p95 latency per bucket and arm, read from the bins (see ``storage.ui_bins``):
+        each within a factor ``BIN_RATIO`` of the exact value, on every backend."""
+        points = [
+            QuantilePoint(
+                bucket_start(b, self.bucket_s),
+                arm,
+                sum(counts.values()),
+                quantile_from_bins(counts, 0.5),
+                quantile_from_bins(counts, 0.95),
+            )
+            for (b, arm), counts in sorted(self.latency_bins.items())
+        ]
+        return QuantileSeries(tuple(points), BIN_RATIO)
 
 
 def _arm(candidate: str, o: FromClause) -> ColumnElement[str]:
@@ -116,7 +192,15 @@ def _arm(candidate: str, o: FromClause) -> ColumnElement[str]:
 
 
 def _arms_of(window: ExchangeWindow) -> tuple[FromClause, FromClause, list[ColumnElement[bool]]]:
-    """Exchanges of the window joined to their arms' observations."""
+    """Exchanges of the window, outer-joined to their arms' observations.
+
+    Outer, and no condition on the arm in the WHERE clause (SQLite would turn the
+    join inner): SQLite never reorders a LEFT JOIN, so it walks the exchanges
+    (by the created_at index when the window starts somewhere) and finds each
+    one's arms by primary key, where an inner join lets it scan every observation
+    and look its exchange up at random, several times slower. Rows without an arm
+    come back with a NULL role and are dropped by the caller.
+    """
     e = EXCHANGES
     o = OBSERVATIONS.alias("o")
     cand = window.named_candidate
@@ -124,7 +208,7 @@ def _arms_of(window: ExchangeWindow) -> tuple[FromClause, FromClause, list[Colum
     # the way in from an exchange. A split exchange the primary served names no
     # candidate, so NULL belongs to the window too.
     roles = o.c.role.concat("").in_([r.value for r in ARM_ROLES])
-    joined = e.join(o, and_(o.c.exchange_id == e.c.id, roles))
+    joined = e.outerjoin(o, and_(o.c.exchange_id == e.c.id, roles))
     where = [func.coalesce(e.c.candidate, cand) == cand, *window.conditions()]
     return joined, o, where
 
@@ -141,59 +225,53 @@ def _activity_query(dialect: str, window: ExchangeWindow, bucket_s: int) -> Sele
     return select(*keys, func.count()).select_from(joined).where(*where).group_by(*keys)
 
 
+def _ttft_query(dialect: str, window: ExchangeWindow, bucket_s: int) -> Select[Any]:
+    joined, o, where = _arms_of(window)
+    bucket = bucket_expression(dialect, EXCHANGES.c.created_at, bucket_s)
+    arm = _arm(window.named_candidate, o)
+    # NULL for calls that failed, recorded no first token or are no arm (see _arms_of).
+    ok = and_(failed_flag(o) == 0, o.c.ttft_ms.is_not(None))
+    ttft_bin = case((ok, bin_expression(dialect, o.c.ttft_ms)), else_=None)
+    keys: tuple[ColumnElement[Any], ...] = (bucket, arm, ttft_bin)
+    return select(*keys, func.count()).select_from(joined).where(*where).group_by(*keys)
+
+
 def _is_candidate(arm: Any) -> bool:
     return str(arm) == Arm.CANDIDATE.value
 
 
 async def arm_activity(db: Database, window: ExchangeWindow, *, bucket_s: int) -> ArmActivity:
-    """Latency distributions and error and fallback rates over time, per arm."""
+    """Latency and TTFT distributions and error and fallback counts per bucket and arm."""
     if bucket_s <= 0:
         raise ValueError("a time bucket lasts at least a second")
     async with db.engine.connect() as conn:
         rows = (await conn.execute(_activity_query(db.dialect, window, bucket_s))).all()
+        ttft_rows = (await conn.execute(_ttft_query(db.dialect, window, bucket_s))).all()
     bins: dict[tuple[int, Arm], dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    totals: dict[Arm, dict[int, int]] = {a: defaultdict(int) for a in Arm}
-    rates: dict[tuple[int, Arm], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    calls: dict[tuple[int, Arm], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for bucket, arm_value, role, failed, fallback, latency_bin, count in rows:
+        if role is None:
+            continue  # an exchange with no arm in these roles
         arm = Arm(arm_value)
-        counts = rates[(int(bucket), arm)]
+        counts = calls[(int(bucket), arm)]
         counts[0] += count
         counts[1] += count if failed else 0
         if role == Role.SERVED.value and (_is_candidate(arm) or fallback):
             # The exchange's served arm stands for the exchange: once per exchange.
-            rates[(int(bucket), Arm.CANDIDATE)][2] += count
-            rates[(int(bucket), Arm.CANDIDATE)][3] += count if fallback else 0
+            calls[(int(bucket), Arm.CANDIDATE)][2] += count
+            calls[(int(bucket), Arm.CANDIDATE)][3] += count if fallback else 0
         if latency_bin is not None:
             bins[(int(bucket), arm)][int(latency_bin)] += count
-            totals[arm][int(latency_bin)] += count
+    ttft: dict[tuple[int, Arm], dict[int, int]] = defaultdict(dict)
+    for bucket, arm_value, ttft_bin, count in ttft_rows:
+        if ttft_bin is not None:
+            ttft[(int(bucket), Arm(arm_value))][int(ttft_bin)] = int(count)
     return ArmActivity(
-        latency=tuple(Histogram(a, Duration.LATENCY, dict(totals[a])) for a in Arm),
-        rates=tuple(
-            RatePoint(bucket_start(b, bucket_s), a, *values)
-            for (b, a), values in sorted(rates.items())
-        ),
-        bucket_s=bucket_s,
-        bins={key: dict(value) for key, value in bins.items()},
+        bucket_s,
+        {key: dict(value) for key, value in bins.items()},
+        dict(ttft),
+        {key: (c[0], c[1], c[2], c[3]) for key, c in calls.items()},
     )
-
-
-def _ttft_query(dialect: str, window: ExchangeWindow) -> Select[Any]:
-    joined, o, where = _arms_of(window)
-    arm = _arm(window.named_candidate, o)
-    ttft_bin = bin_expression(dialect, o.c.ttft_ms)
-    keys: tuple[ColumnElement[Any], ...] = (arm, ttft_bin)
-    ok = and_(failed_flag(o) == 0, o.c.ttft_ms.is_not(None))
-    return select(*keys, func.count()).select_from(joined).where(*where, ok).group_by(*keys)
-
-
-async def ttft_histograms(db: Database, window: ExchangeWindow) -> tuple[Histogram, ...]:
-    """Time to first token of each arm's successful streamed calls, in log-scale bins."""
-    async with db.engine.connect() as conn:
-        rows = (await conn.execute(_ttft_query(db.dialect, window))).all()
-    totals: dict[Arm, dict[int, int]] = {a: {} for a in Arm}
-    for arm, ttft_bin, count in rows:
-        totals[Arm(arm)][int(ttft_bin)] = int(count)
-    return tuple(Histogram(a, Duration.TTFT, totals[a]) for a in Arm)
 
 
 def _percentile_query(window: ExchangeWindow, bucket_s: int) -> Select[Any]:
@@ -216,32 +294,21 @@ def _percentile_query(window: ExchangeWindow, bucket_s: int) -> Select[Any]:
     )
 
 
-async def latency_quantiles(
-    db: Database, window: ExchangeWindow, activity: ArmActivity
+async def exact_latency_quantiles(
+    db: Database, window: ExchangeWindow, *, bucket_s: int
 ) -> QuantileSeries:
-    """p50 and p95 latency per arm and time bucket of ``activity``.
+    """p50 and p95 latency per bucket and arm, exact (``percentile_cont``): PostgreSQL only.
 
-    PostgreSQL: exact, with ``percentile_cont``. SQLite has no percentile
-    aggregate: the quantiles are read from the activity's latency bins, each
-    within a factor ``BIN_RATIO`` of the exact value.
+    SQLite has no percentile aggregate; ``ArmActivity.quantiles`` reads them from
+    the bins on either backend, and is what a memoised overview can use.
     """
     if db.dialect != "postgresql":
-        points = [
-            QuantilePoint(
-                bucket_start(b, activity.bucket_s),
-                arm,
-                sum(counts.values()),
-                quantile_from_bins(counts, 0.5),
-                quantile_from_bins(counts, 0.95),
-            )
-            for (b, arm), counts in sorted(activity.bins.items())
-        ]
-        return QuantileSeries(tuple(points), BIN_RATIO)
+        raise ValueError("exact quantiles need PostgreSQL's percentile_cont")
     async with db.engine.connect() as conn:
-        rows = (await conn.execute(_percentile_query(window, activity.bucket_s))).all()
+        rows = (await conn.execute(_percentile_query(window, bucket_s))).all()
     return QuantileSeries(
         tuple(
-            QuantilePoint(bucket_start(int(b), activity.bucket_s), Arm(a), int(n), p50, p95)
+            QuantilePoint(bucket_start(int(b), bucket_s), Arm(a), int(n), p50, p95)
             for b, a, n, p50, p95 in rows
         ),
         1.0,

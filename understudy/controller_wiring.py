@@ -1,14 +1,17 @@
 """The rollout controller, wired: the stage's report from ``understudy.reporting``, the lock.
 
-``stage_report`` is the one place the controller meets the reporting API.
+``stage_report`` is the one place the controller meets the reporting API;
+``StageReports`` keeps the last one, so the controller and the admin API share it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -18,8 +21,10 @@ from rollout.controller import Controller, Leadership, SoleLeader, StageWindow
 from rollout.controller_metrics import ControllerMetrics
 from rollout.plan import Stage
 from rollout.store import RolloutStore
+from rollout.trips import RecentTrips
 from storage.database import Database
 from storage.leader_lock import AdvisoryLeader
+from storage.window_stamp import WindowStamp, window_stamp
 from understudy.plan_settings import stage_plan
 from understudy.reporting import NoData, ReportRequest, load_report_input
 from understudy.settings import Settings
@@ -71,6 +76,15 @@ class ReportWorker:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+def stage_request(window: StageWindow) -> ReportRequest:
+    """What a stage's report covers: its candidate's exchanges from its first flag version."""
+    return ReportRequest(
+        candidate=window.candidate,
+        first_flag_version=window.first_flag_version,
+        stage=window.stage.name,
+    )
+
+
 async def stage_report(
     db: Database, settings: Settings, window: StageWindow, worker: ReportWorker | None = None
 ) -> Report | None:
@@ -79,19 +93,65 @@ async def stage_report(
     Without a ``worker`` the statistics run in a thread."""
     from evaluation.report import build_report
 
-    request = ReportRequest(
-        candidate=window.candidate,
-        first_flag_version=window.first_flag_version,
-        stage=window.stage.name,
-    )
     try:
-        data = await load_report_input(db, request, settings)
+        data = await load_report_input(db, stage_request(window), settings)
     except NoData:
         return None
     config = stage_config(settings, window.stage)
     if worker is not None:
         return await worker.build(data, config)
     return await asyncio.to_thread(build_report, data, config)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltReport:
+    """A stage's report as built, and what it was built on."""
+
+    window: StageWindow
+    stamp: WindowStamp
+    report: Report | None  # None: the window held no data
+    built_at: datetime
+    built_mono: float  # time.monotonic() then, for its age
+
+
+class StageReports:
+    """The current stage's report, rebuilt only when its window's data changed.
+
+    The controller asks every look; a look on an unchanged window costs one stamp query
+    instead of seconds of statistics. The admin API may take a report up to
+    ``max_age_s`` old without even that. One build at a time: callers meanwhile wait
+    for it and share it.
+    """
+
+    def __init__(self, settings: Settings, worker: ReportWorker | None = None) -> None:
+        self._settings = settings
+        self._worker = worker
+        self._last: BuiltReport | None = None
+        self._building = asyncio.Lock()
+
+    async def get(
+        self, db: Database, window: StageWindow, *, max_age_s: float = 0.0
+    ) -> BuiltReport:
+        last = self._last
+        if (
+            last is not None
+            and last.window == window
+            and time.monotonic() - last.built_mono <= max_age_s
+        ):
+            return last
+        async with self._building:
+            stamp = await window_stamp(db, stage_request(window).window(window.candidate))
+            last = self._last
+            if last is not None and last.window == window and last.stamp == stamp:
+                return last
+            report = await stage_report(db, self._settings, window, self._worker)
+            built = BuiltReport(window, stamp, report, datetime.now(UTC), time.monotonic())
+            self._last = built
+            return built
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
 
 
 def leadership(db: Database) -> Leadership:
@@ -103,16 +163,16 @@ def build_controller(
     db: Database,
     store: RolloutStore,
     registry: CollectorRegistry,
+    reports: StageReports,
+    *,
+    trips: RecentTrips | None = None,
     lead: Leadership | None = None,
 ) -> Controller:
+    """The controller; ``trips`` are this replica's breaker trips, turned into rollbacks."""
     plan = stage_plan(settings.rollout.plan)
 
-    worker = ReportWorker()
-
     async def assess(window: StageWindow) -> Report | None:
-        return await stage_report(db, settings, window, worker)
+        return (await reports.get(db, window)).report
 
     metrics = ControllerMetrics(registry)
-    return Controller(
-        db, store, plan, assess, lead or leadership(db), metrics, on_stop=worker.close
-    )
+    return Controller(db, store, plan, assess, lead or leadership(db), metrics, trips=trips)

@@ -18,11 +18,12 @@ from rollout.live import DatabaseFollower, LiveFlags, log_snapshot, watch_kill_f
 from rollout.metrics import RolloutMetrics
 from rollout.state import RolloutRules, RolloutSnapshot
 from rollout.store import RolloutStore
+from rollout.trips import RecentTrips
 from storage.database import Database
 from storage.flags import FlagRecord
 from storage.redaction import SECRET_MARK, redact_secrets
 from understudy.admin_wiring import attach_admin
-from understudy.controller_wiring import build_controller
+from understudy.controller_wiring import ReportWorker, StageReports, build_controller
 from understudy.recording import Lifecycle, build_writer
 from understudy.settings import LimitAction, Settings
 
@@ -89,7 +90,6 @@ def seed_flag(settings: Settings) -> FlagRecord:
         percent=r.percent,
         shadow_rate=r.shadow_rate,
         noise_rate=settings.noise_rate,
-        reverse_shadow_rate=r.reverse_shadow_rate,
     )
 
 
@@ -106,12 +106,18 @@ def rollout_store(settings: Settings, db: Database) -> RolloutStore:
 
 
 def build_rollout(
-    settings: Settings, registry: CollectorRegistry, *, from_database: bool
+    settings: Settings,
+    registry: CollectorRegistry,
+    *,
+    from_database: bool,
+    reports: StageReports,
+    trips: RecentTrips | None = None,
 ) -> tuple[LiveFlags, Lifecycle]:
     """The FlagSource requests read, and the lifecycle that keeps it current.
 
     ``from_database``: the flag store in ``settings.database_url`` is the rollout and is
-    followed; otherwise the settings are. The kill file is watched either way.
+    followed, and its controller builds stage reports through ``reports`` and rolls back
+    on ``trips``; otherwise the settings are. The kill file is watched either way.
     """
     rules = rollout_rules(settings)
     poll_s = settings.rollout.poll_interval_s
@@ -127,7 +133,7 @@ def build_rollout(
             follower = DatabaseFollower(db, store, rules, flags, poll_s=poll_s)
             control = settings.rollout.controller
             try:
-                controller = build_controller(settings, db, store, registry)
+                controller = build_controller(settings, db, store, registry, reports, trips=trips)
                 await follower.load()
             except BaseException:
                 await db.dispose()
@@ -143,6 +149,7 @@ def build_rollout(
             )
         yield
         await tasks.drain(0)  # both loops run until cancelled
+        reports.close()
         if db is not None:
             await db.dispose()
 
@@ -191,7 +198,14 @@ def build_app(
         writer, recording = build_writer(settings, registry)
         sink = writer
     # The flag store lives in the database the proxy records to; without one, the settings.
-    flags, following = build_rollout(settings, registry, from_database=recording is not None)
+    from_database = recording is not None
+    reports = StageReports(settings, ReportWorker())  # the controller's and the admin API's
+    # Trips become rollbacks through the controller; without one they stay metrics.
+    guarded = from_database and settings.rollout.controller.enabled
+    trips = RecentTrips() if guarded else None
+    flags, following = build_rollout(
+        settings, registry, from_database=from_database, reports=reports, trips=trips
+    )
     app = create_proxy_app(
         upstreams=upstream_set(settings),
         flags=flags,
@@ -202,8 +216,9 @@ def build_app(
         sink_depth=getattr(sink, "queue_depth", None),
         shutdown_grace_s=settings.shutdown_grace_s,
         breaker=breaker_config(settings),
+        trips=trips,
     )
-    stored = partial(rollout_store, settings) if recording is not None else None
+    stored = partial(rollout_store, settings) if from_database else None
     attach_admin(app, settings, flags, stored)
     # Before the proxy's own start-up: the flags are read before the first request.
     app.cleanup_ctx.insert(0, following)

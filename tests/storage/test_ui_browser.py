@@ -8,11 +8,14 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import insert, select
 
 from core import Exchange, Role, Route
-from core.outcome import PairOutcome
+from core.outcome import PairOutcome, ReviewOutcome
 from storage.database import Database
 from storage.judgments import Judgment, add_judgments
+from storage.models import ReviewerRow, ReviewRow
+from storage.reviewers import add_reviewer
 from storage.ui_browser import BrowserFilter, BrowserPage, Cursor, browse, exchange_detail
 from tests.storage.ui_data import CANDIDATE, PRIMARY, T0, build_traffic, is_pair, store
 
@@ -162,6 +165,18 @@ async def test_detail_names_the_pair_and_its_verdicts(database: Database) -> Non
         ),
     ]
     await add_judgments(database, verdicts)
+    await add_reviewer(database, "ana", "hash-ana", T0, T0 + timedelta(days=1))
+    await add_reviewer(database, "ben", "hash-ben", T0, T0 + timedelta(days=1))
+    async with database.engine.begin() as conn:
+        ids = dict((await conn.execute(select(ReviewerRow.name, ReviewerRow.id))).all())
+        await conn.execute(
+            insert(ReviewRow),
+            [
+                _review(ids["ben"], pair, ReviewOutcome.BOTH_BAD, 2, "both wrong"),
+                _review(ids["ana"], pair, ReviewOutcome.CANDIDATE, 1, None),
+                _review(ids["ana"], alone, None, 3, None),  # shown, never decided
+            ],
+        )
 
     detail = await exchange_detail(database, pair.id)
     assert detail is not None
@@ -170,8 +185,34 @@ async def test_detail_names_the_pair_and_its_verdicts(database: Database) -> Non
     assert pair.observations[detail.primary_position].role is Role.SERVED
     assert pair.observations[detail.candidate_position].upstream == CANDIDATE
     assert [j.outcome for j in detail.judgments] == [PairOutcome.TIE, PairOutcome.PRIMARY]
+    assert [(r.reviewer, r.outcome, r.note) for r in detail.reviews] == [
+        ("ana", "candidate", None),
+        ("ben", "both_bad", "both wrong"),
+    ]
 
     lone = await exchange_detail(database, alone.id)
     assert lone is not None and lone.exchange == alone
     assert (lone.primary_position, lone.candidate_position, lone.judgments) == (None, None, ())
+    assert lone.reviews == ()
     assert await exchange_detail(database, uuid.uuid4()) is None
+
+
+def _review(
+    reviewer: int, e: Exchange, outcome: ReviewOutcome | None, minute: int, note: str | None
+) -> dict[str, object]:
+    at = T0 + timedelta(days=1, minutes=minute)
+    return {
+        "id": uuid.uuid4(),
+        "item_token": f"token-{reviewer}-{minute}",
+        "reviewer_id": reviewer,
+        "exchange_id": e.id,
+        "candidate": CANDIDATE,
+        "route": e.route.value,
+        "shown_order": "primary_first",
+        "outcome": None if outcome is None else outcome.value,
+        "time_taken_ms": 900.0,
+        "note": note,
+        "shown_at": at,
+        "decided_at": None if outcome is None else at,
+        "created_at": at,
+    }

@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy import insert, select
 
 from core import Exchange, Role
-from core.outcome import PairOutcome
+from core.outcome import PairOutcome, ReviewOutcome
 from evaluation.columns import ComparisonMode
 from evaluation.cost import (
     CostSummary,
@@ -27,12 +29,15 @@ from evaluation.report import CostInput, ReportInput, build_report
 from storage.database import Database
 from storage.flags import AuditNote, FlagRecord, append_flag, seed_flags
 from storage.judgments import Judgment, add_judgments
+from storage.models import ReviewerRow, ReviewRow
 from storage.report_queries import load_shadow_columns
+from storage.reviewers import add_reviewer
 from storage.ui_outcomes import (
     ArmTokenMeans,
     PairTokenMeans,
     judge_tally,
-    pair_token_means,
+    pair_token_sums,
+    review_tally,
     rollout_history,
 )
 from storage.window import ExchangeWindow
@@ -183,7 +188,7 @@ async def test_cost_from_sql_means_is_the_reports_cost(
     await store(database, exchanges)
     window = ExchangeWindow(candidate=CANDIDATE)
     needed = self_hosted is None
-    means = await pair_token_means(database, window, candidate_prompt_needed=needed)
+    means = (await pair_token_sums(database, window, candidate_prompt_needed=needed)).means()
 
     expected = _expected_means(exchanges, candidate_prompt_needed=needed)
     assert (means.pairs, means.n) == (expected.pairs, expected.n)
@@ -221,9 +226,10 @@ def _assert_same_cost(got: CostSummary, want: CostSummary) -> None:
 
 
 async def test_an_empty_window_has_no_cost_inputs(database: Database) -> None:
-    means = await pair_token_means(
+    sums = await pair_token_sums(
         database, ExchangeWindow(candidate=CANDIDATE), candidate_prompt_needed=True
     )
+    means = sums.means()
     assert (means.pairs, means.n) == (0, 0)
     assert math.isnan(means.primary.completion) and math.isnan(means.first_s)
 
@@ -261,3 +267,64 @@ async def test_rollout_history_lists_every_transition_with_its_audit_entry(
     assert [p.version for p in await rollout_history(database, until=since)] == [1, 2, 3]
     after_all = await rollout_history(database, since=history[-1].at + timedelta(seconds=1))
     assert [p.version for p in after_all] == [4, 5]  # each route's state, nothing new
+
+
+async def test_review_tally_counts_each_persons_decided_review_in_the_window(
+    database: Database,
+) -> None:
+    exchanges = build_traffic(200, seed=31, mix=PAIRS_MIX)
+    await store(database, exchanges)
+    for name in ("ana", "ben", "cy"):
+        await add_reviewer(database, name, f"hash-{name}", T0, T0 + timedelta(days=1))
+    async with database.engine.connect() as conn:
+        reviewer_ids = list((await conn.execute(select(ReviewerRow.id))).scalars())
+    rng = np.random.default_rng(32)
+    outcomes = [*list(ReviewOutcome), None]  # None: shown, not decided yet
+    rows, counted = [], []
+    pairs = [e for e in exchanges if is_pair(e)]
+    for k, e in enumerate(pairs[:60]):
+        for reviewer in reviewer_ids[: 1 + k % 3]:
+            outcome = outcomes[int(rng.integers(len(outcomes)))]
+            rows.append(_review(reviewer, e, CANDIDATE, outcome, len(rows)))
+            if outcome not in (None, ReviewOutcome.SKIPPED):
+                counted.append((e.created_at, outcome))
+    # About another candidate: counted nowhere here.
+    rows.append(_review(reviewer_ids[0], pairs[61], OTHER_CANDIDATE, ReviewOutcome.TIE, len(rows)))
+    async with database.engine.begin() as conn:
+        await conn.execute(insert(ReviewRow), rows)
+
+    since = T0 + timedelta(hours=1)
+    for window in (
+        ExchangeWindow(candidate=CANDIDATE),
+        ExchangeWindow(candidate=CANDIDATE, since=since),
+    ):
+        kept = [o for at, o in counted if window.since is None or at >= window.since]
+        tally = await review_tally(database, window)
+        assert (tally.wins, tally.losses, tally.ties, tally.both_bad) == (
+            kept.count(ReviewOutcome.CANDIDATE),
+            kept.count(ReviewOutcome.PRIMARY),
+            kept.count(ReviewOutcome.TIE),
+            kept.count(ReviewOutcome.BOTH_BAD),
+        )
+        assert tally.n == len(kept) > 5
+
+
+def _review(
+    reviewer: int, e: Exchange, candidate: str, outcome: ReviewOutcome | None, k: int
+) -> dict[str, object]:
+    decided = None if outcome is None else T0 + timedelta(days=1, seconds=k)
+    return {
+        "id": uuid.uuid4(),
+        "item_token": f"token-{k}",
+        "reviewer_id": reviewer,
+        "exchange_id": e.id,
+        "candidate": candidate,
+        "route": e.route.value,
+        "shown_order": "candidate_first" if k % 2 else "primary_first",
+        "outcome": None if outcome is None else outcome.value,
+        "time_taken_ms": 1500.0,
+        "note": None,
+        "shown_at": T0 + timedelta(days=1),
+        "decided_at": decided,
+        "created_at": T0 + timedelta(days=1),
+    }

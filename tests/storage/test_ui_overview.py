@@ -15,7 +15,7 @@ import migrations
 from core import Exchange, Role, Route
 from storage.database import Database
 from storage.ui_bins import BIN_RATIO, bin_bounds, quantile_from_bins
-from storage.ui_overview import Arm, Duration, arm_activity, latency_quantiles, ttft_histograms
+from storage.ui_overview import Arm, Duration, arm_activity, exact_latency_quantiles
 from storage.window import ExchangeWindow
 from tests.storage.ui_data import CANDIDATE, T0, build_traffic, candidate_of_window, store
 
@@ -95,7 +95,8 @@ async def test_time_to_first_token_bins_per_arm(database: Database) -> None:
     exchanges = build_traffic(600, seed=2)
     await store(database, exchanges)
     window = ExchangeWindow(candidate=CANDIDATE)
-    histograms = {h.arm: h for h in await ttft_histograms(database, window)}
+    activity = await arm_activity(database, window, bucket_s=HOUR)
+    histograms = {h.arm: h for h in activity.ttft}
     calls = _arm_calls(exchanges, window)
     for arm in Arm:
         expected = [t for _, a, ok, _, t in calls if ok and a is arm and t is not None]
@@ -123,22 +124,26 @@ async def test_p50_and_p95_over_time_match_the_exact_quantiles_within_the_stated
     await store(database, exchanges)
     window = ExchangeWindow(candidate=CANDIDATE)
     activity = await arm_activity(database, window, bucket_s=HOUR)
-    series = await latency_quantiles(database, window, activity)
-    exact = _exact_quantiles(exchanges, window)
-    assert {(p.bucket.timestamp() // HOUR, p.arm) for p in series.points} == set(exact)
+    found = [activity.quantiles()]
+    assert found[0].resolution == pytest.approx(10 ** (1 / 20))
     if database.dialect == "postgresql":
-        assert series.resolution == 1.0
+        found.append(await exact_latency_quantiles(database, window, bucket_s=HOUR))
+        assert found[1].resolution == 1.0
     else:
-        assert series.resolution == pytest.approx(10 ** (1 / 20))
-    for point in series.points:
-        n, p50, p95 = exact[(point.bucket.timestamp() // HOUR, point.arm)]
-        assert point.n == n > 40
-        for got, want in ((point.p50_ms, p50), (point.p95_ms, p95)):
-            assert want / series.resolution - 1e-9 <= got <= want * series.resolution + 1e-9
+        with pytest.raises(ValueError, match="PostgreSQL"):
+            await exact_latency_quantiles(database, window, bucket_s=HOUR)
+    exact = _exact_quantiles(exchanges, window)
+    for series in found:
+        assert {(p.bucket.timestamp() // HOUR, p.arm) for p in series.points} == set(exact)
+        for point in series.points:
+            n, p50, p95 = exact[(point.bucket.timestamp() // HOUR, point.arm)]
+            assert point.n == n > 40
+            for got, want in ((point.p50_ms, p50), (point.p95_ms, p95)):
+                assert want / series.resolution - 1e-9 <= got <= want * series.resolution + 1e-9
 
 
 @pytest.mark.postgres
-async def test_sqlite_and_postgresql_quantiles_agree_within_one_bin(
+async def test_sqlite_binned_and_postgresql_exact_quantiles_agree_within_one_bin(
     pg_url: str, tmp_path: Path
 ) -> None:
     exchanges = build_traffic(1200, seed=4)
@@ -149,8 +154,10 @@ async def test_sqlite_and_postgresql_quantiles_agree_within_one_bin(
         db = Database(url)
         try:
             await store(db, exchanges)
-            activity = await arm_activity(db, window, bucket_s=HOUR)
-            found.append(await latency_quantiles(db, window, activity))
+            if db.dialect == "sqlite":
+                found.append((await arm_activity(db, window, bucket_s=HOUR)).quantiles())
+            else:
+                found.append(await exact_latency_quantiles(db, window, bucket_s=HOUR))
         finally:
             await db.dispose()
     sqlite, postgresql = found

@@ -1,0 +1,154 @@
+"""The overview's aggregates over a long window without rescanning settled time.
+
+Scanning a million exchanges with their arms takes seconds, far over a page's
+budget, but every count the overview shows adds up over time buckets. So the
+buckets that have settled (ended ``settle_s`` ago) are counted once and kept;
+each page counts only the buckets since, and checks that nothing changed in the
+settled range: the number of exchanges there and the first and last arrival,
+read from the created_at index alone, must be what they were when counted. A
+late exchange (a spill replayed after an outage) or a purge changes that stamp,
+and the settled range is counted again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from storage.database import Database
+from storage.report_sql import EXCHANGES
+from storage.ui_outcomes import PairTokenSums, pair_token_sums
+from storage.ui_overview import ArmActivity, arm_activity
+from storage.window import ExchangeWindow
+
+SETTLE_S = 120.0  # the writer's batches and retries land well within this
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewAggregates:
+    """Everything the overview counts over a window: per-arm activity and cost inputs."""
+
+    activity: ArmActivity
+    tokens: PairTokenSums
+
+    def merged(self, other: OverviewAggregates) -> OverviewAggregates:
+        return OverviewAggregates(
+            self.activity.merged(other.activity), self.tokens.merged(other.tokens)
+        )
+
+
+async def overview_aggregates(
+    db: Database, window: ExchangeWindow, *, bucket_s: int, candidate_prompt_needed: bool
+) -> OverviewAggregates:
+    """Counted now, over the whole window."""
+    activity = await arm_activity(db, window, bucket_s=bucket_s)
+    tokens = await pair_token_sums(db, window, candidate_prompt_needed=candidate_prompt_needed)
+    return OverviewAggregates(activity, tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class RangeStamp:
+    """Every exchange from ``since`` to ``until``, whatever its candidate: how many, the
+    first and the last arrival. Read from the created_at index without the rows."""
+
+    count: int
+    first: datetime | None
+    last: datetime | None
+
+    def joined(self, later: RangeStamp) -> RangeStamp:
+        firsts = [t for t in (self.first, later.first) if t is not None]
+        lasts = [t for t in (self.last, later.last) if t is not None]
+        return RangeStamp(
+            self.count + later.count,
+            min(firsts) if firsts else None,
+            max(lasts) if lasts else None,
+        )
+
+
+async def range_stamp(db: Database, since: datetime | None, until: datetime) -> RangeStamp:
+    at = EXCHANGES.c.created_at
+    query = select(func.count(), func.min(at), func.max(at)).where(at < until)
+    if since is not None:
+        query = query.where(at >= since)
+    async with db.engine.connect() as conn:
+        count, first, last = (await conn.execute(query)).one()
+    return RangeStamp(int(count), first, last)
+
+
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    until: datetime
+    stamp: RangeStamp
+    aggregates: OverviewAggregates
+
+
+_Key = tuple[ExchangeWindow, int, bool]
+
+
+class OverviewMemo:
+    """Settled aggregates per window, the ``entries`` most recently used kept.
+
+    One per process; not shared between replicas, each of which counts its own.
+    Two pages asking at once may both count a range; both get the right answer.
+    """
+
+    def __init__(self, *, settle_s: float = SETTLE_S, entries: int = 32) -> None:
+        self.settle_s = settle_s
+        self.entries = entries
+        self._settled: OrderedDict[_Key, _Settled] = OrderedDict()
+
+    def _boundary(self, window: ExchangeWindow, bucket_s: int, now: datetime) -> datetime:
+        """Where settled time ends: a bucket's start, or the window's end before that."""
+        start = math.floor((now.timestamp() - self.settle_s) / bucket_s) * bucket_s
+        boundary = datetime.fromtimestamp(start, UTC)
+        if window.until is not None and window.until < boundary:
+            return window.until
+        return boundary
+
+    async def aggregates(
+        self,
+        db: Database,
+        window: ExchangeWindow,
+        *,
+        bucket_s: int,
+        candidate_prompt_needed: bool,
+        now: datetime,
+    ) -> OverviewAggregates:
+        """The window's aggregates as of ``now``: settled buckets from memory if unchanged,
+        the rest counted now."""
+
+        async def count(part: ExchangeWindow) -> OverviewAggregates:
+            return await overview_aggregates(
+                db, part, bucket_s=bucket_s, candidate_prompt_needed=candidate_prompt_needed
+            )
+
+        boundary = self._boundary(window, bucket_s, now)
+        if window.since is not None and boundary <= window.since:
+            return await count(window)
+        key = (window, bucket_s, candidate_prompt_needed)
+        settled = self._settled.pop(key, None)
+        if settled is not None and settled.until <= boundary:
+            if await range_stamp(db, window.since, settled.until) != settled.stamp:
+                settled = None  # something arrived late or was purged: count again
+        else:
+            settled = None
+        if settled is None:
+            # The stamp before the count: a row landing in between fails the next check.
+            stamp = await range_stamp(db, window.since, boundary)
+            settled = _Settled(boundary, stamp, await count(replace(window, until=boundary)))
+        elif settled.until < boundary:
+            stamp = await range_stamp(db, settled.until, boundary)
+            more = await count(replace(window, since=settled.until, until=boundary))
+            settled = _Settled(
+                boundary, settled.stamp.joined(stamp), settled.aggregates.merged(more)
+            )
+        self._settled[key] = settled
+        while len(self._settled) > self.entries:
+            self._settled.popitem(last=False)
+        if window.until is not None and window.until <= settled.until:
+            return settled.aggregates
+        return settled.aggregates.merged(await count(replace(window, since=settled.until)))

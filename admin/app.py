@@ -14,6 +14,7 @@ from aiohttp import web
 from admin.auth import ACTOR, AdminTokens, require_token
 from admin.payloads import BadInput
 from admin.rollout_api import DatabaseUnavailable, RolloutApi
+from admin.stage_report import StageReportSource
 from proxy.app import openai_error_shape
 from proxy.errors import error_response
 from rollout.changes import RolloutRefused
@@ -60,13 +61,15 @@ def create_admin_app(
     store: RolloutStore | None,
     db: Database | None,
     plan: StagePlan,
+    reports: StageReportSource | None = None,
 ) -> web.Application:
     """The admin sub-app; ``db`` is the flag store's, disposed when the app stops.
 
     ``store`` and ``db`` None: the rollout comes from the settings, and changing it is refused.
+    ``reports`` gives the current stage's report.
     """
     app = web.Application(middlewares=[require_token(tokens), refusals])
-    api = RolloutApi(store, db, flags, plan)
+    api = RolloutApi(store, db, flags, plan, reports)
     app.router.add_routes(api.routes())
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:

@@ -19,13 +19,14 @@ from aiohttp import web
 from admin.auth import ACTOR
 from admin.kill import STORE_TIMEOUT_S, KillSwitch, routes_of, stored
 from admin.payloads import ChangeRequest, change_request, history_limit, percent, read_object
+from admin.stage_report import StageReportSource, off_plan_body, report_body, stage_window
 from admin.stage_view import stage_json
 from core import Route
 from rollout.changes import NewValues, RolloutAction, StageMove, stage_move
 from rollout.controller import HISTORY_ROWS
 from rollout.live import DB_ERRORS, LiveFlags
 from rollout.plan import StagePlan
-from rollout.position import locate_stage
+from rollout.position import StagePosition, locate_stage
 from rollout.store import Change, RolloutStore
 from rollout.views import entry_json, state_json
 from storage.database import Database
@@ -43,21 +44,29 @@ class DatabaseUnavailable(Exception):
 
 
 class RolloutApi:
-    """``store`` and ``db`` are None when the rollout comes from the settings alone."""
+    """``store`` and ``db`` are None when the rollout comes from the settings alone;
+    ``reports`` gives the current stage's report."""
 
     def __init__(
-        self, store: RolloutStore | None, db: Database | None, flags: LiveFlags, plan: StagePlan
+        self,
+        store: RolloutStore | None,
+        db: Database | None,
+        flags: LiveFlags,
+        plan: StagePlan,
+        reports: StageReportSource | None = None,
     ) -> None:
         self._plan = plan
         self._store = store
         self._db = db
         self._flags = flags
+        self._reports = reports
         self._kills = KillSwitch(store, flags) if store is not None else None
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/rollout", self.show),
             web.get("/rollout/history", self.history),
+            web.get("/rollout/report", self.report),
             web.post("/rollout/percent", self.set_percent),
             web.post("/rollout/kill", self.kill),
             *(web.post(f"/rollout/{a.value}", partial(self.toggle, a)) for a in TOGGLES),
@@ -75,9 +84,7 @@ class RolloutApi:
         position = None
         if self._db is not None:
             try:
-                async with asyncio.timeout(STORE_TIMEOUT_S):
-                    history = await route_history(self._db, None, limit=HISTORY_ROWS)
-                position = locate_stage(self._plan, history) if history else None
+                position = await self._position(self._db)
             except DB_ERRORS:
                 position = None
         flags = self._flags
@@ -90,6 +97,27 @@ class RolloutApi:
             "routes": {r.value: state_json(flags.current(r)) for r in Route},
         }
         return web.json_response(body)
+
+    async def report(self, _request: web.Request) -> web.Response:
+        """The current stage's report on the stage's own window, the one the controller
+        judges; a report at most one controller interval old may be reused."""
+        db = self._database()
+        if self._reports is None:
+            raise DatabaseUnavailable(_NO_STORE)
+        try:
+            window = stage_window(await self._position(db))
+            if window is None:
+                return web.json_response(off_plan_body())
+            built = await self._reports(db, window)
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailable("the recorded exchanges cannot be read now") from exc
+        return web.json_response(report_body(window, built, datetime.now(UTC)))
+
+    async def _position(self, db: Database) -> StagePosition | None:
+        """Where the default row stands on the plan, as the controller sees it."""
+        async with asyncio.timeout(STORE_TIMEOUT_S):
+            history = await route_history(db, None, limit=HISTORY_ROWS)
+        return locate_stage(self._plan, history) if history else None
 
     async def history(self, request: web.Request) -> web.Response:
         limit = history_limit(request.query.get("limit"), HISTORY_DEFAULT, HISTORY_MAX)

@@ -165,5 +165,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def report_json(report: Report) -> dict[str, Any]:
+    """The report as JSON values: what ``render_json`` prints, for an API to send."""
+    values: dict[str, Any] = _plain(report)
+    return values
+
+
 def render_json(report: Report) -> str:
-    return json.dumps(_plain(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json.dumps(report_json(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -26,6 +26,7 @@ from storage.ui_overview import ArmActivity, arm_activity
 from storage.window import ExchangeWindow
 
 SETTLE_S = 120.0  # the writer's batches and retries land well within this
+GRAIN_S = 60  # settled time grows a minute at a time, whatever the plot's buckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +97,20 @@ class OverviewMemo:
     Two pages asking at once may both count a range; both get the right answer.
     """
 
-    def __init__(self, *, settle_s: float = SETTLE_S, entries: int = 32) -> None:
+    def __init__(
+        self, *, settle_s: float = SETTLE_S, grain_s: int = GRAIN_S, entries: int = 32
+    ) -> None:
         self.settle_s = settle_s
+        self.grain_s = grain_s
         self.entries = entries
         self._settled: OrderedDict[_Key, _Settled] = OrderedDict()
 
-    def _boundary(self, window: ExchangeWindow, bucket_s: int, now: datetime) -> datetime:
-        """Where settled time ends: a bucket's start, or the window's end before that."""
-        start = math.floor((now.timestamp() - self.settle_s) / bucket_s) * bucket_s
+    def boundary(self, window: ExchangeWindow, now: datetime) -> datetime:
+        """Where settled time ends: a whole minute (``grain_s``), or the window's end before.
+
+        A plot bucket may straddle it: its counts from either side add up.
+        """
+        start = math.floor((now.timestamp() - self.settle_s) / self.grain_s) * self.grain_s
         boundary = datetime.fromtimestamp(start, UTC)
         if window.until is not None and window.until < boundary:
             return window.until
@@ -126,7 +133,7 @@ class OverviewMemo:
                 db, part, bucket_s=bucket_s, candidate_prompt_needed=candidate_prompt_needed
             )
 
-        boundary = self._boundary(window, bucket_s, now)
+        boundary = self.boundary(window, now)
         if window.since is not None and boundary <= window.since:
             return await count(window)
         key = (window, bucket_s, candidate_prompt_needed)

@@ -9,9 +9,12 @@ from aiohttp import web
 
 from admin.app import PREFIX as ADMIN_PREFIX
 from admin.app import AdminTokens, create_admin_app, standalone_admin_app
+from admin.stage_report import StageReportJson, StageReportSource
+from rollout.controller import StageWindow
 from rollout.live import LiveFlags
 from rollout.store import RolloutStore
 from storage.database import Database
+from understudy.controller_wiring import StageReports
 from understudy.plan_settings import stage_plan
 from understudy.settings import Settings
 from understudy.ui_wiring import attach_ui
@@ -22,11 +25,25 @@ __all__ = ["ADMIN_APP", "ADMIN_PREFIX", "attach_admin"]
 ADMIN_APP = web.AppKey("admin_app", web.Application)
 
 
+def report_source(reports: StageReports, max_age_s: float) -> StageReportSource:
+    """The stage's report as ``understudy report --format json`` prints it; one up to
+    ``max_age_s`` old is reused, so a dashboard polling it does not rebuild it each time."""
+    from evaluation.render import report_json
+
+    async def current(db: Database, window: StageWindow) -> StageReportJson:
+        built = await reports.get(db, window, max_age_s=max_age_s)
+        report = report_json(built.report) if built.report is not None else None
+        return StageReportJson(report, built.built_at)
+
+    return current
+
+
 def attach_admin(
     app: web.Application,
     settings: Settings,
     flags: LiveFlags,
     store_for: Callable[[Database], RolloutStore] | None,
+    reports: StageReports,
 ) -> None:
     """Mount the admin API on ``app``, or keep it aside for its own listener.
 
@@ -36,7 +53,10 @@ def attach_admin(
     db = Database(settings.database_url) if store_for is not None else None
     store = store_for(db) if store_for is not None and db is not None else None
     tokens = AdminTokens(settings.admin_token_names())
-    admin = create_admin_app(tokens, flags, store, db, stage_plan(settings.rollout.plan))
+    # A report as old as one controller look is as fresh as the controller's own.
+    source = report_source(reports, settings.rollout.controller.interval_s)
+    plan = stage_plan(settings.rollout.plan)
+    admin = create_admin_app(tokens, flags, store, db, plan, source if db is not None else None)
     if settings.admin_port is None:
         app.add_subapp(ADMIN_PREFIX, admin)
         attach_ui(app, settings)

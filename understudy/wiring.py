@@ -219,7 +219,7 @@ def build_app(
         trips=trips,
     )
     stored = partial(rollout_store, settings) if from_database else None
-    attach_admin(app, settings, flags, stored)
+    attach_admin(app, settings, flags, stored, reports)
     # Before the proxy's own start-up: the flags are read before the first request.
     app.cleanup_ctx.insert(0, following)
     if recording is not None:

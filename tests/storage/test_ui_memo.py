@@ -59,7 +59,8 @@ async def test_the_memo_counts_what_a_fresh_count_counts_as_data_moves(
     await store(database, build_traffic(600, seed=21))
     window = ExchangeWindow(candidate=CANDIDATE)
     memo = OverviewMemo(settle_s=120)
-    now = T0 + timedelta(seconds=SPAN_S, minutes=10)
+    # Settled time ends at 2:48, inside the 2:45 to 3:00 bucket: its counts come from both sides.
+    now = T0 + timedelta(hours=2, minutes=50)
 
     with statements(database) as cold:
         first = await _memo(memo, database, window, now)

@@ -283,3 +283,11 @@ async def test_a_reused_database_starts_in_shadow_running_with_a_fresh_stage_win
         assert at.first_version > earlier_version
     finally:
         await db.dispose()
+
+
+def test_a_rate_that_is_not_above_zero_is_refused_in_one_line(tmp_path: Path) -> None:
+    for rate in ("0", "-3", "nan", "fast"):
+        demo = understudy("demo", "--rate", rate, "--port", "0", cwd=tmp_path)
+        assert demo.returncode == 2
+        assert "argument --rate:" in demo.stderr and "Traceback" not in demo.stderr
+    assert not (tmp_path / "understudy.db").exists()  # refused before anything started

@@ -12,10 +12,13 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import sys
+import textwrap
 
 from core import RolloutMode
 from migrations import ensure_schema
+from proxy.config import Limits
 from rollout.changes import NewValues, RolloutAction
 from rollout.plan import Stage, StagePlan
 from rollout.store import RolloutStore
@@ -49,7 +52,18 @@ from understudy.wiring import build_app, rollout_store, secret_redactor
 
 ACTOR = "demo"
 CANDIDATE = "local-llama"
+SIMULATED_IDLE_S = 120.0
 DEFAULT_RATE = 20.0  # requests per second: each stage's pairs arrive in seconds
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text!r}")
+    return value
 
 
 def register(subparsers: Subparsers) -> None:
@@ -60,7 +74,7 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
     parser.add_argument(
         "--rate",
-        type=float,
+        type=_positive,
         default=DEFAULT_RATE,
         help=f"generated requests per second (default {DEFAULT_RATE:g})",
     )
@@ -96,8 +110,12 @@ async def demo(args: argparse.Namespace) -> int:
     scenario = Scenario(args.scenario)
     primary = SimulatedUpstream(OPENAI_PERSONA)
     candidate = SimulatedUpstream(CANDIDATE_PERSONA)
-    openai_site = await start_site(primary.app, "127.0.0.1", 0)
-    local_site = await start_site(candidate.app, "127.0.0.1", 0)
+    # Idle connections stay open as long as at a real upstream: the proxy keeps its
+    # upstream connections 30 s, and a server that cut them sooner would write a 408
+    # onto a connection the proxy may be about to reuse.
+    patient = Limits(header_timeout_s=SIMULATED_IDLE_S)
+    openai_site = await start_site(primary.app, "127.0.0.1", 0, limits=patient)
+    local_site = await start_site(candidate.app, "127.0.0.1", 0, limits=patient)
     try:
         return await _tell(args, scenario, candidate, openai_site, local_site)
     finally:
@@ -262,22 +280,23 @@ def _print_guide(proxy: RunningSite, settings: Settings, scenario: Scenario) -> 
     _out("  primary:   a simulated OpenAI (built in)")
     _out(f"  candidate: {CANDIDATE!r}, a simulated self-hosted model (built in), faster")
     _out()
-    _out(f"The plan: {' -> '.join(s.name for s in plan)} (the share of users the candidate serves)")
-    _out(
-        f"  Each stage lasts at least {STAGE_MIN_S:g}s and {STAGE_MIN_PAIRS} answer pairs. The "
-        "controller looks every "
-        f"{settings.rollout.controller.interval_s:g}s and promotes once the verdict shows"
+    stages = " -> ".join(s.name for s in plan)
+    gates = " and ".join(g.value for g in STAGE_GATES)
+    explained = (
+        f"A stage lasts at least {STAGE_MIN_S:g}s and {STAGE_MIN_PAIRS} answer pairs (requests "
+        "of the users still on the primary, mirrored to the candidate: the 95% stage takes "
+        f"longest). Every {settings.rollout.controller.interval_s:g}s the controller judges "
+        f"the stage's own pairs. It promotes once {gates} (the candidate's time over the "
+        f"primary's) are shown under {margin:g}, at most {(margin - 1) * 100:.0f}% slower, "
+        "and rolls back at once when a guardrail is shown worse than the primary's."
     )
-    _out(
-        f"  {' and '.join(g.value for g in STAGE_GATES)} (the candidate's time over the "
-        f"primary's) under {margin:g}, i.e. at most {(margin - 1) * 100:.0f} % slower;"
-    )
-    _out("  it rolls back at once when a guardrail is shown worse than the primary's.")
     if scenario is Scenario.REGRESSION:
-        _out(
-            "  In this run the candidate degrades once it serves "
+        explained += (
+            " In this run the candidate degrades once it serves "
             f"{REGRESSION_FROM_PERCENT:g} % of users."
         )
+    _out(f"The plan: {stages} of users served by the candidate.")
+    _out(textwrap.fill(explained, width=88, initial_indent="  ", subsequent_indent="  "))
     _out()
     _out("Meanwhile, in another terminal:")
     _out(f"  curl -s {proxy.url}/metrics | grep understudy_rollout")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core import UpstreamError, UpstreamRequest
 from proxy.capture import Capture
-from proxy.upstreams import HttpUpstream
+from proxy.upstreams.port import Upstream
 
 
 class ConcurrencyCaps:
@@ -27,7 +27,7 @@ class ConcurrencyCaps:
         return self._in_flight[name]
 
 
-async def call_to_end(upstream: HttpUpstream, request: UpstreamRequest, capture: Capture) -> None:
+async def call_to_end(upstream: Upstream, request: UpstreamRequest, capture: Capture) -> None:
     """Read the whole response into ``capture``. Failures become data, never exceptions.
 
     The deadline is the upstream session's total timeout, which covers reading the body.

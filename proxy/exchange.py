@@ -38,7 +38,7 @@ from proxy.routing import decide
 from proxy.subject import SUBJECT_HEADER, subject_hash, subject_of
 from proxy.tasks import BackgroundTasks
 from proxy.upstream_set import UpstreamSet
-from proxy.upstreams import HttpUpstream
+from proxy.upstreams.port import Upstream
 from proxy.validation import ParsedRequest, check_headers, parse_request
 
 log = structlog.get_logger("understudy.exchange")
@@ -187,7 +187,7 @@ class ExchangeHandler:
     def _spawn(
         self,
         record: ExchangeRecord,
-        upstream: HttpUpstream,
+        upstream: Upstream,
         role: Role,
         body: Mapping[str, Any],
         headers: Mapping[str, str],
@@ -203,7 +203,7 @@ class ExchangeHandler:
         )
 
     async def _run_background(
-        self, upstream: HttpUpstream, request: UpstreamRequest, capture: Capture
+        self, upstream: Upstream, request: UpstreamRequest, capture: Capture
     ) -> None:
         gauge = self._metrics.shadows_in_flight.labels(upstream.name)
         gauge.inc()
@@ -255,7 +255,7 @@ class ExchangeHandler:
         self,
         request: web.Request,
         record: ExchangeRecord,
-        candidate: HttpUpstream,
+        candidate: Upstream,
         reverse: Callable[[], asyncio.Task[None] | None],
         background: list[asyncio.Task[None]],
     ) -> web.StreamResponse | None:

@@ -17,12 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_to_bytes
 
-import aiohttp
 import structlog
 from aiohttp import web
-from yarl import URL
 
-from core import UpstreamError
+from core import UpstreamError, UpstreamResponse
 from proxy.body import read_body
 from proxy.config import Limits
 from proxy.errors import (
@@ -33,8 +31,7 @@ from proxy.errors import (
 )
 from proxy.exchange import PRIMARY_HEADERS
 from proxy.relay import SERVED_BY_HEADER
-from proxy.upstreams import HttpUpstream
-from proxy.upstreams.base import body_chunks, map_client_error, relayable_headers
+from proxy.upstreams.port import ForwardRequest, Upstream
 
 log = structlog.get_logger("understudy.passthrough")
 
@@ -138,7 +135,7 @@ def method_not_allowed() -> web.Response:
 class PassthroughHandler:
     def __init__(
         self,
-        primary: HttpUpstream,
+        primary: Upstream,
         limits: Limits,
         mirrored: Iterable[str],
         redact: Callable[[str], str],
@@ -147,7 +144,6 @@ class PassthroughHandler:
         self._redact = redact
         self._limits = limits
         self._mirrored = tuple(mirrored)
-        self._base = URL(primary.config.base_url)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -166,16 +162,6 @@ class PassthroughHandler:
                 latency_ms=round((time.perf_counter() - started) * 1000, 2),
             )
 
-    def upstream_url(self, target: Target) -> URL:
-        """The primary's base path plus the checked segments, encoded as they came."""
-        return URL.build(
-            scheme=self._base.scheme,
-            authority=self._base.raw_authority,
-            path=f"{self._base.raw_path.rstrip('/')}/{target.tail}",
-            query_string=target.query,
-            encoded=True,
-        )
-
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         if request.method not in ALLOWED_METHODS:
             return method_not_allowed()
@@ -185,17 +171,15 @@ class PassthroughHandler:
             body = await read_body(request, self._limits) if request.can_read_body else None
         except RequestError as exc:
             return exc.response()
+        call = ForwardRequest(request.method, target.tail, target.query, body, headers)
         try:
-            async with self._primary.session.request(
-                request.method,
-                self.upstream_url(target),
-                data=body,
-                headers=headers,
-                allow_redirects=False,  # a redirect must not take the operator's key elsewhere
-            ) as upstream:
-                return await self._relay(request, upstream)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            return _failed(map_client_error(exc, self._primary.name))
+            upstream = await self._primary.forward(call)
+        except UpstreamError as exc:
+            return _failed(exc)
+        try:
+            return await self._relay(request, upstream)
+        finally:
+            await upstream.aclose()
 
     def _headers(self, request: web.Request) -> dict[str, str]:
         headers = {k: request.headers[k] for k in _FORWARDED if k in request.headers}
@@ -213,23 +197,20 @@ class PassthroughHandler:
             headers["Authorization"] = f"Bearer {self._primary.config.api_key}"
         return headers
 
-    async def _relay(
-        self, request: web.Request, upstream: aiohttp.ClientResponse
-    ) -> web.StreamResponse:
+    async def _relay(self, request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse:
         headers = {
             k: v
-            for k, v in relayable_headers(upstream.headers).items()
+            for k, v in upstream.headers.items()
             if not k.lower().startswith("x-understudy-")  # ours say what we did, not upstream
         }
         headers = redacted_upstream_headers(upstream.status, headers, self._redact)
         response = web.StreamResponse(status=upstream.status, headers=headers)
         response.headers[SERVED_BY_HEADER] = self._primary.name
-        idle_s = self._primary.config.stream_idle_timeout_s
         if upstream.status >= 400:
             return await self._relay_error(upstream, response)
         try:
             await response.prepare(request)
-            async for chunk in body_chunks(upstream, self._primary.name, idle_s):
+            async for chunk in upstream:
                 await response.write(chunk)
             await response.write_eof()
         except UpstreamError as exc:
@@ -242,12 +223,11 @@ class PassthroughHandler:
         return response
 
     async def _relay_error(
-        self, upstream: aiohttp.ClientResponse, head: web.StreamResponse
+        self, upstream: UpstreamResponse, head: web.StreamResponse
     ) -> web.Response:
         """An error answer is read whole, so a key it quotes is masked before it is sent."""
-        idle_s = self._primary.config.stream_idle_timeout_s
         try:
-            body = b"".join([c async for c in body_chunks(upstream, self._primary.name, idle_s)])
+            body = b"".join([c async for c in upstream])
         except UpstreamError as exc:
             return _failed(exc)
         return web.Response(

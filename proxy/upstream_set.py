@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from proxy.config import UpstreamConfig
-from proxy.upstreams import HttpUpstream, build_upstream
+from proxy.upstreams import build_upstream
+from proxy.upstreams.port import Upstream
 
 # Noise calls are a sample for measuring the primary's own variance: a few suffice,
 # and they must never take connections the served pool needs.
@@ -15,9 +16,9 @@ NOISE_MAX_CONCURRENCY = 64
 
 @dataclass
 class UpstreamSet:
-    primary: HttpUpstream
-    noise: HttpUpstream  # the primary again, on its own pool so noise calls never queue served ones
-    candidates: dict[str, HttpUpstream] = field(default_factory=dict)
+    primary: Upstream
+    noise: Upstream  # the primary again, on its own pool so noise calls never queue served ones
+    candidates: dict[str, Upstream] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -36,7 +37,7 @@ class UpstreamSet:
             candidates={c.name: build_upstream(c) for c in candidates},
         )
 
-    def __iter__(self) -> Iterator[HttpUpstream]:
+    def __iter__(self) -> Iterator[Upstream]:
         yield self.primary
         yield self.noise
         yield from self.candidates.values()

@@ -8,9 +8,11 @@ import math
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
+from yarl import URL
 
 from core import ErrorKind, UpstreamError, UpstreamRequest, UpstreamResponse
 from proxy.config import UpstreamConfig
+from proxy.upstreams.port import ForwardRequest
 
 # Headers that describe one hop's connection or encoding, never relayed.
 HOP_BY_HOP = frozenset(
@@ -121,9 +123,38 @@ class HttpUpstream(abc.ABC):
     def url(self, path: str) -> str:
         return f"{self.config.base_url}{path}"
 
+    def forward_url(self, path: str, query: str) -> URL:
+        """The API root's path plus ``path`` and ``query``, encoded as they came."""
+        base = URL(self.config.base_url)
+        return URL.build(
+            scheme=base.scheme,
+            authority=base.raw_authority,
+            path=f"{base.raw_path.rstrip('/')}/{path}",
+            query_string=query,
+            encoded=True,
+        )
+
     @abc.abstractmethod
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """Start the call and return once the response headers arrived."""
+
+    async def forward(self, request: ForwardRequest) -> UpstreamResponse:
+        try:
+            response = await self.session.request(
+                request.method,
+                self.forward_url(request.path, request.query),
+                data=request.body,
+                headers=request.headers,
+                allow_redirects=False,  # a redirect must not take the operator's key elsewhere
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise map_client_error(exc, self.name) from exc
+        return AiohttpBody(
+            response,
+            self.name,
+            relayable_headers(response.headers),
+            self.config.stream_idle_timeout_s,
+        )
 
 
 class AiohttpBody:

@@ -81,6 +81,7 @@ DASHBOARD_AREAS = {
         "understudy_rollout_flag_staleness_seconds",
         "understudy_rollout_killed",
         "understudy_rollout_transitions_total",
+        "understudy_rollout_breaker_trips_total",
         "understudy_rollout_controller_leader",
         "understudy_rollout_controller_last_run_timestamp_seconds",
     },

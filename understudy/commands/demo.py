@@ -183,7 +183,10 @@ def _settings(
         rollout={
             "mode": "off",
             "candidate": CANDIDATE,
+            # Every request makes a pair, whoever serves it: the users on the primary are
+            # mirrored to the candidate, the candidate's users to the primary.
             "shadow_rate": 1.0,
+            "reverse_shadow_rate": 1.0,
             "plan": demo_stages(),
             "controller": {"interval_s": CONTROLLER_INTERVAL_S},
         },
@@ -234,6 +237,7 @@ async def start_in_shadow(store: RolloutStore, plan: StagePlan, settings: Settin
             candidate=CANDIDATE,
             percent=shadow.percent,
             shadow_rate=settings.rollout.shadow_rate,
+            reverse_shadow_rate=settings.rollout.reverse_shadow_rate,
             noise_rate=settings.noise_rate,
         ),
     )
@@ -283,9 +287,10 @@ def _print_guide(proxy: RunningSite, settings: Settings, scenario: Scenario) -> 
     stages = " -> ".join(s.name for s in plan)
     gates = " and ".join(g.value for g in STAGE_GATES)
     explained = (
-        f"A stage lasts at least {STAGE_MIN_S:g}s and {STAGE_MIN_PAIRS} answer pairs (requests "
-        "of the users still on the primary, mirrored to the candidate: the 95% stage takes "
-        f"longest). Every {settings.rollout.controller.interval_s:g}s the controller judges "
+        f"A stage lasts at least {STAGE_MIN_S:g}s and {STAGE_MIN_PAIRS} answer pairs (each "
+        "request makes one: the primary's users are mirrored to the candidate, and the "
+        "candidate's users to the primary, the reverse shadow). Every "
+        f"{settings.rollout.controller.interval_s:g}s the controller judges "
         f"the stage's own pairs. It promotes once {gates} (the candidate's time over the "
         f"primary's) are shown under {margin:g}, at most {(margin - 1) * 100:.0f}% slower, "
         "and rolls back at once when a guardrail is shown worse than the primary's."

@@ -247,4 +247,7 @@ class ReviewRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# The review queue walks one route's exchanges newest first and stops at a page.
+Index("ix_exchanges_route_created_at", ExchangeRow.route, ExchangeRow.created_at)
+
 metadata = Base.metadata

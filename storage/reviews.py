@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, func, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.selectable import FromClause
 
 from core.outcome import PairOutcome, ReviewOutcome
 from storage.database import Database
@@ -54,10 +55,11 @@ def _counted() -> ColumnElement[bool]:
     return and_(REVIEWS.c.outcome.is_not(None), REVIEWS.c.outcome != ReviewOutcome.SKIPPED.value)
 
 
-async def eligible_pairs(
-    db: Database, reviewer_id: int, candidate: str, route: str, *, per_pair: int, limit: int
-) -> list[EligiblePair]:
-    """Up to ``limit`` of the newest qualifying pairs on ``route``.
+def _qualifying(
+    reviewer_id: int, candidate: str, route: str, per_pair: int
+) -> tuple[Select[Any], FromClause, FromClause]:
+    """The ids of the qualifying pairs on ``route``, newest first, and the two arms'
+    tables (primary, shadow) to add columns from.
 
     Qualifying: both arms answered with text, not yet shown to this reviewer, and
     decided by fewer than ``per_pair`` people.
@@ -72,16 +74,8 @@ async def eligible_pairs(
         .where(REVIEWS.c.exchange_id == e.c.id, _counted())
         .scalar_subquery()
     )
-    j = JUDGMENTS.c
-    judge = (
-        select(j.outcome)
-        .where(j.exchange_id == e.c.id, j.candidate == candidate)
-        .order_by(j.created_at.desc(), j.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
     query = (
-        select(e.c.id, e.c.route, judge, shadow.c.text, primary.c.text)
+        select(e.c.id)
         .select_from(joined)
         .where(
             e.c.candidate.concat("") == candidate,
@@ -91,9 +85,27 @@ async def eligible_pairs(
             ~seen.exists(),
             decided < per_pair,
         )
-        .order_by(e.c.created_at.desc(), e.c.id.desc())
-        .limit(limit)
+        # Walks ix_exchanges_route_created_at newest first and stops at a LIMIT.
+        .order_by(e.c.created_at.desc())
     )
+    return query, primary, shadow
+
+
+async def eligible_pairs(
+    db: Database, reviewer_id: int, candidate: str, route: str, *, per_pair: int, limit: int
+) -> list[EligiblePair]:
+    """Up to ``limit`` of the newest qualifying pairs on ``route`` (see ``_qualifying``)."""
+    e, j = EXCHANGES.c, JUDGMENTS.c
+    judge = (
+        select(j.outcome)
+        # `|| ''` keeps SQLite on the exchange_id index for this look-up.
+        .where(j.exchange_id == e.id, j.candidate.concat("") == candidate)
+        .order_by(j.created_at.desc(), j.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    ids, primary, shadow = _qualifying(reviewer_id, candidate, route, per_pair)
+    query = ids.add_columns(e.route, judge, shadow.c.text, primary.c.text).limit(limit)
     async with db.engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [
@@ -102,6 +114,26 @@ async def eligible_pairs(
         )
         for row in rows
     ]
+
+
+async def count_waiting(
+    db: Database,
+    reviewer_id: int,
+    candidate: str,
+    routes: Sequence[str],
+    *,
+    per_pair: int,
+    cap: int,
+) -> int:
+    """Qualifying pairs left for this reviewer over ``routes``, counted up to ``cap`` each:
+    a progress counter, never a walk over every exchange."""
+    total = 0
+    async with db.engine.connect() as conn:
+        for route in routes:
+            ids, _, _ = _qualifying(reviewer_id, candidate, route, per_pair)
+            counted = select(func.count()).select_from(ids.limit(cap).subquery())
+            total += int((await conn.execute(counted)).scalar_one())
+    return total
 
 
 async def routes_reviewed(db: Database, reviewer_id: int) -> dict[str, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,11 +20,12 @@ from dashboards.access import reviewer_id, reviewers, see_other
 from dashboards.candidate import reviewed_candidate
 from dashboards.config import UI
 from dashboards.markdown import safe_markdown
-from dashboards.queue import next_item
+from dashboards.queue import REVIEWED_ROUTES, next_item
 from dashboards.render import render
 from storage.reviews import (
     CANDIDATE_FIRST,
     PendingItem,
+    count_waiting,
     decide,
     decided_count,
     pending_order,
@@ -33,6 +35,7 @@ from storage.reviews import (
 routes = web.RouteTableDef()
 
 MAX_NOTE_CHARS = 2000
+WAITING_CAP = 1000  # the counter stops counting here, so it stays cheap on any database
 # What the page may send; "a" and "b" become arms with the stored order.
 CHOICES = {
     "tie": ReviewOutcome.TIE,
@@ -74,21 +77,35 @@ def answers(item: PendingItem) -> tuple[str, str]:
     return item.primary_text, item.candidate_text
 
 
-async def _current(request: web.Request) -> tuple[PendingItem | None, int]:
+@dataclass(frozen=True, slots=True)
+class Progress:
+    reviewed: int  # decided by this reviewer, skips not counted
+    waiting: int  # pairs not shown to them yet, counted up to WAITING_CAP a route
+
+    def describe(self) -> str:
+        more = "more than " if self.waiting >= WAITING_CAP else ""
+        return f"{self.reviewed:,} reviewed · {more}{self.waiting:,} waiting"
+
+
+async def _current(request: web.Request) -> tuple[PendingItem | None, Progress]:
     ui = request.app[UI]
     reviewer = reviewer_id(request)
     candidate = await reviewed_candidate(request)
-    item = None
+    per_pair = ui.config.reviewers_per_pair
+    item, waiting = None, 0
     if candidate is not None:
-        item = await next_item(ui.db, reviewer, candidate, ui.config.reviewers_per_pair, _order_rng)
-    return item, await decided_count(ui.db, reviewer)
+        item = await next_item(ui.db, reviewer, candidate, per_pair, _order_rng)
+        waiting = await count_waiting(
+            ui.db, reviewer, candidate, REVIEWED_ROUTES, per_pair=per_pair, cap=WAITING_CAP
+        )
+    return item, Progress(await decided_count(ui.db, reviewer), waiting)
 
 
 @routes.get("/review")
 @reviewers
 async def review_page(request: web.Request) -> web.StreamResponse:
-    item, done = await _current(request)
-    context: dict[str, Any] = {"item": None, "done": done}
+    item, progress = await _current(request)
+    context: dict[str, Any] = {"item": None, "progress": progress.describe()}
     if item is not None:
         a, b = answers(item)
         context |= {
@@ -103,8 +120,12 @@ async def review_page(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/review/current")
 @reviewers
 async def current_json(request: web.Request) -> web.StreamResponse:
-    item, done = await _current(request)
-    body: dict[str, Any] = {"reviewed": done, "item": None}
+    item, progress = await _current(request)
+    body: dict[str, Any] = {
+        "reviewed": progress.reviewed,
+        "waiting": progress.waiting,
+        "item": None,
+    }
     if item is not None:
         a, b = answers(item)
         body["item"] = {

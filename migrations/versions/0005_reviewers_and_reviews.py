@@ -1,6 +1,7 @@
 """Blind pairwise review: reviewers, their web UI sessions, and their reviews.
 
-Reviews cascade with their exchange (a purged exchange leaves no review behind);
+Exchanges get an index on (route, created_at) for the review queue. Reviews cascade
+with their exchange (a purged exchange leaves no review behind);
 a reviewer is never deleted, only marked removed, so their reviews stay counted.
 
 Revision ID: 0005
@@ -97,9 +98,14 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_reviews_reviewer_id_decided_at"), "reviews", ["reviewer_id", "decided_at"]
     )
+    # The review queue walks one route's exchanges newest first and stops at a page.
+    op.create_index(
+        op.f("ix_exchanges_route_created_at"), "exchanges", ["route", "created_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_exchanges_route_created_at"), table_name="exchanges")
     op.drop_table("reviews")
     op.drop_table("ui_sessions")
     op.drop_table("reviewers")

@@ -20,10 +20,13 @@ from dashboards.accounts import new_token, token_hash
 from storage.database import Database
 from storage.inserts import insert_exchanges
 from storage.reviewers import add_reviewer
+from tests.storage.conftest import pg_server, pg_url
 from tests.storage.factories import decision, full_exchange, served_arm, shadow_arm
 from understudy.server import RunningSite, start_site
 from understudy.settings import Settings, load_settings
 from understudy.wiring import build_app
+
+__all__ = ["pg_server", "pg_url"]
 
 ADMIN_TOKEN = "ui-admin-token-0123456789abcdef"
 PASSWORD = "correct horse battery staple"
@@ -129,13 +132,26 @@ RigFactory = Callable[..., Awaitable[UiRig]]
 
 
 @pytest.fixture
-async def make_ui_rig(tmp_path: Path) -> AsyncIterator[RigFactory]:
+def ui_backend(request: pytest.FixtureRequest) -> str:
+    """The rig's database: SQLite unless a test parametrizes this indirectly."""
+    backend: str = getattr(request, "param", "sqlite")
+    return backend
+
+
+@pytest.fixture
+async def make_ui_rig(
+    tmp_path: Path, ui_backend: str, request: pytest.FixtureRequest
+) -> AsyncIterator[RigFactory]:
     """Keyword arguments are Settings overrides. Upstreams are never called: pairs are
     stored directly, and the rollout is off."""
     rigs: list[UiRig] = []
 
     async def factory(**overrides: Any) -> UiRig:
-        url = f"sqlite+aiosqlite:///{tmp_path / f'understudy-{len(rigs)}.db'}"
+        if ui_backend == "postgresql":
+            assert not rigs, "one PostgreSQL rig per test"
+            url: str = request.getfixturevalue("pg_url")
+        else:
+            url = f"sqlite+aiosqlite:///{tmp_path / f'understudy-{len(rigs)}.db'}"
         await migrations.upgrade(url)
         values: dict[str, Any] = {
             "primary": {"base_url": "http://127.0.0.1:9/v1"},

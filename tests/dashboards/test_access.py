@@ -183,3 +183,20 @@ async def test_no_secret_reaches_a_page(make_ui_rig, path: str) -> None:
     assert ADMIN_TOKEN not in page
     assert "sk-primary-secret" not in page
     assert "Authorization" not in page and "Bearer" not in page
+
+
+async def test_with_an_admin_port_the_ui_is_served_there_only(make_ui_rig) -> None:
+    from understudy.admin_wiring import ADMIN_APP
+    from understudy.server import start_site
+
+    rig: UiRig = await make_ui_rig(admin_port=0)
+    admin_site = await start_site(rig.site.runner.app[ADMIN_APP], "127.0.0.1", 0)
+    try:
+        client = rig.client()
+        async with client.get(rig.url + "/ui/signin") as response:
+            assert response.status == 404  # not on the port apps talk to
+        async with client.get(admin_site.url + "/ui/signin") as response:
+            assert response.status == 200
+            assert "Admin token" in await response.text()
+    finally:
+        await admin_site.stop()

@@ -214,10 +214,10 @@ def _review_as_alice(browser: Any, invite: str, proxy: Proxy) -> None:
     first = page.locator('input[name="item"]').get_attribute("value")
     with page.expect_navigation():
         page.keyboard.press("1")
-    assert page.locator("#progress").inner_text() == "1 reviewed"
+    assert page.locator("#progress").inner_text() == f"1 reviewed · {PAIRS - 2} waiting"
     with page.expect_navigation():
         page.keyboard.press("u")
-    assert page.locator("#progress").inner_text() == "0 reviewed"
+    assert page.locator("#progress").inner_text() == f"0 reviewed · {PAIRS - 2} waiting"
     assert page.locator('input[name="item"]').get_attribute("value") == first
 
     for done, key in enumerate(KEYS):
@@ -225,10 +225,10 @@ def _review_as_alice(browser: Any, invite: str, proxy: Proxy) -> None:
         _assert_nothing_ran(page, dialogs)
         with page.expect_navigation():
             page.keyboard.press(key)
-        assert page.locator("#progress").inner_text() == f"{done + 1} reviewed"
+        assert page.locator("#progress").inner_text().startswith(f"{done + 1} reviewed · ")
     with page.expect_navigation():
         page.keyboard.press("s")  # a skip is not a review
-    assert page.locator("#progress").inner_text() == "10 reviewed"
+    assert page.locator("#progress").inner_text() == "10 reviewed · 0 waiting"
 
     # Forged posts from this signed-in browser: no token, or another site's Origin.
     undo = f"{proxy.url}/ui/review/undo"
@@ -238,7 +238,7 @@ def _review_as_alice(browser: Any, invite: str, proxy: Proxy) -> None:
         undo, form={"csrf": token or ""}, headers={"Origin": "https://evil.example"}
     )
     assert forged.status == 403
-    assert page.locator("#progress").inner_text() == "10 reviewed"
+    assert page.locator("#progress").inner_text() == "10 reviewed · 0 waiting"
 
     response = page.goto(f"{proxy.url}/ui/reviewers")
     assert response is not None and response.status == 403

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import select
 
 from core import Route
@@ -13,6 +14,13 @@ from storage.models import ReviewRow
 from storage.purge import purge_exchange
 from tests.dashboards.conftest import ITEM, UiRig, pair, store_pairs
 from understudy.reporting import ReportRequest, assess
+
+# The queue and the quality codes are SQL of their own: both databases run them.
+pytestmark = pytest.mark.parametrize(
+    "ui_backend",
+    ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+    indirect=True,
+)
 
 
 async def _reviews(rig: UiRig) -> list[ReviewRow]:
@@ -52,7 +60,7 @@ async def test_a_and_b_become_arms_through_the_stored_order(make_ui_rig) -> None
         assert r.time_taken_ms is not None and r.time_taken_ms >= 0
     async with alice.get(rig.url + "/ui/review") as response:
         page = await response.text()
-    assert "12 reviewed" in page and "Nothing to review right now" in page
+    assert "12 reviewed · 0 waiting" in page and "Nothing to review right now" in page
 
 
 async def test_skip_and_undo(make_ui_rig) -> None:
@@ -69,6 +77,7 @@ async def test_skip_and_undo(make_ui_rig) -> None:
         current = await response.json()
     assert current["item"]["token"] == second  # the undone pair comes back first
     assert current["reviewed"] == 0  # a skip is not a review
+    assert current["waiting"] == 0  # all three were shown: one skipped, two pending
     outcomes = {r.item_token: r.outcome for r in await _reviews(rig)}
     assert outcomes[first] == "skipped"
     assert outcomes[second] is None

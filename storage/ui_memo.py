@@ -5,9 +5,9 @@ budget, but every count the overview shows adds up over time buckets. So the
 buckets that have settled (ended ``settle_s`` ago) are counted once and kept;
 each page counts only the buckets since, and checks that nothing changed in the
 settled range: the number of exchanges there and the first and last arrival,
-read from the created_at index alone, must be what they were when counted. A
-late exchange (a spill replayed after an outage) or a purge changes that stamp,
-and the settled range is counted again.
+read from the created_at index alone, must be what they were when counted
+(checked at most every ``recheck_s``). A late exchange (a spill replayed after
+an outage) or a purge changes that stamp, and the settled range is counted again.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from storage.window import ExchangeWindow
 
 SETTLE_S = 120.0  # the writer's batches and retries land well within this
 GRAIN_S = 60  # settled time grows a minute at a time, whatever the plot's buckets
+# The stamp reads every index entry of the settled range (a tenth of a second or more
+# for a million): checked at most this often, so a late exchange shows within it.
+RECHECK_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,7 @@ class _Settled:
     until: datetime
     stamp: RangeStamp
     aggregates: OverviewAggregates
+    checked_at: datetime  # when the stamp was last found unchanged
 
 
 _Key = tuple[ExchangeWindow, int, bool]
@@ -98,10 +102,16 @@ class OverviewMemo:
     """
 
     def __init__(
-        self, *, settle_s: float = SETTLE_S, grain_s: int = GRAIN_S, entries: int = 32
+        self,
+        *,
+        settle_s: float = SETTLE_S,
+        grain_s: int = GRAIN_S,
+        recheck_s: float = RECHECK_S,
+        entries: int = 32,
     ) -> None:
         self.settle_s = settle_s
         self.grain_s = grain_s
+        self.recheck_s = recheck_s
         self.entries = entries
         self._settled: OrderedDict[_Key, _Settled] = OrderedDict()
 
@@ -138,20 +148,24 @@ class OverviewMemo:
             return await count(window)
         key = (window, bucket_s, candidate_prompt_needed)
         settled = self._settled.pop(key, None)
-        if settled is not None and settled.until <= boundary:
+        if settled is not None and settled.until > boundary:
+            settled = None  # the clock went back
+        if settled is not None and (now - settled.checked_at).total_seconds() >= self.recheck_s:
             if await range_stamp(db, window.since, settled.until) != settled.stamp:
                 settled = None  # something arrived late or was purged: count again
-        else:
-            settled = None
+            else:
+                settled = replace(settled, checked_at=now)
         if settled is None:
             # The stamp before the count: a row landing in between fails the next check.
             stamp = await range_stamp(db, window.since, boundary)
-            settled = _Settled(boundary, stamp, await count(replace(window, until=boundary)))
+            counted = await count(replace(window, until=boundary))
+            settled = _Settled(boundary, stamp, counted, now)
         elif settled.until < boundary:
             stamp = await range_stamp(db, settled.until, boundary)
             more = await count(replace(window, since=settled.until, until=boundary))
+            joined = settled.stamp.joined(stamp)
             settled = _Settled(
-                boundary, settled.stamp.joined(stamp), settled.aggregates.merged(more)
+                boundary, joined, settled.aggregates.merged(more), settled.checked_at
             )
         self._settled[key] = settled
         while len(self._settled) > self.entries:

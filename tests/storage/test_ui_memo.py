@@ -58,7 +58,7 @@ async def test_the_memo_counts_what_a_fresh_count_counts_as_data_moves(
 ) -> None:
     await store(database, build_traffic(600, seed=21))
     window = ExchangeWindow(candidate=CANDIDATE)
-    memo = OverviewMemo(settle_s=120)
+    memo = OverviewMemo(settle_s=120, recheck_s=0)
     # Settled time ends at 2:48, inside the 2:45 to 3:00 bucket: its counts come from both sides.
     now = T0 + timedelta(hours=2, minutes=50)
 
@@ -93,7 +93,7 @@ async def test_the_memo_counts_what_a_fresh_count_counts_as_data_moves(
 async def test_a_window_ended_in_settled_time_is_counted_once(database: Database) -> None:
     await store(database, build_traffic(300, seed=24))
     window = ExchangeWindow(candidate=CANDIDATE, since=T0, until=T0 + timedelta(hours=2))
-    memo = OverviewMemo(settle_s=120)
+    memo = OverviewMemo(settle_s=120, recheck_s=0)
     now = T0 + timedelta(hours=5)
     first = await _memo(memo, database, window, now)
     assert first == await _fresh(database, window)
@@ -108,5 +108,22 @@ async def test_a_window_starting_in_unsettled_time_is_counted_each_time(
     await store(database, build_traffic(200, seed=25))
     now = T0 + timedelta(seconds=SPAN_S)
     window = ExchangeWindow(candidate=CANDIDATE, since=now - timedelta(seconds=60))
-    memo = OverviewMemo(settle_s=120)
+    memo = OverviewMemo(settle_s=120, recheck_s=0)
     assert await _memo(memo, database, window, now) == await _fresh(database, window)
+
+
+async def test_the_settled_stamp_is_checked_at_most_once_per_recheck_interval(
+    database: Database,
+) -> None:
+    await store(database, build_traffic(300, seed=26))
+    window = ExchangeWindow(candidate=CANDIDATE)
+    memo = OverviewMemo(settle_s=120, recheck_s=60)
+    now = T0 + timedelta(seconds=SPAN_S, minutes=30)  # everything settled
+    first = await _memo(memo, database, window, now)
+    await store(database, _later(27, 1, T0 + timedelta(minutes=31)))
+    with statements(database) as sent:
+        soon = await _memo(memo, database, window, now + timedelta(seconds=30))
+    assert soon == first  # not checked yet: the late exchange is not seen within 60 s
+    assert len(sent) == 3  # the unsettled part only (empty), no stamp
+    checked = await _memo(memo, database, window, now + timedelta(seconds=61))
+    assert checked == await _fresh(database, window) != first

@@ -28,7 +28,7 @@ from storage.report_sql import EXCHANGES, OBSERVATIONS, pair_join
 from storage.repository import get_exchange
 
 PAGE_SIZE = 50
-SCAN_CAP = 20_000  # exchanges one filtered page may read
+SCAN_CAP = 10_000  # exchanges one filtered page may read
 
 
 @dataclass(frozen=True, slots=True)

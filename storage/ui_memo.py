@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 
 from storage.database import Database
-from storage.report_sql import EXCHANGES
-from storage.ui_outcomes import PairTokenSums, pair_token_sums
+from storage.report_sql import EXCHANGES, JUDGMENTS
+from storage.ui_outcomes import JudgeTally, PairTokenSums, judge_tally, pair_token_sums
 from storage.ui_overview import ArmActivity, arm_activity
 from storage.window import ExchangeWindow
 
@@ -83,6 +83,16 @@ async def range_stamp(db: Database, since: datetime | None, until: datetime) -> 
     return RangeStamp(int(count), first, last)
 
 
+async def judgments_stamp(db: Database, candidate: str) -> tuple[int, datetime | None]:
+    """How many judgments of ``candidate`` exist and the newest one's time: any verdict
+    added, or removed with its exchange, changes it. Read from the judgments index."""
+    j = JUDGMENTS.c
+    query = select(func.count(), func.max(j.created_at)).where(j.candidate == candidate)
+    async with db.engine.connect() as conn:
+        count, newest = (await conn.execute(query)).one()
+    return int(count), newest
+
+
 @dataclass(frozen=True, slots=True)
 class _Settled:
     until: datetime
@@ -114,6 +124,21 @@ class OverviewMemo:
         self.recheck_s = recheck_s
         self.entries = entries
         self._settled: OrderedDict[_Key, _Settled] = OrderedDict()
+        self._tallies: OrderedDict[
+            ExchangeWindow, tuple[tuple[int, datetime | None], JudgeTally]
+        ] = OrderedDict()
+
+    async def judge_tally(self, db: Database, window: ExchangeWindow) -> JudgeTally:
+        """The judge's tally, counted again only when the candidate's judgments changed."""
+        stamp = await judgments_stamp(db, window.named_candidate)
+        kept = self._tallies.pop(window, None)
+        # A verdict is written after its exchange: judgments that did not change mean a
+        # tally that did not change, whatever arrived since.
+        tally = kept[1] if kept is not None and kept[0] == stamp else await judge_tally(db, window)
+        self._tallies[window] = (stamp, tally)
+        while len(self._tallies) > self.entries:
+            self._tallies.popitem(last=False)
+        return tally
 
     def boundary(self, window: ExchangeWindow, now: datetime) -> datetime:
         """Where settled time ends: a whole minute (``grain_s``), or the window's end before.

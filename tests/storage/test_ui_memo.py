@@ -10,11 +10,14 @@ from typing import Any
 
 from sqlalchemy import delete, event
 
+from core.outcome import PairOutcome
 from storage.database import Database
+from storage.judgments import Judgment, add_judgments
 from storage.report_sql import EXCHANGES
 from storage.ui_memo import OverviewAggregates, OverviewMemo, overview_aggregates
+from storage.ui_outcomes import judge_tally
 from storage.window import ExchangeWindow
-from tests.storage.ui_data import CANDIDATE, SPAN_S, T0, build_traffic, store
+from tests.storage.ui_data import CANDIDATE, SPAN_S, T0, Mix, build_traffic, is_pair, store
 
 BUCKET_S = 900
 
@@ -127,3 +130,27 @@ async def test_the_settled_stamp_is_checked_at_most_once_per_recheck_interval(
     assert len(sent) == 3  # the unsettled part only (empty), no stamp
     checked = await _memo(memo, database, window, now + timedelta(seconds=61))
     assert checked == await _fresh(database, window) != first
+
+
+async def test_the_judge_tally_is_counted_again_only_when_the_judgments_change(
+    database: Database,
+) -> None:
+    exchanges = build_traffic(200, seed=28, mix=Mix(reverse=0.0))
+    await store(database, exchanges)
+    pairs = [e for e in exchanges if is_pair(e)]
+    window = ExchangeWindow(candidate=CANDIDATE)
+
+    def verdict(e: Any, outcome: PairOutcome, minute: int) -> Judgment:
+        at = T0 + timedelta(days=1, minutes=minute)
+        return Judgment(e.id, CANDIDATE, "judge-1", "v1", outcome, created_at=at)
+
+    await add_judgments(database, [verdict(e, PairOutcome.TIE, 0) for e in pairs[:20]])
+    memo = OverviewMemo()
+    first = await memo.judge_tally(database, window)
+    assert first == await judge_tally(database, window) and first.ties == 20
+    with statements(database) as sent:
+        assert await memo.judge_tally(database, window) == first
+    assert len(sent) == 1  # the judgments' stamp alone
+    await add_judgments(database, [verdict(pairs[0], PairOutcome.CANDIDATE, 1)])
+    again = await memo.judge_tally(database, window)
+    assert (again.wins, again.ties) == (1, 19)

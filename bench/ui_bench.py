@@ -226,7 +226,8 @@ async def browser_pages(db: Database, repeat: int) -> dict[str, dict[str, float]
             db, BrowserFilter(route=Route.CHAT, served_by="openai", model="gpt-4o-mini")
         ),
         "filtered: fallback (none match)": lambda: browse(db, BrowserFilter(fallback=True)),
-        "filtered: text": lambda: browse(db, BrowserFilter(text="congestion window")),
+        "filtered: text, common": lambda: browse(db, BrowserFilter(text="congestion window")),
+        "filtered: text, none match": lambda: browse(db, BrowserFilter(text="no such words")),
         "detail": lambda: exchange_detail(db, first.rows[0].id),
     }
     return {f"browser: {n}": {n: await _median_ms(q, repeat)} for n, q in browser.items()}

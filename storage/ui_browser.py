@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.selectable import FromClause
 
 from core import Exchange, Route
 from storage.codec import candidate_of, to_utc
@@ -119,28 +120,29 @@ def _time_conditions(f: BrowserFilter, after: Cursor | None) -> list[ColumnEleme
     return where
 
 
-def _arm_has(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+def _arm_has(source: FromClause, condition: ColumnElement[bool]) -> ColumnElement[bool]:
     o = OBSERVATIONS.c
-    return select(o.exchange_id).where(o.exchange_id == EXCHANGES.c.id, condition).exists()
+    return select(o.exchange_id).where(o.exchange_id == source.c.id, condition).exists()
 
 
-def _filter_conditions(f: BrowserFilter) -> list[ColumnElement[bool]]:
-    e, o = EXCHANGES.c, OBSERVATIONS.c
+def _filter_conditions(f: BrowserFilter, e: FromClause) -> list[ColumnElement[bool]]:
+    """The filters beyond time, on ``e``: the exchanges table or a scan of it."""
+    o = OBSERVATIONS.c
     where: list[ColumnElement[bool]] = []
     if f.route is not None:
-        where.append(e.route == f.route.value)
+        where.append(e.c.route == f.route.value)
     if f.model is not None:
-        where.append(or_(e.requested_model == f.model, _arm_has(o.model == f.model)))
+        where.append(or_(e.c.requested_model == f.model, _arm_has(e, o.model == f.model)))
     if f.served_by is not None:
-        where.append(e.served_by == f.served_by)
+        where.append(e.c.served_by == f.served_by)
     if f.fallback is not None:
-        where.append(e.fallback == f.fallback)
+        where.append(e.c.fallback == f.fallback)
     if f.status is not None:
-        where.append(_arm_has(o.status == f.status))
+        where.append(_arm_has(e, o.status == f.status))
     if f.error_kind is not None:
-        where.append(_arm_has(o.error_kind == f.error_kind))
+        where.append(_arm_has(e, o.error_kind == f.error_kind))
     if f.text:
-        where.append(_arm_has(o.text.icontains(f.text, autoescape=True)))
+        where.append(_arm_has(e, o.text.icontains(f.text, autoescape=True)))
     return where
 
 
@@ -156,14 +158,17 @@ _SUMMARY = (
 )
 
 
-def _newest_first(query: Select[Any]) -> Select[Any]:
-    return query.order_by(EXCHANGES.c.created_at.desc(), EXCHANGES.c.id.desc())
+def _newest_first(query: Select[Any], e: FromClause = EXCHANGES) -> Select[Any]:
+    return query.order_by(e.c.created_at.desc(), e.c.id.desc())
 
 
 def _scan(f: BrowserFilter, after: Cursor | None, cap: int) -> Any:
-    """The next ``cap`` exchanges in the time range, newest first: all a page may read."""
-    e = EXCHANGES.c
-    query = select(e.id, e.created_at).where(*_time_conditions(f, after))
+    """The next ``cap`` exchanges in the time range, newest first: all a page may read.
+
+    It carries every column the page shows or filters on, so nothing joins back to
+    the table (PostgreSQL would hash-join the whole of it).
+    """
+    query = select(*_SUMMARY).where(*_time_conditions(f, after))
     return _newest_first(query).limit(cap).subquery("scan")
 
 
@@ -192,18 +197,14 @@ async def browse(
     """One page of matching exchanges older than ``after``, newest first."""
     if page_size < 1 or scan_cap < page_size:
         raise ValueError("a page holds at least one row and the scan cap at least a page")
-    e = EXCHANGES.c
     async with db.engine.connect() as conn:
         if f.narrows:
             scan = _scan(f, after, scan_cap)
-            query = (
-                select(*_SUMMARY)
-                .select_from(EXCHANGES.join(scan, scan.c.id == e.id))
-                .where(*_filter_conditions(f))
-            )
+            query = select(scan).where(*_filter_conditions(f, scan))
+            query = _newest_first(query, scan)
         else:
-            query = select(*_SUMMARY).where(*_time_conditions(f, after))
-        rows = (await conn.execute(_newest_first(query).limit(page_size + 1))).all()
+            query = _newest_first(select(*_SUMMARY).where(*_time_conditions(f, after)))
+        rows = (await conn.execute(query.limit(page_size + 1))).all()
         full = len(rows) > page_size
         rows = rows[:page_size]
         arms = await _arms(conn, [r[0] for r in rows])

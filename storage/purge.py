@@ -19,7 +19,9 @@ from storage.spill import SpillDir
 
 @dataclass(frozen=True, slots=True)
 class PurgeResult:
-    exchanges: int  # rows deleted from the exchanges table (observations and judgments follow)
+    # Rows deleted from the exchanges table; their observations, judgments and reviews go
+    # with them (ON DELETE CASCADE).
+    exchanges: int
     spilled: int  # records removed from spill and rejected files
 
 

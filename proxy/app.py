@@ -13,10 +13,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from core import ExchangeSink, FlagSource, Route, TripReporter
+from proxy.backpressure import CandidatePressure
 from proxy.breaker import CandidateBreakers
 from proxy.config import BreakerConfig, Limits
 from proxy.errors import error_response
 from proxy.exchange import EXCHANGE_ID, ExchangeHandler
+from proxy.health import CandidateHealth, check_at_start
 from proxy.load import RequestLoad
 from proxy.metrics import ProxyMetrics
 from proxy.ops import OpsHandlers, ReadinessCheck
@@ -33,6 +35,8 @@ METRICS = web.AppKey("proxy_metrics", ProxyMetrics)
 OPS = web.AppKey("ops", OpsHandlers)
 LOAD = web.AppKey("request_load", RequestLoad)
 BREAKERS = web.AppKey("breakers", CandidateBreakers)
+HEALTH = web.AppKey("candidate_health", CandidateHealth)
+PRESSURE = web.AppKey("candidate_pressure", CandidatePressure)
 REQUEST_ID = web.RequestKey("request_id", uuid.UUID)
 
 MIRRORED_ROUTES = {
@@ -163,7 +167,9 @@ def create_proxy_app(
     if sink_depth is not None:
         metrics.watch_sink_depth(sink_depth)
     tasks = BackgroundTasks()
-    ops = OpsHandlers(registry, readiness)
+    health = CandidateHealth(upstreams.candidates, registry)
+    pressure = CandidatePressure(upstreams.candidates, registry)
+    ops = OpsHandlers(registry, readiness, partial(_candidate_detail, health, pressure))
     app[UPSTREAMS] = upstreams
     app[BACKGROUND] = tasks
     app[METRICS] = metrics
@@ -171,6 +177,8 @@ def create_proxy_app(
     app[LOAD] = load
     breakers = CandidateBreakers(upstreams.candidates, breaker or BreakerConfig(), registry, trips)
     app[BREAKERS] = breakers
+    app[HEALTH] = health
+    app[PRESSURE] = pressure
 
     exchanges = ExchangeHandler(
         upstreams=upstreams,
@@ -182,6 +190,8 @@ def create_proxy_app(
         load=load,
         redact=redact,
         breakers=breakers,
+        health=health,
+        pressure=pressure,
     )
     passthrough = PassthroughHandler(upstreams.primary, limits, MIRRORED_ROUTES, redact)
     for path, route in MIRRORED_ROUTES.items():
@@ -193,7 +203,16 @@ def create_proxy_app(
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await upstreams.start()
+        watchers = BackgroundTasks()  # probe and scrape loops: they run until cancelled
+        try:
+            await check_at_start(health, flags)
+        except BaseException:
+            await upstreams.close()
+            raise
+        health.start(watchers)
+        pressure.start(watchers)
         yield
+        await watchers.drain(0)
         # Background calls still running get a grace period, then are cancelled
         # and recorded as such; only then are the upstream pools closed.
         await tasks.drain(shutdown_grace_s)
@@ -222,6 +241,16 @@ async def _identify_response(request: web.Request, response: web.StreamResponse)
 def _request_id(request: web.Request) -> uuid.UUID:
     """The exchange id when the handler started one, else the id given on arrival."""
     return request.get(EXCHANGE_ID) or request.get(REQUEST_ID) or uuid.uuid4()
+
+
+def _candidate_detail(
+    health: CandidateHealth, pressure: CandidatePressure
+) -> dict[str, dict[str, object]]:
+    detail = health.detail()
+    for name, entry in detail.items():
+        if (load := pressure.detail(name)) is not None:
+            entry["load"] = load
+    return detail
 
 
 async def _mirrored(

@@ -7,6 +7,18 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
+class WatchConfig:
+    """How a candidate's health and load are watched; every part is off unless set."""
+
+    probe_interval_s: float | None = None  # None: no health probes
+    probe_timeout_s: float = 5.0
+    metrics_url: str | None = None  # the server's Prometheus page; None: not scraped
+    scrape_interval_s: float = 1.0
+    # Shadows are skipped while the server reports more queued requests than this.
+    shed_shadows_above_queue: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     name: str
     base_url: str  # ends in the API root, e.g. https://api.openai.com/v1
@@ -17,6 +29,7 @@ class UpstreamConfig:
     connect_timeout_s: float = 10.0
     stream_idle_timeout_s: float = 60.0  # longest silence inside a streamed answer
     max_concurrency: int = 64  # candidates and noise: concurrent calls; primary: its pool
+    watch: WatchConfig = field(default_factory=WatchConfig)  # candidates only
 
     def mapped_model(self, requested: str) -> str:
         return self.model_map.get(requested, requested)

@@ -25,11 +25,13 @@ from core import (
     UpstreamResponse,
 )
 from proxy.arms import ConcurrencyCaps, call_to_end
+from proxy.backpressure import CandidatePressure
 from proxy.body import read_body
 from proxy.breaker import Admission, CandidateBreakers
 from proxy.capture import Capture
 from proxy.config import Limits
 from proxy.errors import RequestError
+from proxy.health import CandidateHealth
 from proxy.load import RequestLoad
 from proxy.metrics import ProxyMetrics
 from proxy.record import Arm, ExchangeRecord, ExchangeRecorder
@@ -64,9 +66,13 @@ class ExchangeHandler:
         load: RequestLoad,
         redact: Callable[[str], str],
         breakers: CandidateBreakers,
+        health: CandidateHealth,
+        pressure: CandidatePressure,
     ) -> None:
         self._load = load
         self._breakers = breakers
+        self._health = health
+        self._pressure = pressure
         self._redact = redact
         self._upstreams = upstreams
         self._flags = flags
@@ -166,10 +172,15 @@ class ExchangeHandler:
         return self._spawn(record, primary, Role.REVERSE_SHADOW, body, primary_headers)
 
     def _admit_candidate(self, name: str) -> tuple[Admission, str | None]:
-        """A candidate call passes the load, its cap, then its breaker; else why it is not made.
+        """A shadow passes the candidate's health, its queue, the load, its cap, then its
+        breaker; else why it is not made.
 
         The breaker is asked last: a probe it lets through must be a call that is made.
         """
+        if not self._health.healthy(name):
+            return Admission.REFUSED, "unhealthy"
+        if self._pressure.shedding(name):
+            return Admission.REFUSED, "backpressure"
         if (skipped := self._skip_reason(name)) is not None:
             return Admission.REFUSED, skipped
         admission = self._breakers.admit(name)
@@ -265,6 +276,9 @@ class ExchangeHandler:
         client sees nothing until the whole answer is in, so it must be a JSON object.
         """
         parsed = record.parsed
+        if not self._health.healthy(candidate.name):  # straight to the primary, no attempt
+            self._fall_back(record, candidate.name, "unhealthy")
+            return None
         if not self._caps.try_acquire(candidate.name):
             self._fall_back(record, candidate.name, "at_capacity")
             return None

@@ -44,7 +44,9 @@ class ProxyMetrics:
         self.shadows_skipped = Counter(
             "understudy_shadows_skipped",
             "Background calls (shadow and noise) not made: at_capacity (the upstream's cap "
-            "was full) or overload (the proxy was shedding background work).",
+            "was full), overload (the proxy was shedding background work), unhealthy (the "
+            "candidate's health probe failed), backpressure (the candidate's own queue was "
+            "over its threshold) or breaker_open.",
             ["upstream", "reason"],
             registry=registry,
         )
@@ -56,7 +58,8 @@ class ProxyMetrics:
         )
         self.fallbacks = Counter(
             "understudy_fallbacks",
-            "Requests the candidate was to serve that the primary served.",
+            "Requests the candidate was to serve that the primary served, by reason: an "
+            "error kind, at_capacity, breaker_open or unhealthy.",
             ["route", "upstream", "reason"],
             registry=registry,
         )

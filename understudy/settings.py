@@ -63,8 +63,35 @@ class CandidateSettings(BaseModel):
     timeout_s: float = Field(default=60.0, gt=0)
     stream_idle_timeout_s: float = Field(default=30.0, gt=0)
     max_concurrency: int = Field(default=64, ge=1)
+    # Health probes this often (openai: GET /v1/models; vllm: /health and /v1/models; tgi
+    # and llamacpp: /health; ollama: /api/tags), each mapped model checked where the
+    # server lists them; unset: no probes. An unhealthy candidate gets no shadows and
+    # serves no one until a probe passes. A mapped model missing at start-up stops
+    # `serve` when the rollout serves users from the candidate, and is a warning otherwise.
+    probe_interval_s: float | None = Field(default=None, gt=0)
+    probe_timeout_s: float = Field(default=5.0, gt=0)  # probes and metric scrapes alike
+    # Read the server's own Prometheus metrics (vLLM, TGI, llama.cpp run with --metrics),
+    # re-export them, and skip shadows while more than shed_shadows_above_queue requests
+    # wait in its queue. metrics_url defaults to /metrics at the server's root.
+    scrape_metrics: bool = False
+    metrics_url: str | None = None
+    scrape_interval_s: float = Field(default=1.0, gt=0)
+    shed_shadows_above_queue: int = Field(default=0, ge=0)
 
     _url = field_validator("base_url")(_check_base_url)
+
+    @field_validator("metrics_url")
+    @classmethod
+    def _metrics_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_base_url(value)
+
+    @model_validator(mode="after")
+    def _metrics_exist(self) -> Self:
+        if self.scrape_metrics and self.kind is UpstreamKind.OLLAMA and self.metrics_url is None:
+            raise ValueError(
+                "Ollama exports no Prometheus metrics: set metrics_url or turn off scrape_metrics"
+            )
+        return self
 
     def mapped_model(self, requested: str) -> str:
         return self.model_map.get(requested, requested)

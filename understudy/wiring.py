@@ -11,9 +11,10 @@ from prometheus_client import CollectorRegistry
 from core import ExchangeSink
 from core.memory_sink import DiscardingSink
 from proxy.app import create_proxy_app
-from proxy.config import BreakerConfig, Limits, UpstreamConfig
+from proxy.config import BreakerConfig, Limits, UpstreamConfig, WatchConfig
 from proxy.tasks import BackgroundTasks
 from proxy.upstream_set import UpstreamSet
+from proxy.upstreams.base import server_root
 from rollout.live import DatabaseFollower, LiveFlags, log_snapshot, watch_kill_file
 from rollout.metrics import RolloutMetrics
 from rollout.state import RolloutRules, RolloutSnapshot
@@ -25,7 +26,7 @@ from storage.redaction import SECRET_MARK, redact_secrets
 from understudy.admin_wiring import attach_admin
 from understudy.controller_wiring import ReportWorker, StageReports, build_controller
 from understudy.recording import Lifecycle, build_writer
-from understudy.settings import LimitAction, Settings
+from understudy.settings import CandidateSettings, LimitAction, Settings
 
 
 def upstream_set(settings: Settings) -> UpstreamSet:
@@ -52,9 +53,23 @@ def upstream_set(settings: Settings) -> UpstreamSet:
                 connect_timeout_s=min(c.timeout_s, 5.0),
                 stream_idle_timeout_s=c.stream_idle_timeout_s,
                 max_concurrency=c.max_concurrency,
+                watch=watch_config(c),
             )
             for c in settings.candidates
         ],
+    )
+
+
+def watch_config(candidate: CandidateSettings) -> WatchConfig:
+    metrics_url = None
+    if candidate.scrape_metrics:
+        metrics_url = candidate.metrics_url or f"{server_root(candidate.base_url)}/metrics"
+    return WatchConfig(
+        probe_interval_s=candidate.probe_interval_s,
+        probe_timeout_s=candidate.probe_timeout_s,
+        metrics_url=metrics_url,
+        scrape_interval_s=candidate.scrape_interval_s,
+        shed_shadows_above_queue=candidate.shed_shadows_above_queue,
     )
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 from core.upstream_kind import UpstreamKind
 from proxy.config import UpstreamConfig
 from proxy.upstreams.base import HttpUpstream
+from proxy.upstreams.llamacpp import LlamaCppUpstream
 from proxy.upstreams.ollama import OllamaUpstream
 from proxy.upstreams.openai import OpenAIUpstream
+from proxy.upstreams.tgi import TGIUpstream
+from proxy.upstreams.vllm import VLLMUpstream
 
 # One adapter per kind; a test checks that every UpstreamKind has one.
 KINDS: dict[UpstreamKind, type[HttpUpstream]] = {
     UpstreamKind.OPENAI: OpenAIUpstream,
     UpstreamKind.OLLAMA: OllamaUpstream,
+    UpstreamKind.VLLM: VLLMUpstream,
+    UpstreamKind.TGI: TGIUpstream,
+    UpstreamKind.LLAMACPP: LlamaCppUpstream,
 }
 
 

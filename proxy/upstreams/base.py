@@ -6,13 +6,15 @@ import abc
 import asyncio
 import math
 from collections.abc import AsyncIterator, Mapping
+from typing import ClassVar
 
 import aiohttp
 from yarl import URL
 
 from core import ErrorKind, UpstreamError, UpstreamRequest, UpstreamResponse
 from proxy.config import UpstreamConfig
-from proxy.upstreams.port import ForwardRequest
+from proxy.upstreams.load_metrics import ANY_NAMES, LoadNames, LoadReading, parse_load
+from proxy.upstreams.port import ForwardRequest, ProbeResult
 
 # Headers that describe one hop's connection or encoding, never relayed.
 HOP_BY_HOP = frozenset(
@@ -77,8 +79,20 @@ async def body_chunks(
         yield chunk
 
 
+# A probe or a metrics page larger than this is not what the server should send.
+MAX_PROBE_BYTES = 4 * 1024 * 1024
+
+
+def server_root(base_url: str) -> str:
+    """The server's root: health and metrics live there, beside the ``/v1`` API root."""
+    return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+
+
 class HttpUpstream(abc.ABC):
     """Base for adapters that reach their backend over HTTP through one ClientSession."""
+
+    # The Prometheus names of this kind's load figures.
+    load_names: ClassVar[LoadNames] = ANY_NAMES
 
     def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
@@ -137,6 +151,38 @@ class HttpUpstream(abc.ABC):
     @abc.abstractmethod
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """Start the call and return once the response headers arrived."""
+
+    @abc.abstractmethod
+    async def probe(self, timeout_s: float) -> ProbeResult:
+        """Whether the server is up and serves every mapped model; never raises."""
+
+    async def get(self, url: str, timeout_s: float) -> tuple[int, bytes]:
+        """A small GET (a probe, a metrics page): its status and body, within ``timeout_s``."""
+        headers = {}
+        if self.config.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self.session.get(url, headers=headers, allow_redirects=False) as resp:
+                    body = await resp.content.read(MAX_PROBE_BYTES + 1)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise map_client_error(exc, self.name) from exc
+        if len(body) > MAX_PROBE_BYTES:
+            raise UpstreamError(ErrorKind.INVALID_RESPONSE, f"{self.name}: answer too large")
+        return resp.status, body
+
+    async def read_load(self, url: str, timeout_s: float) -> LoadReading:
+        status, body = await self.get(url, timeout_s)
+        if status != 200:
+            raise UpstreamError(
+                ErrorKind.HTTP_STATUS, f"{self.name}: metrics status {status}", status
+            )
+        try:
+            return parse_load(body.decode("utf-8", "replace"), self.load_names)
+        except ValueError as exc:
+            raise UpstreamError(
+                ErrorKind.INVALID_RESPONSE, f"{self.name}: metrics not Prometheus text"
+            ) from exc
 
     async def forward(self, request: ForwardRequest) -> UpstreamResponse:
         try:

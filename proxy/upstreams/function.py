@@ -10,10 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 
 from core import ErrorKind, UpstreamError, UpstreamRequest, UpstreamResponse
 from proxy.config import UpstreamConfig
-from proxy.upstreams.port import ForwardRequest
+from proxy.upstreams.load_metrics import LoadReading
+from proxy.upstreams.port import HEALTHY, ForwardRequest, ProbeResult
 
 SendHandler = Callable[[UpstreamRequest], Awaitable[UpstreamResponse]]
 ForwardHandler = Callable[[ForwardRequest], Awaitable[UpstreamResponse]]
+ProbeHandler = Callable[[], Awaitable[ProbeResult]]
+LoadHandler = Callable[[], Awaitable[LoadReading]]
 
 
 class ChunkedResponse:
@@ -46,8 +49,17 @@ async def _no_forward(request: ForwardRequest) -> UpstreamResponse:
     raise UpstreamError(ErrorKind.CONNECT, f"no pass-through handler for {request.path}")
 
 
+async def _always_healthy() -> ProbeResult:
+    return HEALTHY
+
+
+async def _no_metrics() -> LoadReading:
+    raise UpstreamError(ErrorKind.CONNECT, "no metrics handler")
+
+
 class FunctionUpstream:
-    """``send`` calls ``handler``; ``forward`` calls ``forward_handler`` (or fails to connect).
+    """``send`` calls ``handler``; ``forward`` calls ``forward_handler`` (or fails to connect);
+    ``probe`` and ``read_load`` call theirs (healthy, and no metrics, when not given).
 
     A handler answers with an UpstreamResponse (``ChunkedResponse`` is the simple one) or
     raises ``core.UpstreamError``, as an HTTP adapter would.
@@ -58,10 +70,15 @@ class FunctionUpstream:
         config: UpstreamConfig,
         handler: SendHandler,
         forward_handler: ForwardHandler = _no_forward,
+        *,
+        probe_handler: ProbeHandler = _always_healthy,
+        load_handler: LoadHandler = _no_metrics,
     ) -> None:
         self._config = config
         self._handler = handler
         self._forward_handler = forward_handler
+        self._probe_handler = probe_handler
+        self._load_handler = load_handler
         self.started = False
 
     @property
@@ -83,3 +100,9 @@ class FunctionUpstream:
 
     async def forward(self, request: ForwardRequest) -> UpstreamResponse:
         return await self._forward_handler(request)
+
+    async def probe(self, timeout_s: float) -> ProbeResult:
+        return await self._probe_handler()
+
+    async def read_load(self, url: str, timeout_s: float) -> LoadReading:
+        return await self._load_handler()

@@ -15,6 +15,9 @@ import aiohttp
 from core import ErrorKind, Route, UpstreamError, UpstreamRequest, UpstreamResponse
 from proxy.upstreams import ollama_translate as tr
 from proxy.upstreams.base import HttpUpstream, body_chunks, map_client_error
+from proxy.upstreams.load_metrics import LoadNames
+from proxy.upstreams.port import ProbeResult
+from proxy.upstreams.probing import ollama_model_names, ollama_tagged, serves_models
 
 _JSON_HEADERS = {"content-type": "application/json"}
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
@@ -135,6 +138,14 @@ class _Translated:
 
 class OllamaUpstream(HttpUpstream):
     """Only /api/chat, /api/generate and /api/embed are ever called; never management paths."""
+
+    load_names = LoadNames()  # Ollama exports no Prometheus metrics
+
+    async def probe(self, timeout_s: float) -> ProbeResult:
+        """``GET /api/tags`` answers, and every mapped model is pulled."""
+        return await serves_models(
+            self, self.url("/api/tags"), timeout_s, ollama_model_names, ollama_tagged
+        )
 
     def url(self, path: str) -> str:
         return f"{tr.native_root(self.config.base_url)}{path}"

@@ -8,6 +8,8 @@ import aiohttp
 
 from core import Route, UpstreamRequest, UpstreamResponse
 from proxy.upstreams.base import AiohttpBody, HttpUpstream, map_client_error, relayable_headers
+from proxy.upstreams.port import ProbeResult
+from proxy.upstreams.probing import openai_model_ids, serves_models
 
 ROUTE_PATHS = {
     Route.CHAT: "/chat/completions",
@@ -18,6 +20,10 @@ ROUTE_PATHS = {
 
 class OpenAIUpstream(HttpUpstream):
     """Sends the request as is; the response is already in OpenAI's wire format."""
+
+    async def probe(self, timeout_s: float) -> ProbeResult:
+        """``GET /v1/models`` answers, and lists every mapped model."""
+        return await serves_models(self, self.url("/models"), timeout_s, openai_model_ids)
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         headers = dict(request.headers)

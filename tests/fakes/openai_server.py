@@ -1,8 +1,8 @@
 """A fake OpenAI API shaped like the real one, answering deterministically.
 
 Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings,
-/v1/moderations; GET /v1/models, /v1/models/{id}; anything else gets OpenAI's
-"Invalid URL" 404. Non-streamed bodies are indented like OpenAI's; SSE lines
+/v1/moderations; GET /v1/models, /v1/models/{id}; as a model server (vLLM, TGI,
+llama.cpp), GET /health and /metrics; anything else gets OpenAI's "Invalid URL" 404. Non-streamed bodies are indented like OpenAI's; SSE lines
 are compact JSON.
 """
 
@@ -29,6 +29,7 @@ from ._content import (
     split_arguments,
     split_tokens,
 )
+from ._server_ops import health_response, metrics_response
 
 DEFAULT_MODELS = (
     "gpt-4o-mini",
@@ -85,6 +86,10 @@ class FakeOpenAI(FakeUpstream):
         self.reply_template = reply_template
         self.models = list(models)
         self.embedding_dims = embedding_dims
+        # GET /health answers this status; None: no such endpoint (404), as OpenAI.
+        self.health_status: int | None = None
+        # GET /metrics serves these samples (see _server_ops); None: 404, as OpenAI.
+        self.metrics: dict[str, float] | None = None
         self._request_ids = itertools.count(1)
 
     @property
@@ -110,6 +115,8 @@ class FakeOpenAI(FakeUpstream):
         router.add_get("/v1/models", self._list_models)
         # Model ids may contain "/" (e.g. "meta-llama/Llama-3.1-8B" on vLLM).
         router.add_get("/v1/models/{model_id:.+}", self._get_model)
+        router.add_get("/health", self._health)
+        router.add_get("/metrics", self._metrics)
         router.add_route("*", "/{tail:.*}", self._invalid_url)
 
     def error_response(
@@ -399,6 +406,16 @@ class FakeOpenAI(FakeUpstream):
                 code="model_not_found",
             )
         return await self.send_json(request, shapes.model_object(model_id))
+
+    async def _health(self, request: web.Request) -> web.StreamResponse:
+        if self.health_status is None:
+            return await self._invalid_url(request)
+        return health_response(self.health_status)
+
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        if self.metrics is None:
+            return await self._invalid_url(request)
+        return metrics_response(self.metrics)
 
     async def _invalid_url(self, request: web.Request) -> web.StreamResponse:
         return self.error_response(

@@ -19,9 +19,9 @@ def test_settings_accept_the_kinds_and_nothing_else() -> None:
         parsed = CandidateSettings(name="c", base_url="http://127.0.0.1:1", kind=kind.value)
         assert parsed.kind is kind
     with pytest.raises(ValueError, match="kind"):
-        CandidateSettings(name="c", base_url="http://127.0.0.1:1", kind="tgi")
+        CandidateSettings(name="c", base_url="http://127.0.0.1:1", kind="lmstudio")
 
 
 def test_an_unknown_kind_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="unknown upstream kind 'tgi'; known: "):
-        build_upstream(UpstreamConfig(name="c", base_url="http://127.0.0.1:1", kind="tgi"))
+    with pytest.raises(ValueError, match="unknown upstream kind 'lmstudio'; known: "):
+        build_upstream(UpstreamConfig(name="c", base_url="http://127.0.0.1:1", kind="lmstudio"))

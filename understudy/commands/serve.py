@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 
 import structlog
 
+from core import ConfigError
 from storage.errors import StorageError
 from understudy.admin_wiring import ADMIN_APP, ADMIN_PREFIX
-from understudy.commands.common import Subparsers, add_config_option, settings_from_args
+from understudy.commands.common import (
+    EXIT_CONFIG,
+    Subparsers,
+    add_config_option,
+    settings_from_args,
+)
 from understudy.logs import configure_logging
 from understudy.server import RunningSite, run, start_site, wait_for_stop_signal
 from understudy.settings import Settings
@@ -48,6 +55,9 @@ async def serve(settings: Settings) -> int:
             except OSError:
                 await site.stop()
                 raise
+    except ConfigError as exc:  # found at start-up: a mapped model the candidate lacks
+        sys.stderr.write(f"understudy: configuration error: {exc}\n")
+        return EXIT_CONFIG
     except (StorageError, OSError) as exc:  # schema behind, database or port unusable
         # One JSON line like every other, and redacted: the error may quote a database URL.
         log.error("cannot_start", error=str(exc))

@@ -1,5 +1,6 @@
 """What a controller look costs at 10k pairs: a full report every look, against reusing the
-last report while the stage's window has not changed (one stamp query)."""
+last report while the stage's window has not changed (one stamp query); and that the
+stamp moves whenever the report's data does."""
 
 from __future__ import annotations
 
@@ -7,16 +8,26 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import select
 
 import migrations
+from core.outcome import PairOutcome, ReviewOutcome
 from rollout.controller import Assess, Controller, SoleLeader, StageWindow
 from rollout.controller_metrics import ControllerMetrics
 from rollout.reconcile import HasVerdict
 from storage.database import Database
+from storage.judgments import Judgment, add_judgments
+from storage.models import ReviewerRow
+from storage.repository import list_exchanges
+from storage.reviewers import add_reviewer
+from storage.reviews import CANDIDATE_FIRST, EligiblePair, decide, pending_item, show_pair
+from storage.window import ExchangeWindow
+from storage.window_stamp import window_stamp
 from tests.rollout.conftest import figure
 from tests.rollout.stage_traffic import CANDIDATE, Candidate, seed_stage
 from understudy.controller_wiring import StageReports, stage_report
@@ -91,3 +102,38 @@ async def test_a_look_at_an_unchanged_window_reuses_the_report(
     )
     assert seen == [PAIRS] * (1 + LOOKS) + [PAIRS + 1]
     assert reused_s < rebuilding_s / 20, (reused_s, rebuilding_s)
+
+
+async def test_the_window_stamp_moves_with_everything_a_report_reads(database: Database) -> None:
+    """New exchanges, judgments and people's decisions move it; an unchanged window does not;
+    exchanges before the stage's first flag version are not its business."""
+    db = database
+    stage = stage_plan(load_settings().rollout.plan).first
+    window = ExchangeWindow(CANDIDATE, first_flag_version=2)
+    rng = random.Random(5)
+    empty = await window_stamp(db, window)
+    assert (empty.exchanges, empty.judgments, empty.reviews) == (0, 0, 0)
+    await seed_stage(db, stage, 1, Candidate(), 5, rng)  # an earlier stage's
+    assert await window_stamp(db, window) == empty
+    await seed_stage(db, stage, 2, Candidate(), 5, rng)
+    seeded = await window_stamp(db, window)
+    assert seeded.exchanges == 5 and seeded.last_exchange_at is not None
+    assert await window_stamp(db, window) == seeded  # nothing changed: the same stamp
+
+    pair = (await list_exchanges(db, ExchangeWindow(first_flag_version=2), limit=1))[0]
+    now = datetime.now(UTC)
+    await add_judgments(db, [Judgment(pair.id, CANDIDATE, "judge", "v1", PairOutcome.TIE)])
+    judged = await window_stamp(db, window)
+    assert judged.judgments == 1 and judged != seeded
+
+    await add_reviewer(db, "rita", "0" * 64, now, now + timedelta(days=1))
+    async with db.engine.connect() as conn:
+        rita = (await conn.execute(select(ReviewerRow.id))).scalar_one()
+    eligible = EligiblePair(pair.id, pair.route.value, None, "a", "b")
+    assert await show_pair(db, rita, CANDIDATE, eligible, CANDIDATE_FIRST, now)
+    assert await window_stamp(db, window) == judged  # shown, not decided: no new evidence
+    item = await pending_item(db, rita)
+    assert item is not None
+    assert await decide(db, rita, item.token, ReviewOutcome.CANDIDATE, None, now)
+    decided = await window_stamp(db, window)
+    assert decided.reviews == 1 and decided != judged

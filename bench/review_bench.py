@@ -26,10 +26,11 @@ from bench.report_db_bench import CANDIDATE, fill
 from core.outcome import ReviewOutcome
 from dashboards.accounts import new_token, token_hash
 from dashboards.agreement import agreement_figures
-from dashboards.queue import next_item
+from dashboards.pages.review import WAITING_CAP
+from dashboards.queue import REVIEWED_ROUTES, next_item
 from storage.database import Database
 from storage.reviewers import accept_invite, add_reviewer, list_reviewers
-from storage.reviews import decide, decided_count
+from storage.reviews import count_waiting, decide, decided_count
 from storage.window import ExchangeWindow
 
 BUDGET_MS = 300.0
@@ -71,6 +72,9 @@ async def run(path: Path, reviews: int, repeat: int) -> dict[str, float]:
             item = await next_item(db, fresh, CANDIDATE, PER_PAIR, rng)
             assert item is not None
             await decided_count(db, fresh)
+            await count_waiting(
+                db, fresh, CANDIDATE, REVIEWED_ROUTES, per_pair=PER_PAIR, cap=WAITING_CAP
+            )
             await decide(db, fresh, item.token, ReviewOutcome.TIE, None, datetime.now(UTC))
 
         async def reviewers_page() -> None:
@@ -78,7 +82,7 @@ async def run(path: Path, reviews: int, repeat: int) -> dict[str, float]:
             await agreement_figures(db, ExchangeWindow(CANDIDATE))
 
         return {
-            "review page (next pair, count, decision)": await _median_ms(review_page, repeat),
+            "review page (next pair, counters, decision)": await _median_ms(review_page, repeat),
             "reviewers page (list, agreement)": await _median_ms(reviewers_page, repeat),
         }
 

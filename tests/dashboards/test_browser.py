@@ -201,6 +201,10 @@ def _review_as_alice(browser: Any, invite: str, proxy: Proxy) -> None:
     page = context.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
     page.goto(invite)
     _shot(page, "invite")
     page.fill('input[name="password"]', PASSWORD)
@@ -240,6 +244,9 @@ def _review_as_alice(browser: Any, invite: str, proxy: Proxy) -> None:
     assert forged.status == 403
     assert page.locator("#progress").inner_text() == "10 reviewed · 0 waiting"
 
+    # Every script and style the pages use loaded and passed the CSP: nothing was blocked.
+    assert not [m for m in console if "Content Security Policy" in m or "Refused" in m]
+    assert not [url for url in missing if "/ui/" in url]  # (Chromium asks for /favicon.ico)
     response = page.goto(f"{proxy.url}/ui/reviewers")
     assert response is not None and response.status == 403
     _shot(page, "reviewer-refused-admin-page")

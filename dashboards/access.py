@@ -14,13 +14,17 @@ from enum import StrEnum
 from typing import TypeVar
 from urllib.parse import quote
 
+import structlog
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from dashboards.accounts import token_hash
 from dashboards.config import SESSION, SESSION_COOKIE, UI
 from dashboards.render import render
 from proxy.errors import error_response
 from storage.web_sessions import WebSession, find_session
+
+log = structlog.get_logger("understudy.ui")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
@@ -105,3 +109,20 @@ async def access_control(request: web.Request, handler: Handler) -> web.StreamRe
     if required is not Access.SIGNED_IN and session.role != required.value:
         return refuse(request, 403, "Your account may not open this page.", "forbidden")
     return await handler(request)
+
+
+@web.middleware
+async def database_outage(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A database that cannot answer is a 503 saying so, never a 500."""
+    try:
+        return await handler(request)
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("ui_database_unavailable", path=request.path, error=type(exc).__name__)
+        response = refuse(
+            request,
+            503,
+            "The database cannot be reached or is not set up: try again shortly.",
+            "database_unavailable",
+        )
+        response.headers["Retry-After"] = "5"
+        return response

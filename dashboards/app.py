@@ -13,7 +13,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from dashboards.access import access_control
+from dashboards.access import access_control, database_outage
 from dashboards.config import UI, UiContext
 from dashboards.markdown import safe_markdown
 from dashboards.ratelimit import LIMITER, SignInLimiter
@@ -34,7 +34,9 @@ PAGE_MODULES = (
 
 def create_ui_app(context: UiContext) -> web.Application:
     """The sub-app; the context's database is disposed when the app stops."""
-    app = web.Application(middlewares=[security_headers, access_control, csrf_protection])
+    app = web.Application(
+        middlewares=[security_headers, database_outage, access_control, csrf_protection]
+    )
     app[UI] = context
     app[LIMITER] = SignInLimiter(context.config.signin_attempts_per_minute)
     env = aiohttp_jinja2.setup(

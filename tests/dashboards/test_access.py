@@ -200,3 +200,15 @@ async def test_with_an_admin_port_the_ui_is_served_there_only(make_ui_rig) -> No
             assert "Admin token" in await response.text()
     finally:
         await admin_site.stop()
+
+
+async def test_a_database_without_the_schema_is_a_503_not_a_500(make_ui_rig, tmp_path) -> None:
+    empty = f"sqlite+aiosqlite:///{tmp_path / 'never-migrated.db'}"
+    rig: UiRig = await make_ui_rig(storage={"enabled": False}, database_url=empty)
+    client = rig.client()
+    csrf = await rig.form_token(client, "/ui/signin")  # the page itself needs no database
+    response = await rig.post(client, "/ui/signin/admin", {"csrf": csrf, "token": ADMIN_TOKEN})
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "5"
+    async with client.get(rig.url + "/ui/review", cookies={"understudy_session": "x"}) as page:
+        assert page.status == 503

@@ -81,6 +81,7 @@ async def body_chunks(
 
 # A probe or a metrics page larger than this is not what the server should send.
 MAX_PROBE_BYTES = 4 * 1024 * 1024
+PROBE_CONNECTIONS = 2  # a probe and a scrape at once
 
 
 def server_root(base_url: str) -> str:
@@ -97,6 +98,9 @@ class HttpUpstream(abc.ABC):
     def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
+        # Probes and scrapes have connections of their own: a pool full of calls must
+        # not make a healthy server look dead, nor a probe take a call's connection.
+        self._probe_session: aiohttp.ClientSession | None = None
 
     @property
     def name(self) -> str:
@@ -122,11 +126,17 @@ class HttpUpstream(abc.ABC):
             ),
             auto_decompress=True,
         )
+        self._probe_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=PROBE_CONNECTIONS, keepalive_timeout=30)
+        )
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._probe_session is not None:
+            await self._probe_session.close()
+            self._probe_session = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -161,9 +171,12 @@ class HttpUpstream(abc.ABC):
         headers = {}
         if self.config.api_key is not None:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
+        if self._probe_session is None:
+            raise RuntimeError(f"upstream {self.name} probed before start()")
         try:
             async with asyncio.timeout(timeout_s):
-                async with self.session.get(url, headers=headers, allow_redirects=False) as resp:
+                get = self._probe_session.get(url, headers=headers, allow_redirects=False)
+                async with get as resp:
                     body = await resp.content.read(MAX_PROBE_BYTES + 1)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise map_client_error(exc, self.name) from exc

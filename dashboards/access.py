@@ -117,7 +117,10 @@ async def database_outage(request: web.Request, handler: Handler) -> web.StreamR
     try:
         return await handler(request)
     except (SQLAlchemyError, OSError) as exc:
-        log.warning("ui_database_unavailable", path=request.path, error=type(exc).__name__)
+        # The route's pattern, not the path: an invite link's path holds its token.
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "?"
+        log.warning("ui_database_unavailable", route=route, error=type(exc).__name__)
         response = refuse(
             request,
             503,

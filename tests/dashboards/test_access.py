@@ -212,3 +212,18 @@ async def test_a_database_without_the_schema_is_a_503_not_a_500(make_ui_rig, tmp
     assert response.headers["Retry-After"] == "5"
     async with client.get(rig.url + "/ui/review", cookies={"understudy_session": "x"}) as page:
         assert page.status == 503
+
+
+async def test_an_outage_on_an_invite_logs_the_route_not_the_token(
+    make_ui_rig, tmp_path, capsys
+) -> None:
+    from dashboards.accounts import new_token
+
+    link = f"/ui/invite/{new_token()}"
+    empty = f"sqlite+aiosqlite:///{tmp_path / 'never-migrated.db'}"
+    broken: UiRig = await make_ui_rig(storage={"enabled": False}, database_url=empty)
+    async with broken.client().get(broken.url + link) as response:
+        assert response.status == 503
+    logged = capsys.readouterr()
+    assert "ui_database_unavailable" in logged.out + logged.err
+    assert link.rsplit("/", 1)[1] not in logged.out + logged.err

@@ -251,3 +251,63 @@ class ReviewRow(Base):
 Index("ix_exchanges_route_created_at", ExchangeRow.route, ExchangeRow.created_at)
 
 metadata = Base.metadata
+
+
+class ReplayRunRow(Base):
+    """One replay of stored requests to a candidate. Its results live in ``replay_results``,
+    which no live query reads, so replayed answers never mix with shadow data.
+
+    ``target`` describes where the requests went without any key; ``selection_key`` is the
+    digest of the selection options as typed, by which running the same command again finds
+    the run to resume.
+    """
+
+    __tablename__ = "replay_runs"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'stopped', 'finished')", name="status"),
+        Index(None, "selection_key", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    candidate: Mapped[str] = mapped_column(String)
+    target: Mapped[str] = mapped_column(String)
+    selection_key: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    selected: Mapped[int] = mapped_column(Integer)  # exchanges chosen to be replayed
+    skipped_no_prompt: Mapped[int] = mapped_column(Integer)  # stored without their prompt
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReplayResultRow(Base):
+    """One selected exchange of a run: pending until its replay is answered, then the
+    candidate's observation. The (run, exchange) key makes a replay never doubled; the
+    row goes with its original exchange when that is purged.
+    """
+
+    __tablename__ = "replay_results"
+    __table_args__ = (Index(None, "run_id", "replayed_at"),)
+
+    run_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("replay_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    exchange_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("exchanges.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    original_created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the order of sending
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: still pending
+    upstream: Mapped[str | None] = mapped_column(String)
+    model: Mapped[str | None] = mapped_column(String)
+    status: Mapped[int | None] = mapped_column(Integer)
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    finish_reason: Mapped[str | None] = mapped_column(String)
+    text: Mapped[str | None] = mapped_column(Text)
+    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(_JSON)
+    truncated: Mapped[bool | None] = mapped_column(Boolean)
+    embedding_dims: Mapped[int | None] = mapped_column(Integer)

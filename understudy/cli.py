@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "understudy.commands.judge",
     "understudy.commands.rollout",
     "understudy.commands.reviewers",
+    "understudy.commands.replay",
 )
 
 

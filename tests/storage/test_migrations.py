@@ -33,6 +33,8 @@ TABLES = {
     "reviewers",
     "ui_sessions",
     "reviews",
+    "replay_runs",
+    "replay_results",
 }
 
 

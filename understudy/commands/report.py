@@ -69,6 +69,12 @@ def register(subparsers: Subparsers) -> None:
         help="self-hosted candidate: output tokens per second at saturation",
     )
     cost.add_argument("--gpus", type=whole, default=1, metavar="N", help="GPUs per replica")
+    parser.add_argument(
+        "--replay",
+        type=whole,
+        metavar="RUN",
+        help="a replay run against the recorded primary answers (see `understudy replay list`)",
+    )
     add_config_option(parser)
     parser.set_defaults(func=_main)
 
@@ -137,6 +143,8 @@ def _main(args: argparse.Namespace) -> int:
 
 
 async def _report(args: argparse.Namespace, settings: Settings) -> int:
+    if args.replay is not None:
+        return await _replay_report(args, settings)
     request = request_from_args(args)
     async with await open_current(settings.database_url) as db:
         try:
@@ -146,6 +154,18 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
         except (Ambiguous, ConfigError) as exc:
             return fail(str(exc))
     sys.stdout.write(render(report, args.format))
+    return 0
+
+
+async def _replay_report(args: argparse.Namespace, settings: Settings) -> int:
+    from understudy.replay_report import NoReplay, build_replay_report, render_replay
+
+    async with await open_current(settings.database_url) as db:
+        try:
+            report = await build_replay_report(db, args.replay, settings)
+        except (NoReplay, ConfigError) as exc:
+            return fail(str(exc))
+    sys.stdout.write(render_replay(report, args.format))
     return 0
 
 

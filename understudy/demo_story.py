@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import structlog
+from sqlalchemy import exc as sa_exc
+
 from core import RolloutMode
 from core.verdict import MetricName
 from rollout.changes import RolloutAction
@@ -22,6 +25,10 @@ from rollout.plan import Promotion, Stage, StagePlan, default_plan
 from storage.database import Database
 from storage.flags import AuditEntry, audit_entries
 from understudy.plan_settings import StageSettings
+
+log = structlog.get_logger("understudy.demo")
+
+_DB_ERRORS = (OSError, TimeoutError, sa_exc.SQLAlchemyError)
 
 
 class Scenario(StrEnum):
@@ -150,7 +157,6 @@ class Storyteller:
         self._last_id = after_id
         self._on_stage = on_stage
         self._started = time.monotonic()
-        self.told: list[AuditEntry] = []
 
     def _say(self, lines: list[str]) -> None:
         elapsed = time.monotonic() - self._started
@@ -159,7 +165,7 @@ class Storyteller:
             self._write(f"         {line}")
 
     async def _new_entries(self) -> list[AuditEntry]:
-        # Newest first from the store; a burst larger than this is told from its newest.
+        # Newest first; more changes than this between two looks would lose the oldest.
         entries = await audit_entries(self._db, limit=50)
         fresh = sorted((e for e in entries if e.id > self._last_id), key=lambda e: e.id)
         if fresh:
@@ -170,8 +176,13 @@ class Storyteller:
         last = self._plan.stages[-1]
         at_last_since: float | None = None
         while True:
-            for e in await self._new_entries():
-                self.told.append(e)
+            try:
+                fresh = await self._new_entries()
+            except _DB_ERRORS as exc:
+                # A busy database delays the story; the next look catches up.
+                log.warning("demo_audit_read_failed", error=type(exc).__name__)
+                fresh = []
+            for e in fresh:
                 self._say(tell(self._plan, e))
                 stage = stage_of(self._plan, e.after)
                 if stage is not None:

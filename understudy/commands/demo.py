@@ -52,7 +52,7 @@ from understudy.wiring import build_app, rollout_store, secret_redactor
 
 ACTOR = "demo"
 CANDIDATE = "local-llama"
-SIMULATED_IDLE_S = 120.0
+SIMULATED_IDLE_S = 120.0  # how long the simulated upstreams keep an idle connection
 DEFAULT_RATE = 20.0  # requests per second: each stage's pairs arrive in seconds
 
 

@@ -54,7 +54,6 @@ from understudy.logs import configure_logging
 from understudy.progress import Progress
 from understudy.replay_runner import ReplayPace, ReplayRunner
 from understudy.settings import Settings
-from understudy.wiring import limits, secret_redactor, upstream_set
 
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by SIGINT
 DEFAULT_GRACE_S = 10.0
@@ -176,6 +175,8 @@ def _target(args: argparse.Namespace, settings: Settings) -> Target:
             raise ValueError("--model-map and --api-key-env describe an ad-hoc --base-url target")
         if not args.candidate:
             raise ValueError("choose a configured --candidate NAME, or a target with --base-url")
+        from understudy.wiring import upstream_set
+
         configured = upstream_set(settings).candidates
         if args.candidate not in configured:
             names = ", ".join(sorted(configured)) or "none configured"
@@ -269,6 +270,9 @@ async def _open_run(
 
 
 async def _replay(args: argparse.Namespace, settings: Settings, target: Target) -> int:
+    # The proxy's wiring, for the log redactor: imported by a run only, so `list` starts fast.
+    from understudy.wiring import secret_redactor
+
     async with await open_current(settings.database_url) as db:
         # Logs go to stderr with the progress line; one debug line per replayed exchange.
         configure_logging(settings.log_level, settings.log_format, redact=secret_redactor(settings))
@@ -284,7 +288,7 @@ async def _replay(args: argparse.Namespace, settings: Settings, target: Target) 
                 f"({run.target}); {run.skipped_no_prompt:,} skipped, stored without prompts\n"
             )
         progress = Progress(f"run {run.id}", run.selected, run.done, sys.stderr)
-        pace = ReplayPace(args.concurrency, args.rate, limits(settings).max_recorded_chars)
+        pace = ReplayPace(args.concurrency, args.rate, settings.limits.max_recorded_chars)
         await target.upstream.start()
         try:
             runner = ReplayRunner(

@@ -93,7 +93,7 @@ def verdict_lines(verdict: Mapping[str, Any] | None) -> list[str]:
     return [
         f"{m['name']}: {m['label']}, {_number(m['estimate'])} "
         f"(interval {_number(m['lower'])} to {_number(m['upper'])}, "
-        f"limit {_number(m['margin'])}, {m['n']} pairs)"
+        f"margin {_number(m['margin'])}, {m['n']} pairs)"
         for m in verdict.get("metrics", ())
     ]
 

@@ -16,6 +16,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -75,9 +76,14 @@ class RangeStamp:
 
 async def range_stamp(db: Database, since: datetime | None, until: datetime) -> RangeStamp:
     at = EXCHANGES.c.created_at
-    query = select(func.count(), func.min(at), func.max(at)).where(at < until)
-    if since is not None:
-        query = query.where(at >= since)
+    in_range = [at < until] if since is None else [at >= since, at < until]
+
+    def one(aggregate: Any) -> Any:
+        return select(aggregate).where(*in_range).scalar_subquery()
+
+    # Three scalar subqueries: min and max alone are a seek each on the index, where
+    # computed beside the count they would compare every entry.
+    query = select(one(func.count()), one(func.min(at)), one(func.max(at)))
     async with db.engine.connect() as conn:
         count, first, last = (await conn.execute(query)).one()
     return RangeStamp(int(count), first, last)

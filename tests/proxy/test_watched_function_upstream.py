@@ -16,6 +16,7 @@ from core import ConfigError, FlagState, RolloutMode
 from core.memory_sink import InMemorySink
 from proxy.app import create_proxy_app
 from proxy.config import Limits, UpstreamConfig, WatchConfig
+from proxy.health import serving_candidates
 from proxy.upstream_set import UpstreamSet
 from proxy.upstreams.function import FunctionUpstream
 from proxy.upstreams.load_metrics import LoadReading
@@ -139,3 +140,20 @@ async def test_a_missing_model_at_start_stops_a_proxy_that_would_serve_from_it()
     async with proxy(server, candidate, RolloutMode.SHADOW, CollectorRegistry()) as (site, _):
         await ask(site)  # in shadow it starts, and serves from the primary
     assert candidate.seen == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "percent", "killed", "serves"),
+    [
+        (RolloutMode.SHADOW, 0.0, False, False),
+        (RolloutMode.SPLIT, 0.0, False, False),  # a split of nobody serves no one yet
+        (RolloutMode.SPLIT, 5.0, False, True),
+        (RolloutMode.CUTOVER, 0.0, False, True),
+        (RolloutMode.CUTOVER, 0.0, True, False),  # the kill switch: the primary serves all
+    ],
+)
+def test_which_rollouts_serve_users_from_the_candidate(
+    mode: RolloutMode, percent: float, killed: bool, serves: bool
+) -> None:
+    flags = Flags(FlagState("k", mode, "local", percent, 1.0, 0.0, killed=killed))
+    assert serving_candidates(flags) == ({"local"} if serves else set())

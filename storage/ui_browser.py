@@ -121,8 +121,14 @@ def _time_conditions(f: BrowserFilter, after: Cursor | None) -> list[ColumnEleme
 
 
 def _arm_has(source: FromClause, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """An arm of the row matches: probed row by row through the observations' key.
+
+    A scalar subquery with LIMIT, not EXISTS: PostgreSQL turns EXISTS into a semi-join
+    and reads the whole observations table for it, whatever the scan cap.
+    """
     o = OBSERVATIONS.c
-    return select(o.exchange_id).where(o.exchange_id == source.c.id, condition).exists()
+    probe = select(o.position).where(o.exchange_id == source.c.id, condition).limit(1)
+    return probe.scalar_subquery().is_not(None)
 
 
 def _filter_conditions(f: BrowserFilter, e: FromClause) -> list[ColumnElement[bool]]:

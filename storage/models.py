@@ -287,7 +287,13 @@ class ReplayResultRow(Base):
     """
 
     __tablename__ = "replay_results"
-    __table_args__ = (Index(None, "run_id", "replayed_at"),)
+    __table_args__ = (
+        CheckConstraint(
+            f"judge_outcome IN ({', '.join(repr(o.value) for o in PairOutcome)})",
+            name="judge_outcome",
+        ),
+        Index(None, "run_id", "replayed_at"),
+    )
 
     run_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("replay_runs.id", ondelete="CASCADE"), primary_key=True
@@ -311,3 +317,8 @@ class ReplayResultRow(Base):
     tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(_JSON)
     truncated: Mapped[bool | None] = mapped_column(Boolean)
     embedding_dims: Mapped[int | None] = mapped_column(Integer)
+    # An LLM judge's verdict on the pair (the recorded primary answer against this one).
+    judge_model: Mapped[str | None] = mapped_column(String)
+    judge_prompt_version: Mapped[str | None] = mapped_column(String)
+    judge_outcome: Mapped[str | None] = mapped_column(String(16))
+    judged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

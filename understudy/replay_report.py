@@ -15,17 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from core import Exchange, Observation, Role
+from core import Role
 from storage.database import Database
-from storage.replay import ReplayRun, get_run, replay_pairs
+from storage.replay import ReplayRun, judge_tally, primary_answer, replay_pairs, replayed_run
 from understudy.commands.common import strict_json
 from understudy.settings import Settings
 
 PAIRS_PER_READ = 500
-
-
-class NoReplay(Exception):
-    """No such run, or nothing replayed yet: the message says which."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +52,8 @@ class ReplayReport:
     latency: ReplayLatency
     compared: int  # pairs with both answers' text
     quality: list[QualityFigure] = field(default_factory=list)
-
-
-def primary_answer(exchange: Exchange) -> Observation | None:
-    """The primary's recorded answer: the served one, or its reverse shadow when the
-    candidate served."""
-    if exchange.decision.served_is_candidate and not exchange.fallback:
-        return exchange.arm(Role.REVERSE_SHADOW)
-    return exchange.arm(Role.SERVED)
+    # Judge model -> outcome -> pairs (``understudy judge --replay RUN``).
+    judged: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _mean(values: Any) -> float:
@@ -80,11 +70,7 @@ def _quantile(values: list[float], q: float) -> float:
 async def build_replay_report(db: Database, run_id: int, settings: Settings) -> ReplayReport:
     from evaluation.report import TextSample, _text_summaries
 
-    run = await get_run(db, run_id)
-    if run is None:
-        raise NoReplay(f"no replay run {run_id}: `understudy replay list` shows the runs")
-    if run.done == 0:
-        raise NoReplay(f"run {run_id} has no replayed answer yet")
+    run = await replayed_run(db, run_id)
     latencies: list[float] = []
     ttfts: list[float] = []
     errors: Counter[str] = Counter()
@@ -147,7 +133,7 @@ async def build_replay_report(db: Database, run_id: int, settings: Settings) -> 
             )
             for s in summaries
         ]
-    return ReplayReport(run, latency, len(candidate), quality)
+    return ReplayReport(run, latency, len(candidate), quality, await judge_tally(db, run_id))
 
 
 def report_json(report: ReplayReport) -> dict[str, Any]:
@@ -186,6 +172,7 @@ def report_json(report: ReplayReport) -> dict[str, Any]:
                 }
                 for q in report.quality
             ],
+            "judge": report.judged,
         },
     }
 
@@ -221,6 +208,13 @@ def report_text(report: ReplayReport) -> str:
         )
     if not report.quality:
         lines.append("  no pair with both answers' text")
+    for model, outcomes in report.judged.items():
+        lines.append(
+            f"  judge {model}: candidate better {outcomes['candidate']:,}, "
+            f"primary better {outcomes['primary']:,}, ties {outcomes['tie']:,}"
+        )
+    if not report.judged:
+        lines.append("  not judged yet: `understudy judge --replay RUN --model MODEL`")
     return "\n".join(lines) + "\n"
 
 

@@ -64,6 +64,14 @@ def upgrade() -> None:
         sa.Column("tool_calls", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("truncated", sa.Boolean(), nullable=True),
         sa.Column("embedding_dims", sa.Integer(), nullable=True),
+        sa.Column("judge_model", sa.String(), nullable=True),
+        sa.Column("judge_prompt_version", sa.String(), nullable=True),
+        sa.Column("judge_outcome", sa.String(length=16), nullable=True),
+        sa.Column("judged_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "judge_outcome IN ('candidate', 'primary', 'tie')",
+            name=op.f("ck_replay_results_judge_outcome"),
+        ),
         sa.ForeignKeyConstraint(
             ["exchange_id"],
             ["exchanges.id"],

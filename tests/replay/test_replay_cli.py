@@ -21,6 +21,8 @@ import pytest
 from core import Route
 from evaluation.metrics.registry import build_metric
 from storage.database import Database
+from tests.evaluation.judge_server import JudgeBehaviour
+from tests.evaluation.judge_server import build_app as build_judge_app
 from tests.fakes import FakeOpenAI, ThreadedServer
 from tests.replay.stored import (
     CANDIDATE,
@@ -36,6 +38,7 @@ from tests.replay.stored import (
     understudy,
     write_config,
 )
+from tests.storage.helpers import count_rows
 
 
 class Servers:
@@ -215,6 +218,7 @@ def results_done(url: str) -> list[dict[str, Any]]:
         return []
 
 
+@pytest.mark.slow
 def test_sample_is_chosen_by_a_seeded_hash_of_the_exchange_id(servers: Servers) -> None:
     first = servers.replay("--candidate", CANDIDATE, "--sample", "5")
     assert first.returncode == 0, first.stderr
@@ -275,3 +279,29 @@ def test_an_unreachable_target_leaves_the_requests_pending(servers: Servers) -> 
     assert done.returncode == 1
     assert "2 requests could not reach 127.0.0.1: they stay pending" in done.stderr
     assert [r["replayed_at"] for r in results(servers.url)] == [None, None]
+
+
+def test_judge_replay_pairs_apart_from_live_judgments(servers: Servers) -> None:
+    assert servers.replay("--candidate", CANDIDATE, "--limit", "6").returncode == 0
+    behaviour = JudgeBehaviour(preferred_word="fox")  # in every candidate answer, no primary's
+    judge_key = "test-key"  # what the judge server accepts
+    with ThreadedServer(build_judge_app(behaviour)) as judge:
+        args = ("judge", "--replay", "1", "--model", "judge-model-1", "--api-key-env", "JK")
+        done = understudy(servers.url, *args, "--base-url", f"{judge.url}/v1", JK=judge_key)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("judged 6 pairs of replay run 1 with judge-model-1")
+        assert "6 candidate better, 0 primary better, 0 ties" in done.stdout
+        assert len(behaviour.requests) == 12  # both orders
+        again = understudy(servers.url, *args, "--base-url", f"{judge.url}/v1", JK=judge_key)
+        assert again.stdout.startswith("judged 0 pairs") and len(behaviour.requests) == 12
+    assert judge_key not in done.stdout + done.stderr + everything_stored(servers.url)
+
+    shown = understudy(servers.url, "report", "--replay", "1", "--format", "json")
+    judged = json.loads(shown.stdout)["quality"]["judge"]
+    assert judged == {"judge-model-1": {"candidate": 6, "primary": 0, "tie": 0}}
+
+    async def live_judgments() -> int:
+        async with Database(servers.url) as db:
+            return await count_rows(db, "judgments")
+
+    assert asyncio.run(live_judgments()) == 0

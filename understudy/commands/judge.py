@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from core import Route
@@ -66,6 +66,9 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--route", choices=[r.value for r in Route])
     parser.add_argument("--candidate", metavar="NAME", help="the candidate whose pairs to judge")
     parser.add_argument("--limit", type=whole, help="judge at most N pairs (default: all)")
+    parser.add_argument(
+        "--replay", type=whole, metavar="RUN", help="judge a replay run's pairs instead"
+    )
     parser.add_argument(
         "--max-requests", type=whole, default=1000, help="judge API calls allowed (default 1000)"
     )
@@ -222,16 +225,29 @@ async def _judge(args: argparse.Namespace, settings: Settings, key: str) -> int:
         concurrency=args.concurrency,
     )
     async with await open_current(settings.database_url) as db:
-        candidate = await _candidate(db, args, settings)
-        if isinstance(candidate, list):
-            recorded = ", ".join(candidate) or "none recorded"
-            return fail(f"choose the candidate to judge with --candidate ({recorded})")
-        window = ExchangeWindow(
-            candidate=candidate,
-            since=args.since,
-            until=args.until,
-            route=Route(args.route) if args.route else None,
-        )
+        source: PairSource
+        if args.replay is not None:
+            from storage.replay import NoReplay
+            from understudy.replay_judging import ReplayPairs
+
+            try:
+                source = await ReplayPairs.of_run(db, args.replay)
+            except NoReplay as exc:
+                return fail(str(exc))
+            candidate = f"replay run {args.replay}"
+        else:
+            chosen = await _candidate(db, args, settings)
+            if isinstance(chosen, list):
+                recorded = ", ".join(chosen) or "none recorded"
+                return fail(f"choose the candidate to judge with --candidate ({recorded})")
+            candidate = chosen
+            window = ExchangeWindow(
+                candidate=candidate,
+                since=args.since,
+                until=args.until,
+                route=Route(args.route) if args.route else None,
+            )
+            source = ShadowPairs(db, window)
         client = AsyncOpenAI(
             base_url=config.base_url,
             api_key=key,
@@ -239,16 +255,60 @@ async def _judge(args: argparse.Namespace, settings: Settings, key: str) -> int:
             max_retries=config.max_retries,
         )
         try:
-            tally = await _judge_all(db, window, config, client, args.limit)
+            tally = await _judge_all(source, config, client, args.limit)
         finally:
             await client.close()
     _write_summary(tally, candidate, config, key)
     return 1 if tally.errors and not tally.judged else 0
 
 
+class PairSource(Protocol):
+    """Where the pairs to judge come from, oldest first, and where verdicts go."""
+
+    async def batch(
+        self, judge_model: str, prompt_version: str, limit: int
+    ) -> tuple[list[PairToJudge], bool]:
+        """The next pairs not judged yet, and whether more may follow."""
+        ...
+
+    async def store(self, run: JudgeRun) -> None: ...
+
+    async def count_unjudged(self, judge_model: str, prompt_version: str) -> int: ...
+
+
+class ShadowPairs:
+    """The recorded shadow pairs of one candidate in a window; verdicts to judgments."""
+
+    def __init__(self, db: Database, window: ExchangeWindow) -> None:
+        self._db = db
+        self._window = window
+        self._after: tuple[datetime, UUID] | None = None
+
+    async def batch(
+        self, judge_model: str, prompt_version: str, limit: int
+    ) -> tuple[list[PairToJudge], bool]:
+        found = await unjudged_pairs(
+            self._db,
+            self._window,
+            judge_model=judge_model,
+            prompt_version=prompt_version,
+            after=self._after,
+            limit=limit,
+        )
+        self._after = found.resume_after
+        return found.pairs, found.resume_after is not None
+
+    async def store(self, run: JudgeRun) -> None:
+        await add_judgments(self._db, _judgments(run, self._window.named_candidate))
+
+    async def count_unjudged(self, judge_model: str, prompt_version: str) -> int:
+        return await count_unjudged(
+            self._db, self._window, judge_model=judge_model, prompt_version=prompt_version
+        )
+
+
 async def _judge_all(
-    db: Database,
-    window: ExchangeWindow,
+    source: PairSource,
     config: JudgeConfig,
     client: AsyncOpenAI,
     limit: int | None,
@@ -257,39 +317,28 @@ async def _judge_all(
     from evaluation.judge import PROMPT_VERSION, JudgeBudget, PairwiseJudge
 
     tally = _Tally()
-    after: tuple[datetime, UUID] | None = None
     out_of_budget = False
     while limit is None or tally.attempted < limit:
         wanted = BATCH_PAIRS if limit is None else min(BATCH_PAIRS, limit - tally.attempted)
-        batch = await unjudged_pairs(
-            db,
-            window,
-            judge_model=config.model,
-            prompt_version=PROMPT_VERSION,
-            after=after,
-            limit=wanted,
-        )
-        if not batch.pairs:
+        pairs, more = await source.batch(config.model, PROMPT_VERSION, wanted)
+        if not pairs:
             break
         remaining = JudgeBudget(
             config.budget.max_requests - tally.requests,
             max(0.0, config.budget.max_usd - tally.spent_usd),
         )
         judge = PairwiseJudge(replace(config, budget=remaining), client)
-        run = await judge.judge([_judge_pair(p) for p in batch.pairs])
+        run = await judge.judge([_judge_pair(p) for p in pairs])
         _count(tally, run)
-        await add_judgments(db, _judgments(run, window.named_candidate))
+        await source.store(run)
         if run.skipped:
             out_of_budget = True
             break
-        if batch.resume_after is None:
+        if not more:
             break
-        after = batch.resume_after
     if out_of_budget:
         # Whatever is still unjudged, bar this run's errors, waits for more budget.
-        left = await count_unjudged(
-            db, window, judge_model=config.model, prompt_version=PROMPT_VERSION
-        )
+        left = await source.count_unjudged(config.model, PROMPT_VERSION)
         left -= tally.errors
         tally.skipped = left if limit is None else min(left, limit - tally.attempted)
     return tally

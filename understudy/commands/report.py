@@ -158,7 +158,8 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _replay_report(args: argparse.Namespace, settings: Settings) -> int:
-    from understudy.replay_report import NoReplay, build_replay_report, render_replay
+    from storage.replay import NoReplay
+    from understudy.replay_report import build_replay_report, render_replay
 
     async with await open_current(settings.database_url) as db:
         try:

@@ -39,6 +39,7 @@ from tests.replay.stored import (
     write_config,
 )
 from tests.storage.helpers import count_rows
+from understudy.cli import main
 
 
 class Servers:
@@ -269,6 +270,8 @@ def test_ad_hoc_target_with_a_model_map_and_a_key_from_the_environment(
     assert done.returncode == 0, done.stderr
     sent = servers.candidate.requests
     assert [r.body["model"] for r in sent] == ["smollm2-135m"] * 3
+    # --rate 20: starts 50 ms apart at least (a loaded machine only spaces them more).
+    assert sent[-1].received_at - sent[0].received_at >= 2 / 20 * 0.9
     assert CANDIDATE_KEY not in everything_stored(servers.url) + done.stdout + done.stderr
     listed = understudy(servers.url, "replay", "list")
     assert "127.0.0.1" in listed.stdout and "finished  3/3" in listed.stdout
@@ -305,3 +308,28 @@ def test_judge_replay_pairs_apart_from_live_judgments(servers: Servers) -> None:
             return await count_rows(db, "judgments")
 
     assert asyncio.run(live_judgments()) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "choose a configured --candidate NAME, or a target with --base-url"),
+        (("--candidate", "nope"), "no candidate named 'nope' (none configured)"),
+        (("--base-url", "ftp://x"), "--base-url must start with http:// or https://"),
+        (("--base-url", "http://x/v1", "--model-map", "[1]"), "--model-map must map model"),
+        (("--model-map", "{}"), "--model-map and --api-key-env describe an ad-hoc"),
+        (("--base-url", "http://x/v1", "--api-key-env", "UNSET_KEY_VAR"), "is not set"),
+    ],
+)
+def test_a_bad_target_is_one_line_and_exit_2(
+    args: tuple[str, ...],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("UNDERSTUDY_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'u.db'}")
+    monkeypatch.delenv("UNSET_KEY_VAR", raising=False)
+    assert main(["replay", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("understudy: ") and message in err

@@ -231,3 +231,49 @@ def project_cost(
         replicas_needed=replicas,
         prices_as_of=prices_as_of,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenMeans:
+    """One arm's mean tokens per request over the pairs whose cost is known."""
+
+    prompt: float  # unknown counted as 0, as a replica's busy time takes it
+    cached: float  # unknown counted as 0
+    uncached: float  # the mean of max(prompt - cached, 0): what list prices bill
+    completion: float
+
+
+def cost_from_means(
+    *,
+    n: int,
+    requests_per_s: float,
+    primary: TokenMeans,
+    candidate: TokenMeans,
+    primary_price: ModelPrice,
+    candidate_price: ModelPrice | SelfHosted,
+    prices_as_of: date,
+) -> CostSummary:
+    """``compare_cost`` from token means (SQL aggregates) instead of one row per request.
+
+    Every per-request cost is linear in the token counts, so the cost of the mean
+    request is the mean cost: the same functions price it.
+    """
+
+    def one(value: float) -> FloatArray:
+        return np.array([value])
+
+    def priced(arm: TokenMeans, price: ModelPrice) -> float:
+        # prompt = uncached + cached, so api_cost bills the per-request uncached mean.
+        prompt = one(arm.uncached + arm.cached)
+        return float(api_cost(prompt, one(arm.cached), one(arm.completion), price)[0])
+
+    hosted, busy = None, math.nan
+    if isinstance(candidate_price, SelfHosted):
+        hosted = candidate_price
+        tokens = one(candidate.prompt), one(candidate.completion)
+        candidate_usd = float(hosted.request_cost(*tokens)[0])
+        busy = float(hosted.busy_seconds(*tokens)[0])
+    else:
+        candidate_usd = priced(candidate, candidate_price)
+    means = PairCostMeans(n, requests_per_s, priced(primary, primary_price), candidate_usd, busy)
+    return project_cost(means, prices_as_of=prices_as_of, self_hosted=hosted)

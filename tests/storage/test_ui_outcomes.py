@@ -18,12 +18,11 @@ from core.outcome import PairOutcome, ReviewOutcome
 from evaluation.columns import ComparisonMode
 from evaluation.cost import (
     CostSummary,
-    PairCostMeans,
     SelfHosted,
-    api_cost,
+    TokenMeans,
+    cost_from_means,
     load_price_table,
     observed_rate,
-    project_cost,
 )
 from evaluation.report import CostInput, ReportInput, build_report
 from storage.database import Database
@@ -140,41 +139,23 @@ def _expected_means(
 
 
 def _summary_from_means(means: PairTokenMeans, self_hosted: SelfHosted | None) -> CostSummary:
-    """What the overview shows: the evaluation's own cost functions applied to the means
-    (each is linear in the token counts, so the cost of the mean is the mean cost)."""
+    """What the overview shows: the evaluation's cost of the SQL token means."""
     prices = load_price_table()
-    primary_price = prices.price_for("gpt-4o-mini")
-    assert primary_price is not None
+    primary_price, candidate_price = prices.price_for("gpt-4o-mini"), prices.price_for("gpt-4o")
+    assert primary_price is not None and candidate_price is not None
 
-    def one(value: float) -> np.ndarray:
-        return np.array([value])
+    def tokens(arm: ArmTokenMeans) -> TokenMeans:
+        return TokenMeans(arm.prompt, arm.cached_prompt, arm.uncached_prompt, arm.completion)
 
-    p, c = means.primary, means.candidate
-    primary_usd = api_cost(
-        one(p.uncached_prompt + p.cached_prompt),
-        one(p.cached_prompt),
-        one(p.completion),
-        primary_price,
-    )
-    busy = math.nan
-    if self_hosted is None:
-        candidate_price = prices.price_for("gpt-4o")
-        assert candidate_price is not None
-        uncached_and_cached = one(c.uncached_prompt + c.cached_prompt)
-        candidate_usd = api_cost(
-            uncached_and_cached, one(c.cached_prompt), one(c.completion), candidate_price
-        )
-    else:
-        candidate_usd = self_hosted.request_cost(one(c.prompt), one(c.completion))
-        busy = float(self_hosted.busy_seconds(one(c.prompt), one(c.completion))[0])
-    cost_means = PairCostMeans(
+    return cost_from_means(
         n=means.n,
         requests_per_s=observed_rate(means.pairs, means.first_s, means.last_s),
-        primary_usd=float(primary_usd[0]),
-        candidate_usd=float(candidate_usd[0]),
-        candidate_busy_seconds=busy,
+        primary=tokens(means.primary),
+        candidate=tokens(means.candidate),
+        primary_price=primary_price,
+        candidate_price=candidate_price if self_hosted is None else self_hosted,
+        prices_as_of=prices.as_of,
     )
-    return project_cost(cost_means, prices_as_of=prices.as_of, self_hosted=self_hosted)
 
 
 HOSTED = SelfHosted(gpu_usd_per_hour=2.5, output_tokens_per_s=900.0, prompt_tokens_per_s=9000.0)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from storage.database import Database
 from storage.judge_queries import PairToJudge
-from storage.replay import replayed_run, store_replay_judgments, unjudged_replay_pairs
+from storage.replay import replayed_run
+from storage.replay_judgments import store_replay_judgments, unjudged_replay_pairs
 
 if TYPE_CHECKING:
     from evaluation.judge import JudgeRun

@@ -17,7 +17,8 @@ import numpy as np
 
 from core import Role
 from storage.database import Database
-from storage.replay import ReplayRun, judge_tally, primary_answer, replay_pairs, replayed_run
+from storage.replay import ReplayRun, replay_pairs, replayed_run
+from storage.replay_judgments import judge_tally, primary_answer
 from understudy.commands.common import strict_json
 from understudy.settings import Settings
 

@@ -30,6 +30,8 @@ from understudy.progress import Progress
 log = structlog.get_logger("understudy.replay")
 
 PENDING_BATCH = 200  # pending exchanges read at a time
+# The target refused the credentials: a setup problem, not the model's answer.
+REFUSED = frozenset({401, 403})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class ReplayPace:
 class ReplayTally:
     stored: int = 0  # results recorded by this process
     failed: int = 0  # of those, failures (timeouts, error statuses, bad bodies)
-    unreached: int = 0  # the target could not be connected to: left pending, for a rerun
+    unreached: int = 0  # no connection, or credentials refused: left pending, for a rerun
 
 
 class Pacer:
@@ -174,7 +176,7 @@ class ReplayRunner:
             "status": observed.status,
             "latency_ms": None if observed.latency_ms is None else round(observed.latency_ms, 2),
         }
-        if observed.error_kind is ErrorKind.CONNECT:
+        if observed.error_kind is ErrorKind.CONNECT or observed.status in REFUSED:
             # Not an answer of the model: left pending, so running again sends it.
             self.tally.unreached += 1
             log.debug("replay_unreached", **fields)

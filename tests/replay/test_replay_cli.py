@@ -280,8 +280,17 @@ def test_ad_hoc_target_with_a_model_map_and_a_key_from_the_environment(
 def test_an_unreachable_target_leaves_the_requests_pending(servers: Servers) -> None:
     done = servers.replay("--base-url", "http://127.0.0.1:9/v1", "--limit", "2")
     assert done.returncode == 1
-    assert "2 requests could not reach 127.0.0.1: they stay pending" in done.stderr
+    assert "2 requests did not reach 127.0.0.1 (no connection, or its key refused)" in done.stderr
     assert [r["replayed_at"] for r in results(servers.url)] == [None, None]
+
+    # The candidate refuses a wrong key: a setup problem, so nothing is recorded either.
+    configured = servers.replay("--candidate", CANDIDATE, "--limit", "2", "--new")
+    assert configured.returncode == 0  # the configured key is right
+    wrong = servers.replay(
+        "--base-url", f"{servers.candidate_url}/v1", "--limit", "2", "--api-key-env", "K", K="sk-no"
+    )
+    assert wrong.returncode == 1 and "2 requests did not reach" in wrong.stderr
+    assert sum(r["replayed_at"] is None for r in results(servers.url)) == 4
 
 
 def test_judge_replay_pairs_apart_from_live_judgments(servers: Servers) -> None:

@@ -365,8 +365,9 @@ def _summary(run: ReplayRun, runner: ReplayRunner, interrupted: bool, complete: 
         return EXIT_INTERRUPTED
     if tally.unreached:
         sys.stderr.write(
-            f"understudy: {tally.unreached:,} requests could not reach {run.candidate}: they "
-            "stay pending; run the same command again to send them\n"
+            f"understudy: {tally.unreached:,} requests did not reach {run.candidate} (no "
+            "connection, or its key refused): they stay pending; run the same command again "
+            "to send them\n"
         )
         return 1
     return 0 if complete else 1

@@ -164,7 +164,7 @@ def _overview(
 
 async def overview_pages(db: Database, repeat: int) -> dict[str, dict[str, float]]:
     """Median milliseconds of each overview query: counted afresh (one run for the whole
-    table: seconds each) and through a warm memo whose unsettled part is three minutes of traffic."""
+    table: seconds each) and through a warm memo whose unsettled part is the most a page counts."""
     last = await _last_created(db)
     everything = ExchangeWindow(candidate=CANDIDATE)
     results: dict[str, dict[str, float]] = {}
@@ -187,8 +187,8 @@ async def overview_pages(db: Database, repeat: int) -> dict[str, dict[str, float
                 lambda: exact_latency_quantiles(db, everything, bucket_s=900), 1
             )
         }
-    # Live traffic ends at "now"; settled time ends SETTLE_S before, to the minute, so each
-    # page counts at most three minutes of traffic. Settle later here to count at least that.
+    # Live traffic ends at "now"; settled time ends SETTLE_S before, to GRAIN_S, so each
+    # page counts at most SETTLE_S + GRAIN_S of traffic. Settle later here to count that much.
     settled_until = math.floor((last.timestamp() - SETTLE_S - GRAIN_S) / GRAIN_S) * GRAIN_S
     memo = OverviewMemo(settle_s=last.timestamp() - settled_until)
     now = last

@@ -26,8 +26,10 @@ from storage.ui_outcomes import JudgeTally, PairTokenSums, judge_tally, pair_tok
 from storage.ui_overview import ArmActivity, arm_activity
 from storage.window import ExchangeWindow
 
-SETTLE_S = 120.0  # the writer's batches and retries land well within this
-GRAIN_S = 60  # settled time grows a minute at a time, whatever the plot's buckets
+# The writer's batches land within this; anything later (a replayed spill) the stamp
+# check finds. Each page counts at most SETTLE_S + GRAIN_S of traffic afresh.
+SETTLE_S = 30.0
+GRAIN_S = 30  # settled time grows half a minute at a time, whatever the plot's buckets
 # The stamp reads every index entry of the settled range (a tenth of a second or more
 # for a million): checked at most this often, so a late exchange shows within it.
 RECHECK_S = 60.0
@@ -147,7 +149,7 @@ class OverviewMemo:
         return tally
 
     def boundary(self, window: ExchangeWindow, now: datetime) -> datetime:
-        """Where settled time ends: a whole minute (``grain_s``), or the window's end before.
+        """Where settled time ends: a multiple of ``grain_s``, or the window's end before.
 
         A plot bucket may straddle it: its counts from either side add up.
         """

@@ -125,7 +125,7 @@ async def test_the_settled_stamp_is_checked_at_most_once_per_recheck_interval(
     first = await _memo(memo, database, window, now)
     await store(database, _later(27, 1, T0 + timedelta(minutes=31)))
     with statements(database) as sent:
-        soon = await _memo(memo, database, window, now + timedelta(seconds=30))
+        soon = await _memo(memo, database, window, now + timedelta(seconds=20))
     assert soon == first  # not checked yet: the late exchange is not seen within 60 s
     assert len(sent) == 3  # the unsettled part only (empty), no stamp
     checked = await _memo(memo, database, window, now + timedelta(seconds=61))

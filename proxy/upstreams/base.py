@@ -169,7 +169,9 @@ class HttpUpstream(abc.ABC):
     async def get(self, url: str, timeout_s: float) -> tuple[int, bytes]:
         """A small GET (a probe, a metrics page): its status and body, within ``timeout_s``."""
         headers = {}
-        if self.config.api_key is not None:
+        # The key goes to the candidate's own server only, not to a metrics page elsewhere.
+        same_server = URL(url).origin() == URL(self.config.base_url).origin()
+        if self.config.api_key is not None and same_server:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         if self._probe_session is None:
             raise RuntimeError(f"upstream {self.name} probed before start()")

@@ -175,3 +175,20 @@ async def test_a_failed_scrape_sheds_nothing_and_is_counted() -> None:
         assert await served_by(w, range(3)) == ["openai"] * 3
         await until(lambda: w.chat_calls() == 3, 5)  # all three shadowed
         assert (await w.readyz())[1]["candidates"]["local"]["load"]["metrics_up"] is False
+
+
+async def test_the_candidate_key_goes_to_its_own_server_only() -> None:
+    key = "sk-candidate-scrape-5e0a"
+    own, elsewhere = FakeOpenAI(expected_api_key=key), FakeOpenAI()
+    own.metrics = elsewhere.metrics = {"vllm:num_requests_waiting": 1.0}
+    async with running(own.app) as server, running(elsewhere.app) as other:
+        config = UpstreamConfig(name="c", base_url=f"{server.url}/v1", kind="vllm", api_key=key)
+        upstream = build_upstream(config)
+        await upstream.start()
+        try:
+            assert (await upstream.read_load(f"{server.url}/metrics", 1.0)).waiting == 1.0
+            assert (await upstream.read_load(f"{other.url}/metrics", 1.0)).waiting == 1.0
+        finally:
+            await upstream.close()
+    assert own.requests[0].headers["authorization"] == f"Bearer {key}"
+    assert "authorization" not in elsewhere.requests[0].headers

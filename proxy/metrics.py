@@ -7,9 +7,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from core import Observation, Route
+from core import Observation, Role, Route
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
+
+
+# Calls made in the background: their failures are counted, since no client saw them.
+BACKGROUND_ROLES = frozenset({Role.SHADOW, Role.REVERSE_SHADOW, Role.NOISE})
 
 
 class ProxyMetrics:
@@ -37,13 +41,13 @@ class ProxyMetrics:
         )
         self.shadows_in_flight = Gauge(
             "understudy_shadows_in_flight",
-            "Background calls (shadow and noise) running now.",
+            "Background calls (shadow, reverse shadow and noise) running now.",
             ["upstream"],
             registry=registry,
         )
         self.shadows_skipped = Counter(
             "understudy_shadows_skipped",
-            "Background calls (shadow and noise) not made: at_capacity (the upstream's cap "
+            "Background calls (shadow, reverse shadow and noise) not made: at_capacity (the upstream's cap "
             "was full), overload (the proxy was shedding background work), unhealthy (the "
             "candidate's health probe failed), backpressure (the candidate's own queue was "
             "over its threshold) or breaker_open.",
@@ -116,5 +120,5 @@ class ProxyMetrics:
             latency.observe(obs.latency_ms / 1000)
         if obs.ttft_ms is not None:
             ttft.observe(obs.ttft_ms / 1000)
-        if obs.error_kind is not None and role in ("shadow", "noise"):
+        if obs.error_kind is not None and obs.role in BACKGROUND_ROLES:
             self.shadows_failed.labels(obs.upstream, obs.error_kind.value).inc()

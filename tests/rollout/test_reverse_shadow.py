@@ -47,6 +47,7 @@ class Rig:
     primary: FakeOpenAI
     candidate: FakeOpenAI
     client: AsyncOpenAI
+    registry: CollectorRegistry
 
     async def ask(self, n: int, *, stream: bool = False, concurrency: int = 8) -> list[str]:
         """``n`` questions through the proxy; the text of each answer."""
@@ -99,9 +100,10 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         storage={"spill_dir": str(tmp_path / "spill")},
         shutdown_grace_s=2.0,
     )
-    site = await start_site(build_app(settings, registry=CollectorRegistry()), "127.0.0.1", 0)
+    registry = CollectorRegistry()
+    site = await start_site(build_app(settings, registry=registry), "127.0.0.1", 0)
     client = AsyncOpenAI(base_url=f"{site.url}/v1", api_key="sk-client", max_retries=0)
-    yield Rig(settings, site, primary, candidate, client)
+    yield Rig(settings, site, primary, candidate, client, registry)
     await client.close()
     await site.stop()
     for server in servers:
@@ -148,6 +150,21 @@ async def test_the_primary_noise_is_measured_after_cutover_too(rig: Rig) -> None
         arms = sorted((o.role.value, o.upstream) for o in e.observations)
         assert arms == [("noise", "openai"), ("reverse_shadow", "openai"), ("served", CANDIDATE)]
         assert all(o.ok for o in e.observations)
+
+
+async def test_a_failing_reverse_shadow_is_counted_and_costs_the_user_nothing(rig: Rig) -> None:
+    rig.primary.fault = Fault.HTTP_500
+    answers = await rig.ask(4)
+    exchanges = await rig.recorded(4)
+
+    assert all(a.startswith("candidate:") for a in answers)
+    for e in exchanges:
+        reverse = e.arm(Role.REVERSE_SHADOW)
+        assert reverse is not None and reverse.status == 500 and not reverse.ok
+    failed = rig.registry.get_sample_value(
+        "understudy_shadows_failed_total", {"upstream": "openai", "error_kind": "http_status"}
+    )
+    assert failed == 4
 
 
 async def test_a_fallback_is_not_reverse_shadowed(rig: Rig) -> None:

@@ -12,6 +12,8 @@ from proxy.upstreams import build_upstream
 from proxy.upstreams.load_metrics import LoadReading
 from tests.fakes import FakeOpenAI, running
 from tests.proxy.watched import Watched, until, vllm_candidate, watched
+from understudy.settings import CandidateSettings
+from understudy.wiring import watch_config
 
 # vLLM V1 with two engines, as its /metrics page shows them.
 VLLM_PAGE = {
@@ -192,3 +194,15 @@ async def test_the_candidate_key_goes_to_its_own_server_only() -> None:
             await upstream.close()
     assert own.requests[0].headers["authorization"] == f"Bearer {key}"
     assert "authorization" not in elsewhere.requests[0].headers
+
+
+def test_settings_say_where_the_metrics_are() -> None:
+    vllm = CandidateSettings(
+        name="c", base_url="http://gpu-1:8000/v1", kind="vllm", scrape_metrics=True
+    )
+    assert watch_config(vllm).metrics_url == "http://gpu-1:8000/metrics"
+    moved = vllm.model_copy(update={"metrics_url": "http://gpu-1:9090/metrics"})
+    assert watch_config(moved).metrics_url == "http://gpu-1:9090/metrics"
+    assert watch_config(vllm.model_copy(update={"scrape_metrics": False})).metrics_url is None
+    with pytest.raises(ValueError, match="Ollama exports no Prometheus metrics"):
+        CandidateSettings(name="c", base_url="http://h:11434", kind="ollama", scrape_metrics=True)

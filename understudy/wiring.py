@@ -105,6 +105,7 @@ def seed_flag(settings: Settings) -> FlagRecord:
         percent=r.percent,
         shadow_rate=r.shadow_rate,
         noise_rate=settings.noise_rate,
+        reverse_shadow_rate=r.reverse_shadow_rate,
     )
 
 

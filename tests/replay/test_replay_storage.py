@@ -149,30 +149,34 @@ async def test_runner_replays_each_once_and_masks_answers_as_live_ones(seeded: D
 
 
 async def test_calls_cut_off_are_not_recorded_and_stay_pending(seeded: Database) -> None:
-    selection = await select_exchanges(seeded, ExchangeWindow(), limit=5)
+    selection = await select_exchanges(seeded, ExchangeWindow(), limit=8)
     run_id = await new_run(seeded, selection)
     candidate = Candidate()
     release = asyncio.Event()
     answer = candidate.answer
 
+    calls: list[UpstreamRequest] = []
+
     async def first_two_then_hang(request: UpstreamRequest) -> UpstreamResponse:
-        if len(candidate.requests) >= 2:
+        calls.append(request)
+        if len(calls) > 2:
             await release.wait()  # never set: these calls hang until cancelled
         return await answer(request)
 
     candidate.upstream = FunctionUpstream(candidate.upstream.config, first_two_then_hang)
-    replay = runner(seeded, run_id, candidate, 5)
+    replay = runner(seeded, run_id, candidate, 8)
     feeder = asyncio.create_task(replay.feed())
     while replay.tally.stored < 2 or replay.in_flight < 3:
         await asyncio.sleep(0.01)
-    feeder.cancel()  # what Ctrl-C does: no new call starts
+    feeder.cancel()  # what Ctrl-C does: the feeder, waiting for a free slot, starts no call
     with pytest.raises(asyncio.CancelledError):
         await feeder
     assert not await replay.drain(timeout_s=0.05)
     assert await replay.cancel_in_flight() == 3
     assert replay.tally.stored == 2
+    assert len(calls) == 5 and len(candidate.requests) == 2
     pending = await pending_exchanges(seeded, run_id, after=None, limit=10)
-    assert len(pending) == 3
+    assert len(pending) == 6
     run = await get_run(seeded, run_id)
     assert run is not None and run.done == 2
 

@@ -19,13 +19,17 @@ pip_install --require-hashes -r requirements.lock
 pip_install --no-deps --no-build-isolation -e .
 
 # The real model the end-to-end tests serve: llama-cpp-python compiles from source (6-11
-# minutes on 2 cores; pip's wheel cache makes later runs fast). Built portably: these CPUs
-# advertise AVX-512 and AMX, and a native build dies with "Illegal instruction" on the
-# first token. --no-deps: the lock lists every dependency, and the GGUF's package needs
-# none of the CLI it plugs into.
+# minutes on 2 cores; pip's wheel cache makes later runs fast), in the background while
+# the Debian packages, lint and type checks run; the tests wait for it. Built portably:
+# these CPUs advertise AVX-512 and AMX, and a native build dies with "Illegal
+# instruction" on the first token. --no-deps: the lock lists every dependency, and the
+# GGUF's package needs none of the CLI it plugs into.
+model_log="$(mktemp)"
 CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
 -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
-    pip_install --no-deps --require-hashes -r requirements-model.lock
+    pip_install --no-deps --require-hashes -r requirements-model.lock >"$model_log" 2>&1 &
+model_build=$!
+trap 'kill "$model_build" 2>/dev/null || true; rm -f "$model_log"' EXIT
 
 # Debian packages the tests drive: PostgreSQL 15's server binaries (a throwaway cluster
 # started as the postgres user), Chromium for the web UI's browser tests (Playwright
@@ -84,4 +88,9 @@ fi
 
 python3 -m ruff check .
 python3 -m mypy
+if ! wait "$model_build"; then
+    cat "$model_log" >&2
+    echo "the real model's server (requirements-model.lock) did not install" >&2
+    exit 1
+fi
 python3 -m pytest -q "$@"

@@ -19,11 +19,10 @@ from typing import Any
 from sqlalchemy import and_, func, insert, or_, select, update
 
 from core import Exchange, Observation, Role, Route
-from storage.codec import observation_from_json
 from storage.database import Database
 from storage.models import ExchangeRow, ReplayResultRow, ReplayRunRow
 from storage.repository import get_exchanges
-from storage.rows import observation_rows
+from storage.rows import observation_from_columns, observation_rows
 from storage.window import ExchangeWindow
 
 RUNNING, STOPPED, FINISHED = "running", "stopped", "finished"
@@ -282,27 +281,7 @@ async def replay_pairs(
 
 
 def _observation(row: ReplayResultRow) -> Observation:
-    return observation_from_json(
-        {
-            "upstream": row.upstream,
-            "role": Role.SHADOW.value,
-            "model": row.model,
-            "status": row.status,
-            "error_kind": row.error_kind,
-            "latency_ms": row.latency_ms,
-            "ttft_ms": row.ttft_ms,
-            "usage": {
-                "prompt_tokens": row.prompt_tokens,
-                "completion_tokens": row.completion_tokens,
-                "cached_tokens": row.cached_tokens,
-            },
-            "finish_reason": row.finish_reason,
-            "text": row.text,
-            "tool_calls": row.tool_calls,
-            "truncated": bool(row.truncated),
-            "embedding_dims": row.embedding_dims,
-        }
-    )
+    return observation_from_columns(row, Role.SHADOW.value)
 
 
 async def pairs_by_id(db: Database, run_id: int, ids: list[uuid.UUID]) -> list[ReplayPair]:

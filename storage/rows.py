@@ -89,16 +89,16 @@ def exchange_from_rows(row: ExchangeRow, observations: list[ObservationRow]) -> 
         served_by=row.served_by,
         fallback=row.fallback,
         request=row.request or {},
-        observations=tuple(_observation_from_row(o) for o in observations),
+        observations=tuple(observation_from_columns(o, o.role) for o in observations),
     )
 
 
-def _observation_from_row(row: ObservationRow) -> Observation:
-    # Reuse the JSON decoder so both paths agree on defaults and enum parsing.
+def observation_from_columns(row: Any, role: str) -> Observation:
+    """An Observation from a row holding the observation columns (an arm, or a replayed answer)."""
     return observation_from_json(
         {
             "upstream": row.upstream,
-            "role": row.role,
+            "role": role,
             "model": row.model,
             "status": row.status,
             "error_kind": row.error_kind,
@@ -112,7 +112,7 @@ def _observation_from_row(row: ObservationRow) -> Observation:
             "finish_reason": row.finish_reason,
             "text": row.text,
             "tool_calls": row.tool_calls,
-            "truncated": row.truncated,
+            "truncated": bool(row.truncated),
             "embedding_dims": row.embedding_dims,
         }
     )

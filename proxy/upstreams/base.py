@@ -200,13 +200,18 @@ class HttpUpstream(abc.ABC):
             ) from exc
 
     async def forward(self, request: ForwardRequest) -> UpstreamResponse:
+        url = self.forward_url(request.path, request.query)
+        return await self.call(request.method, url, request.body, request.headers)
+
+    async def call(
+        self, method: str, url: str | URL, body: bytes | str | None, headers: Mapping[str, str]
+    ) -> UpstreamResponse:
+        """One HTTP call as an UpstreamResponse, once its headers arrived; an error status is
+        a response like any other. Redirects are not followed: one must not take the
+        operator's key elsewhere."""
         try:
             response = await self.session.request(
-                request.method,
-                self.forward_url(request.path, request.query),
-                data=request.body,
-                headers=request.headers,
-                allow_redirects=False,  # a redirect must not take the operator's key elsewhere
+                method, url, data=body, headers=headers, allow_redirects=False
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise map_client_error(exc, self.name) from exc

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
-
 from core import Route, UpstreamRequest, UpstreamResponse
-from proxy.upstreams.base import AiohttpBody, HttpUpstream, map_client_error, relayable_headers
+from proxy.upstreams.base import HttpUpstream
 from proxy.upstreams.port import ProbeResult
 from proxy.upstreams.probing import openai_model_ids, serves_models
 
@@ -31,17 +29,6 @@ class OpenAIUpstream(HttpUpstream):
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         headers["Content-Type"] = "application/json"
         raw = request.raw_body if request.raw_body is not None else json.dumps(request.body)
-        try:
-            response = await self.session.post(
-                self.url(ROUTE_PATHS[request.route]), data=raw, headers=headers
-            )
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise map_client_error(exc, self.name) from exc
         # Error statuses come back as responses: the proxy relays a primary's
         # error to the client untouched and records a candidate's.
-        return AiohttpBody(
-            response,
-            self.name,
-            relayable_headers(response.headers),
-            self.config.stream_idle_timeout_s,
-        )
+        return await self.call("POST", self.url(ROUTE_PATHS[request.route]), raw, headers)

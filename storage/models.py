@@ -98,7 +98,7 @@ class ObservationRow(Base):
     status: Mapped[int | None] = mapped_column(Integer)
     error_kind: Mapped[str | None] = mapped_column(String(32))
     latency_ms: Mapped[float | None] = mapped_column(Float)
-    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)  # to the first visible answer token
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     cached_tokens: Mapped[int | None] = mapped_column(Integer)
@@ -107,6 +107,10 @@ class ObservationRow(Base):
     tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(_JSON)
     truncated: Mapped[bool] = mapped_column(Boolean)
     embedding_dims: Mapped[int | None] = mapped_column(Integer)
+    # A reasoning model's thinking, apart from its answer (revision 0007).
+    ttft_any_ms: Mapped[float | None] = mapped_column(Float)  # to the first token of any kind
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)  # part of completion_tokens
+    reasoning_text: Mapped[str | None] = mapped_column(Text)
 
     exchange: Mapped[ExchangeRow] = relationship(back_populates="observations")
 
@@ -308,7 +312,7 @@ class ReplayResultRow(Base):
     status: Mapped[int | None] = mapped_column(Integer)
     error_kind: Mapped[str | None] = mapped_column(String(32))
     latency_ms: Mapped[float | None] = mapped_column(Float)
-    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)  # to the first visible answer token
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     cached_tokens: Mapped[int | None] = mapped_column(Integer)
@@ -317,6 +321,10 @@ class ReplayResultRow(Base):
     tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(_JSON)
     truncated: Mapped[bool | None] = mapped_column(Boolean)
     embedding_dims: Mapped[int | None] = mapped_column(Integer)
+    # A reasoning model's thinking, apart from its answer (revision 0007).
+    ttft_any_ms: Mapped[float | None] = mapped_column(Float)  # to the first token of any kind
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)  # part of completion_tokens
+    reasoning_text: Mapped[str | None] = mapped_column(Text)
     # An LLM judge's verdict on the pair (the recorded primary answer against this one).
     judge_model: Mapped[str | None] = mapped_column(String)
     judge_prompt_version: Mapped[str | None] = mapped_column(String)

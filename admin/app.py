@@ -7,6 +7,7 @@ port so the port apps talk to does not expose it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -31,25 +32,47 @@ PREFIX = "/admin/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Who uses the rollout's change code besides the API's own routes (the web UI).
+ROLLOUT_API = web.AppKey("rollout_api", RolloutApi)
+# What a change to the rollout may be refused with; ``refusal`` says how.
+REFUSED = (BadInput, RolloutRefused, StaleVersion, DatabaseUnavailable)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    message: str
+    param: str | None
+    code: str
+
+
+def refusal(exc: BadInput | RolloutRefused | StaleVersion | DatabaseUnavailable) -> Refusal:
+    """The status, message and field at fault of a refused change, wherever it was asked."""
+    if isinstance(exc, BadInput):
+        return Refusal(400, exc.message, exc.field, "invalid_admin_request")
+    if isinstance(exc, RolloutRefused):
+        return Refusal(400, str(exc), exc.field, "rollout_refused")
+    if isinstance(exc, StaleVersion):
+        return Refusal(409, str(exc), "if_version", "stale_version")
+    return Refusal(503, str(exc), None, "flag_store_unavailable")
+
+
 @web.middleware
 async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every refusal in OpenAI's error shape, with the field at fault as ``param``."""
     try:
         response = await handler(request)
-    except BadInput as exc:
-        return error_response(400, exc.message, param=exc.field, code="invalid_admin_request")
-    except RolloutRefused as exc:
-        return error_response(400, str(exc), param=exc.field, code="rollout_refused")
-    except StaleVersion as exc:
-        return error_response(409, str(exc), param="if_version", code="stale_version")
-    except DatabaseUnavailable as exc:
-        return error_response(
-            503,
-            str(exc),
-            error_type="server_error",
-            code="flag_store_unavailable",
-            headers={"Retry-After": "1"},
-        )
+    except REFUSED as exc:
+        said = refusal(exc)
+        if said.status == 503:
+            return error_response(
+                503,
+                said.message,
+                error_type="server_error",
+                code=said.code,
+                headers={"Retry-After": "1"},
+            )
+        return error_response(said.status, said.message, param=said.param, code=said.code)
     if request.method == "POST" and response.status < 300:
         log.info("admin_change", actor=request[ACTOR], path=request.path, status=response.status)
     return response
@@ -70,6 +93,7 @@ def create_admin_app(
     """
     app = web.Application(middlewares=[require_token(tokens), refusals])
     api = RolloutApi(store, db, flags, plan, reports)
+    app[ROLLOUT_API] = api
     app.router.add_routes(api.routes())
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
@@ -89,4 +113,13 @@ def standalone_admin_app(admin: web.Application) -> web.Application:
     return root
 
 
-__all__ = ["PREFIX", "AdminTokens", "create_admin_app", "standalone_admin_app"]
+__all__ = [
+    "PREFIX",
+    "REFUSED",
+    "ROLLOUT_API",
+    "AdminTokens",
+    "Refusal",
+    "create_admin_app",
+    "refusal",
+    "standalone_admin_app",
+]

@@ -22,7 +22,7 @@ from admin.payloads import ChangeRequest, change_request, history_limit, percent
 from admin.stage_report import StageReportSource, off_plan_body, report_body, stage_window
 from admin.stage_view import stage_json
 from core import Route
-from rollout.changes import NewValues, RolloutAction, StageMove, stage_move
+from rollout.changes import NewValues, RolloutAction, RolloutRefused, StageMove, stage_move
 from rollout.controller import HISTORY_ROWS
 from rollout.live import DB_ERRORS, LiveFlags
 from rollout.plan import StagePlan
@@ -30,13 +30,14 @@ from rollout.position import StagePosition, locate_stage
 from rollout.store import Change, RolloutStore
 from rollout.views import entry_json, state_json
 from storage.database import Database
-from storage.flags import audit_entries, route_history
+from storage.flags import AuditEntry, audit_entries, route_history
 
 HISTORY_DEFAULT, HISTORY_MAX = 50, 1000
-# Changes that take a reason, an optional if_version and route, and nothing else.
 TOGGLES = (RolloutAction.PAUSE, RolloutAction.RESUME, RolloutAction.UNKILL)
 # Moves along the stage plan, as `understudy rollout promote|rollback` makes them.
 STAGE_MOVES = (RolloutAction.PROMOTE, RolloutAction.ROLLBACK)
+# Changes that take a reason, an optional if_version and route, and nothing else.
+PERSON_CHANGES = (*TOGGLES, RolloutAction.KILL, *STAGE_MOVES)
 
 
 class DatabaseUnavailable(Exception):
@@ -68,16 +69,21 @@ class RolloutApi:
             web.get("/rollout/history", self.history),
             web.get("/rollout/report", self.report),
             web.post("/rollout/percent", self.set_percent),
-            web.post("/rollout/kill", self.kill),
-            *(web.post(f"/rollout/{a.value}", partial(self.toggle, a)) for a in TOGGLES),
-            *(web.post(f"/rollout/{a.value}", partial(self.move, a)) for a in STAGE_MOVES),
+            *(web.post(f"/rollout/{a.value}", partial(self.change, a)) for a in PERSON_CHANGES),
         ]
 
     async def close(self) -> None:
         if self._kills is not None:
             await self._kills.close()
 
+    @property
+    def plan(self) -> StagePlan:
+        return self._plan
+
     async def show(self, _request: web.Request) -> web.Response:
+        return web.json_response(await self.state())
+
+    async def state(self) -> dict[str, Any]:
         """The rollout this replica serves with now, kills included, and where it stands on
         the plan (null while the database cannot be read: the routes are still this
         replica's own)."""
@@ -96,9 +102,12 @@ class RolloutApi:
             "killed_here": sorted(r.value for r in flags.held_kills),
             "routes": {r.value: state_json(flags.current(r)) for r in Route},
         }
-        return web.json_response(body)
+        return body
 
     async def report(self, _request: web.Request) -> web.Response:
+        return web.json_response(await self.stage_report())
+
+    async def stage_report(self) -> dict[str, Any]:
         """The current stage's report on the stage's own window, the one the controller
         judges; a report at most one controller interval old may be reused."""
         db = self._database()
@@ -107,11 +116,11 @@ class RolloutApi:
         try:
             window = stage_window(await self._position(db))
             if window is None:
-                return web.json_response(off_plan_body())
+                return off_plan_body()
             built = await self._reports(db, window)
         except DB_ERRORS as exc:
             raise DatabaseUnavailable("the recorded exchanges cannot be read now") from exc
-        return web.json_response(report_body(window, built, datetime.now(UTC)))
+        return report_body(window, built, datetime.now(UTC))
 
     async def _position(self, db: Database) -> StagePosition | None:
         """Where the default row stands on the plan, as the controller sees it."""
@@ -121,36 +130,60 @@ class RolloutApi:
 
     async def history(self, request: web.Request) -> web.Response:
         limit = history_limit(request.query.get("limit"), HISTORY_DEFAULT, HISTORY_MAX)
+        entries = await self.audit_log(limit)
+        return web.json_response({"object": "list", "data": [entry_json(e) for e in entries]})
+
+    async def audit_log(self, limit: int) -> list[AuditEntry]:
+        """The newest ``limit`` audit entries, newest first."""
         db = self._database()
         try:
             async with asyncio.timeout(STORE_TIMEOUT_S):
-                entries = await audit_entries(db, limit=limit)
+                return await audit_entries(db, limit=limit)
         except DB_ERRORS as exc:
             raise DatabaseUnavailable("the audit log cannot be read now") from exc
-        return web.json_response({"object": "list", "data": [entry_json(e) for e in entries]})
 
     async def set_percent(self, request: web.Request) -> web.Response:
         body = await read_object(request)
         change = change_request(body, frozenset({"percent"}))
         values = NewValues(percent=percent(body))
-        return _changed(
-            RolloutAction.SET,
-            change.route,
-            await self._write(request, RolloutAction.SET, change, values),
-        )
+        done = await self.apply(RolloutAction.SET, change, actor=request[ACTOR], values=values)
+        return _changed(RolloutAction.SET, change.route, done)
 
-    async def toggle(self, action: RolloutAction, request: web.Request) -> web.Response:
+    async def change(self, action: RolloutAction, request: web.Request) -> web.Response:
         change = change_request(await read_object(request))
+        done = await self.apply(action, change, actor=request[ACTOR])
+        return _changed(action, change.route, done)
+
+    async def apply(
+        self,
+        action: RolloutAction,
+        change: ChangeRequest,
+        *,
+        actor: str,
+        values: NewValues | None = None,
+    ) -> Change | None:
+        """Make a person's change as ``actor``: the admin API's and the web UI's one way in.
+
+        ``values`` are a ``set``'s new values. Returns the stored change, or None for a
+        kill in force here but not stored yet. Raises ``RolloutRefused``, ``StaleVersion``
+        or ``DatabaseUnavailable``; nothing is changed then.
+        """
+        if action is RolloutAction.KILL:
+            return await self._kill(change, actor)
+        if action in STAGE_MOVES:
+            return await self._move(action, change, actor)
+        if action is RolloutAction.SET:
+            return await self._write(actor, action, change, values)
+        if action not in TOGGLES:
+            raise RolloutRefused("action", f"{action.value} is not a change a person makes")
         # An unkill also ends this replica's hold, and any kill here still waiting to be stored.
         kills = self._kills if action is RolloutAction.UNKILL else None
         through = kills.unkill if kills is not None else None
-        done = await self._write(request, action, change, None, through=through)
-        return _changed(action, change.route, done)
+        return await self._write(actor, action, change, None, through=through)
 
-    async def move(self, action: RolloutAction, request: web.Request) -> web.Response:
+    async def _move(self, action: RolloutAction, change: ChangeRequest, actor: str) -> Change:
         """Promote to the plan's next stage, or roll back to its shadow stage, paused; based
         on the version read here unless ``if_version`` names another."""
-        change = change_request(await read_object(request))
         store = self._store
         if store is None:
             raise DatabaseUnavailable(_NO_STORE)
@@ -165,20 +198,15 @@ class RolloutApi:
         if change.if_version is None:
             latest = max(r.version for r in rows.values())
             change = replace(change, if_version=latest or None)  # 0: the seed is written now
-        return _changed(action, route, await self._write(request, action, change, values))
+        return await self._write(actor, action, change, values)
 
-    async def kill(self, request: web.Request) -> web.Response:
-        """In force here at once; 202 with ``stored: false`` while the database is down."""
-        change = change_request(await read_object(request))
+    async def _kill(self, change: ChangeRequest, actor: str) -> Change | None:
+        """In force here at once; None (the API's 202) while the database is down."""
         if self._kills is None:
             raise DatabaseUnavailable(_NO_STORE)
-        done = await self._kills.kill(
-            change.route,
-            actor=request[ACTOR],
-            reason=change.reason,
-            expected_version=change.if_version,
+        return await self._kills.kill(
+            change.route, actor=actor, reason=change.reason, expected_version=change.if_version
         )
-        return _changed(RolloutAction.KILL, change.route, done)
 
     def _database(self) -> Database:
         if self._db is None:
@@ -187,7 +215,7 @@ class RolloutApi:
 
     async def _write(
         self,
-        request: web.Request,
+        actor: str,
         action: RolloutAction,
         change: ChangeRequest,
         values: NewValues | StageMove | None,
@@ -195,7 +223,7 @@ class RolloutApi:
         through: Callable[[Route | None, Callable[[], Awaitable[Change]]], Awaitable[Change]]
         | None = None,
     ) -> Change:
-        """Store ``action`` as the caller's token holder; ``through`` wraps the write."""
+        """Store ``action`` as ``actor``; ``through`` wraps the write."""
         store = self._store
         if store is None:
             raise DatabaseUnavailable(_NO_STORE)
@@ -203,7 +231,7 @@ class RolloutApi:
         async def write() -> Change:
             return await store.change(
                 action,
-                actor=request[ACTOR],
+                actor=actor,
                 reason=change.reason,
                 route=change.route,
                 values=values,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from admin.auth import AdminTokens
+from admin.rollout_api import RolloutApi
 from storage.database import Database
+from storage.ui_memo import OverviewMemo
 from storage.web_sessions import WebSession
 
 
@@ -30,6 +32,9 @@ class UiContext:
     config: UiConfig
     db: Database
     admin_tokens: AdminTokens
+    rollout: RolloutApi | None = None  # the admin API's own: the rollout page changes through it
+    # The overview's settled counts, kept for this process (a range is a few windows each).
+    overview_memo: OverviewMemo = field(default_factory=lambda: OverviewMemo(entries=64))
 
 
 UI = web.AppKey("ui", UiContext)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from admin.app import PREFIX as ADMIN_PREFIX
-from admin.app import AdminTokens, create_admin_app, standalone_admin_app
+from admin.app import ROLLOUT_API, AdminTokens, create_admin_app, standalone_admin_app
 from admin.stage_report import StageReportJson, StageReportSource
 from rollout.controller import StageWindow
 from rollout.live import LiveFlags
@@ -59,7 +59,7 @@ def attach_admin(
     admin = create_admin_app(tokens, flags, store, db, plan, source if db is not None else None)
     if settings.admin_port is None:
         app.add_subapp(ADMIN_PREFIX, admin)
-        attach_ui(app, settings)
+        attach_ui(app, settings, admin[ROLLOUT_API])
     else:
         app[ADMIN_APP] = standalone_admin_app(admin)
-        attach_ui(app[ADMIN_APP], settings)
+        attach_ui(app[ADMIN_APP], settings, admin[ROLLOUT_API])

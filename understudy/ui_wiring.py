@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from admin.auth import AdminTokens
+from admin.rollout_api import RolloutApi
 from dashboards.app import PREFIX as UI_PREFIX
 from dashboards.app import create_ui_app
 from dashboards.config import UiConfig, UiContext
@@ -27,12 +28,14 @@ def ui_config(settings: Settings) -> UiConfig:
     )
 
 
-def attach_ui(root: web.Application, settings: Settings) -> None:
+def attach_ui(root: web.Application, settings: Settings, rollout: RolloutApi) -> None:
     """Mount the UI on ``root``, the app that serves the admin API; it has its own
-    connection pool to ``settings.database_url``, closed when the app stops."""
+    connection pool to ``settings.database_url``, closed when the app stops. ``rollout``
+    is the admin API's, so a change from the UI is the API's change."""
     context = UiContext(
         ui_config(settings),
         Database(settings.database_url),
         AdminTokens(settings.admin_token_names()),
+        rollout,
     )
     root.add_subapp(UI_PREFIX, create_ui_app(context))

@@ -1,5 +1,5 @@
 """The rollout as JSON, one shape for the CLI's ``--json`` and the admin API, and the
-audit log in lines of text for the CLI and the demo."""
+audit log in words for the CLI, the demo and the web UI."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def entry_json(e: AuditEntry) -> dict[str, Any]:
     }
 
 
-def _differences(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
+def differences(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
     if after is None:
         return ""
     if before is None:
@@ -69,5 +69,31 @@ def history_line(e: AuditEntry) -> str:
     scope = e.route or "default row"
     return (
         f"{when(e.at)}  v{e.flag_version}  {e.actor:<10} {e.action:<7} {scope}: "
-        f"{_differences(e.before, e.after)}; reason: {e.reason or '-'}"
+        f"{differences(e.before, e.after)}; reason: {e.reason or '-'}"
     )
+
+
+def _number(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def verdict_lines(verdict: Mapping[str, Any] | None) -> list[str]:
+    """A stored verdict's metrics, one line each, as recorded."""
+    if not verdict:
+        return []
+    return [
+        f"{m['name']}: {m['label']}, {_number(m['estimate'])} "
+        f"(interval {_number(m['lower'])} to {_number(m['upper'])}, "
+        f"margin {_number(m['margin'])}, {m['n']} pairs)"
+        for m in verdict.get("metrics", ())
+    ]
+
+
+def duration_text(seconds: float | None) -> str:
+    """A plan's duration in its largest whole unit: 90 -> "90s", 3600 -> "1h"; None -> "-"."""
+    if seconds is None:
+        return "-"
+    for size, unit in ((86_400, "d"), (3_600, "h"), (60, "m")):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"

@@ -22,6 +22,7 @@ from core.verdict import MetricName
 from rollout.changes import RolloutAction
 from rollout.controller import ACTOR as CONTROLLER
 from rollout.plan import Promotion, Stage, StagePlan, default_plan
+from rollout.views import verdict_lines
 from storage.database import Database
 from storage.flags import AuditEntry, audit_entries
 from understudy.plan_settings import StageSettings
@@ -80,22 +81,6 @@ def _where(plan: StagePlan, row: Mapping[str, Any] | None) -> str:
     if stage is not None:
         return stage.name
     return "off" if row is None or row.get("candidate") is None else str(row["mode"])
-
-
-def _number(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
-
-
-def verdict_lines(verdict: Mapping[str, Any] | None) -> list[str]:
-    """The stored verdict's metrics, one line each, as recorded."""
-    if not verdict:
-        return []
-    return [
-        f"{m['name']}: {m['label']}, {_number(m['estimate'])} "
-        f"(interval {_number(m['lower'])} to {_number(m['upper'])}, "
-        f"margin {_number(m['margin'])}, {m['n']} pairs)"
-        for m in verdict.get("metrics", ())
-    ]
 
 
 def tell(plan: StagePlan, e: AuditEntry) -> list[str]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from core import Route
 from rollout.changes import RolloutAction, stage_move
+from rollout.views import duration_text
 from storage.database import Database
 from storage.flags import StaleVersion
 from understudy.commands.common import add_config_option, settings_from_args, strict_json
@@ -74,15 +75,6 @@ async def _move(
     return 0
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for size, unit in ((86_400, "d"), (3_600, "h"), (60, "m")):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
-
-
 def _plan(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     plan = stage_plan(settings.rollout.plan)
@@ -111,7 +103,7 @@ def _plan(args: argparse.Namespace) -> int:
         units = f"{s.min_units or default_units:,}"
         sys.stdout.write(
             f"{s.name:<8} {s.mode.value:<8} {s.percent:>5g}% {units:>10} "
-            f"{_duration(s.min_duration_s):>9} {_duration(s.max_duration_s):>9}  "
+            f"{duration_text(s.min_duration_s):>9} {duration_text(s.max_duration_s):>9}  "
             f"{s.promotion.value:<9}  {', '.join(s.gates) or 'every metric'}\n"
         )
     sys.stdout.write(

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from core import ExchangeSink, FlagSource, Route, TripReporter
 from proxy.backpressure import CandidatePressure
 from proxy.breaker import CandidateBreakers
-from proxy.config import BreakerConfig, Limits
+from proxy.config import BreakerConfig, Limits, ShadowCandidate
 from proxy.errors import error_response
 from proxy.exchange import EXCHANGE_ID, ExchangeHandler
 from proxy.health import CandidateHealth, check_at_start
@@ -152,6 +152,7 @@ def create_proxy_app(
     shutdown_grace_s: float = 10.0,
     breaker: BreakerConfig | None = None,
     trips: TripReporter | None = None,
+    shadow_candidates: tuple[ShadowCandidate, ...] = (),
 ) -> web.Application:
     """The proxy. ``redact`` masks secrets in upstream error bodies before clients see them.
 
@@ -192,6 +193,7 @@ def create_proxy_app(
         breakers=breakers,
         health=health,
         pressure=pressure,
+        shadow_candidates=shadow_candidates,
     )
     passthrough = PassthroughHandler(upstreams.primary, limits, MIRRORED_ROUTES, redact)
     for path, route in MIRRORED_ROUTES.items():

@@ -36,6 +36,14 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowCandidate:
+    """A candidate mirrored beside the rollout's own, on ``rate`` of primary-served requests."""
+
+    name: str
+    rate: float
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     max_body_bytes: int = 8 * 1024 * 1024
     max_n: int = 8

@@ -29,7 +29,7 @@ from proxy.backpressure import CandidatePressure
 from proxy.body import read_body
 from proxy.breaker import Admission, CandidateBreakers
 from proxy.capture import Capture
-from proxy.config import Limits
+from proxy.config import Limits, ShadowCandidate
 from proxy.errors import RequestError
 from proxy.health import CandidateHealth
 from proxy.load import RequestLoad
@@ -37,6 +37,7 @@ from proxy.metrics import ProxyMetrics
 from proxy.record import Arm, ExchangeRecord, ExchangeRecorder
 from proxy.relay import relay, upstream_failure
 from proxy.routing import decide
+from proxy.shadows import ShadowCandidates
 from proxy.subject import SUBJECT_HEADER, subject_hash, subject_of
 from proxy.tasks import BackgroundTasks
 from proxy.upstream_set import UpstreamSet
@@ -68,6 +69,7 @@ class ExchangeHandler:
         breakers: CandidateBreakers,
         health: CandidateHealth,
         pressure: CandidatePressure,
+        shadow_candidates: tuple[ShadowCandidate, ...] = (),
     ) -> None:
         self._load = load
         self._breakers = breakers
@@ -81,6 +83,9 @@ class ExchangeHandler:
         self._limits = limits
         self._caps = ConcurrencyCaps(upstreams.caps())
         self._recorder = ExchangeRecorder(sink, metrics, tasks, limits, breakers)
+        if unknown := {c.name for c in shadow_candidates} - set(upstreams.candidates):
+            raise ValueError(f"shadow candidates not configured: {', '.join(sorted(unknown))}")
+        self._shadow_candidates = ShadowCandidates(shadow_candidates)
 
     # -- entry point -------------------------------------------------------------------
 
@@ -135,16 +140,13 @@ class ExchangeHandler:
     ) -> list[asyncio.Task[None]]:
         started = []
         decision, parsed = record.decision, record.parsed
-        if decision.shadow is not None:
-            candidate = self._upstreams.candidates[decision.shadow]
-            admission, skipped = self._admit_candidate(candidate.name)
-            if skipped is None:
-                body = _shadow_body(parsed, candidate.config.mapped_model(parsed.model))
-                probe = admission is Admission.PROBE
-                started.append(self._spawn(record, candidate, Role.SHADOW, body, {}, probe=probe))
-            else:
-                self._metrics.shadows_skipped.labels(candidate.name, skipped).inc()
-                record.shadow_skipped = True
+        # The rollout's own shadow, then the shadow candidates' (the flag names the rollout's).
+        shadows: tuple[str, ...] = () if decision.shadow is None else (decision.shadow,)
+        rollout_candidate = self._flags.current(parsed.route).candidate
+        shadows += self._shadow_candidates.choose(decision, rollout_candidate)
+        for name in shadows:
+            if (task := self._start_shadow(record, name)) is not None:
+                started.append(task)
         if decision.noise:
             noise = self._upstreams.noise
             if (skipped := self._skip_reason(noise.name)) is None:
@@ -152,6 +154,18 @@ class ExchangeHandler:
             else:
                 self._metrics.shadows_skipped.labels(noise.name, skipped).inc()
         return started
+
+    def _start_shadow(self, record: ExchangeRecord, name: str) -> asyncio.Task[None] | None:
+        """A shadow of one candidate under its own cap and deadline, unless it is skipped."""
+        candidate = self._upstreams.candidates[name]
+        admission, skipped = self._admit_candidate(name)
+        if skipped is not None:
+            self._metrics.shadows_skipped.labels(name, skipped).inc()
+            record.shadow_skipped = True
+            return None
+        body = _shadow_body(record.parsed, candidate.config.mapped_model(record.parsed.model))
+        probe = admission is Admission.PROBE
+        return self._spawn(record, candidate, Role.SHADOW, body, {}, probe=probe)
 
     def _start_reverse_shadow(
         self, record: ExchangeRecord, primary_headers: dict[str, str]

@@ -173,6 +173,8 @@ def _log_exchange(exchange: Exchange, record: ExchangeRecord) -> None:
     }
     for obs in exchange.observations:
         prefix = obs.role.value
+        if f"{prefix}_status" in fields:  # several shadows: the later ones by name
+            prefix = f"{prefix}_{obs.upstream}"
         fields[f"{prefix}_status"] = obs.status
         fields[f"{prefix}_latency_ms"] = _ms(obs.latency_ms)
         fields[f"{prefix}_ttft_ms"] = _ms(obs.ttft_ms)

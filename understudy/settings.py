@@ -97,6 +97,15 @@ class CandidateSettings(BaseModel):
         return self.model_map.get(requested, requested)
 
 
+class ShadowCandidateSettings(BaseModel):
+    """A candidate mirrored beside the rollout's own on ``rate`` of primary-served requests."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str
+    rate: float = Field(default=1.0, ge=0, le=1)
+
+
 class RolloutSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -107,6 +116,9 @@ class RolloutSettings(BaseModel):
     # Candidate-served requests (split and cutover) also sent to the primary in the
     # background: the comparison goes on after cutover, for the price of this share.
     reverse_shadow_rate: float = Field(default=0.05, ge=0, le=1)
+    # Further candidates, each mirrored on its own share of the requests the primary
+    # serves; only watched and compared, never served (settings only, not the flag store).
+    shadow_candidates: list[ShadowCandidateSettings] = Field(default_factory=list)
     flag_key: str = "default"
     # With a database, the values above only seed an empty flag store; after that the
     # store (`understudy rollout ...`) is the rollout. How often replicas look at it:
@@ -208,6 +220,13 @@ class Settings(BaseSettings):
                     "rollout.mode needs rollout.candidate when there is not exactly one candidate"
                 )
             self.rollout.candidate = names[0]
+        listed = [c.name for c in self.rollout.shadow_candidates]
+        if len(set(listed)) != len(listed):
+            raise ValueError("rollout.shadow_candidates names a candidate twice")
+        if unknown := [n for n in listed if n not in names]:
+            raise ValueError(
+                f"rollout.shadow_candidates: {unknown[0]!r} is not among the configured candidates"
+            )
         return self
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from core import ExchangeSink
 from core.memory_sink import DiscardingSink
 from proxy.app import create_proxy_app
-from proxy.config import BreakerConfig, Limits, UpstreamConfig, WatchConfig
+from proxy.config import BreakerConfig, Limits, ShadowCandidate, UpstreamConfig, WatchConfig
 from proxy.tasks import BackgroundTasks
 from proxy.upstream_set import UpstreamSet
 from proxy.upstreams.base import server_root
@@ -233,6 +233,9 @@ def build_app(
         shutdown_grace_s=settings.shutdown_grace_s,
         breaker=breaker_config(settings),
         trips=trips,
+        shadow_candidates=tuple(
+            ShadowCandidate(c.name, c.rate) for c in settings.rollout.shadow_candidates
+        ),
     )
     stored = partial(rollout_store, settings) if from_database else None
     attach_admin(app, settings, flags, stored, reports)

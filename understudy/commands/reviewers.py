@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from dashboards.accounts import REVIEWER_NAME, new_token, token_hash
+from storage.database import Database
 from storage.reviewers import ReviewerExists, add_reviewer, list_reviewers, remove_reviewer
 from understudy.commands.common import (
     EXIT_CONFIG,
@@ -43,6 +45,26 @@ def ui_address(settings: Settings) -> str:
     return f"http://{settings.host}:{port}{UI_PREFIX}"
 
 
+@dataclass(frozen=True, slots=True)
+class Invite:
+    name: str
+    token: str  # shown once, in the link; only its hash is stored
+    expires_at: datetime
+
+    def link(self, ui: str) -> str:
+        """The invite link under the UI's address ``ui`` (ending in ``/ui``)."""
+        return f"{ui}/invite/{self.token}"
+
+
+async def invite_reviewer(db: Database, name: str, settings: Settings) -> Invite:
+    """Create reviewer ``name`` with a one-time invite; raises ``ReviewerExists``."""
+    token = new_token()
+    now = datetime.now(UTC)
+    expires = now + timedelta(seconds=settings.ui.invite_lifetime_s)
+    await add_reviewer(db, name, token_hash(token), now, expires)
+    return Invite(name, token, expires)
+
+
 def _add(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if not REVIEWER_NAME.fullmatch(args.name):
@@ -50,21 +72,18 @@ def _add(args: argparse.Namespace) -> int:
             f"understudy: reviewer name {args.name!r}: use 1-64 letters, digits, . _ @ -\n"
         )
         return EXIT_CONFIG
-    token = new_token()
-    now = datetime.now(UTC)
-    expires = now + timedelta(seconds=settings.ui.invite_lifetime_s)
 
     async def work() -> int:
         async with await open_current(settings.database_url) as db:
             try:
-                await add_reviewer(db, args.name, token_hash(token), now, expires)
+                invite = await invite_reviewer(db, args.name, settings)
             except ReviewerExists:
                 sys.stderr.write(f"understudy: a reviewer named {args.name!r} exists already\n")
                 return 1
         sys.stdout.write(
             f"invited {args.name}: this link works once, until "
-            f"{expires.isoformat(timespec='minutes')}:\n"
-            f"{ui_address(settings)}/invite/{token}\n"
+            f"{invite.expires_at.isoformat(timespec='minutes')}:\n"
+            f"{invite.link(ui_address(settings))}\n"
         )
         return 0
 

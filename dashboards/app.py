@@ -29,6 +29,7 @@ PAGE_MODULES = (
     "dashboards.pages.home",
     "dashboards.pages.review",
     "dashboards.pages.reviewers",
+    "dashboards.pages.exchanges",
     "dashboards.pages.rollout",
 )
 

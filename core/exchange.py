@@ -46,6 +46,8 @@ class Usage:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_tokens: int | None = None
+    # Of completion_tokens, those a reasoning model spent thinking (when the server says).
+    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +68,19 @@ class Observation:
     model: str  # the model name actually sent to this upstream
     status: int | None  # HTTP status, None when no response arrived
     latency_ms: float | None
-    ttft_ms: float | None  # time to first token (first content byte for non-streaming)
+    # Time to the first token of the visible answer (text or a tool call), the one users
+    # wait for; first content byte for non-streaming. ``ttft_any_ms`` counts reasoning too.
+    ttft_ms: float | None
     usage: Usage = field(default_factory=Usage)
     text: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: str | None = None
     error_kind: ErrorKind | None = None
-    truncated: bool = False  # the text was cut at the recorder's size limit
+    truncated: bool = False  # the text or the reasoning was cut at the recorder's size limit
     embedding_dims: int | None = None  # for embeddings: the vector length, not the vector
+    # A reasoning model's thinking, kept apart from ``text`` so no answer metric sees it.
+    reasoning_text: str | None = None
+    ttft_any_ms: float | None = None  # time to the first token of any kind, reasoning included
 
     @property
     def ok(self) -> bool:

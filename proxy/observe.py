@@ -17,10 +17,12 @@ from proxy.sse import DONE, data_events
 @dataclass(slots=True)
 class _Assembly:
     text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
     tools: dict[int, dict[str, str]] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
-    first_token_at: float | None = None
+    first_token_at: float | None = None  # of the visible answer: text or a tool call
+    first_any_at: float | None = None  # of any kind, reasoning included
     done: bool = False
     embedding_dims: int | None = None
 
@@ -61,13 +63,9 @@ def observe(
     if error is None and capture.status is not None and not capture.chunks:
         error = ErrorKind.INVALID_RESPONSE
 
-    text = "".join(assembly.text) if assembly.text else None
-    truncated = text is not None and len(text) > max_chars
-    if truncated and text is not None:
-        text = text[:max_chars]
-    ttft: float | None = capture.first_byte_ms
-    if stream and assembly.first_token_at is not None:
-        ttft = (assembly.first_token_at - capture.started) * 1000
+    text, text_cut = _capped(assembly.text, max_chars)
+    reasoning, reasoning_cut = _capped(assembly.reasoning, max_chars)
+    ttft, ttft_any = _ttfts(capture, assembly, stream)
     return Observation(
         upstream=upstream,
         role=role,
@@ -75,17 +73,50 @@ def observe(
         status=capture.status,
         latency_ms=capture.latency_ms,
         ttft_ms=ttft,
+        ttft_any_ms=ttft_any,
         usage=assembly.usage,
         text=text,
+        reasoning_text=reasoning,
         tool_calls=tuple(
             ToolCall(name=t["name"], arguments=t["arguments"], id=t.get("id") or None)
             for _, t in sorted(assembly.tools.items())
         ),
         finish_reason=assembly.finish_reason,
         error_kind=error,
-        truncated=truncated,
+        truncated=text_cut or reasoning_cut,
         embedding_dims=assembly.embedding_dims,
     )
+
+
+def _capped(pieces: list[str], max_chars: int) -> tuple[str | None, bool]:
+    """The pieces joined and cut at ``max_chars``, and whether they were cut."""
+    if not pieces:
+        return None, False
+    whole = "".join(pieces)
+    return whole[:max_chars], len(whole) > max_chars
+
+
+def _ttfts(
+    capture: Capture, assembly: _Assembly, stream: bool
+) -> tuple[float | None, float | None]:
+    """Times to the first visible answer token and to the first token of any kind.
+
+    Without streaming both are the first byte. A stream that only reasoned never showed
+    its user a token: no visible time, rather than the time of a token they never saw.
+    """
+    first_byte = capture.first_byte_ms
+    if not stream:
+        return first_byte, first_byte
+
+    def since_start(at: float | None) -> float | None:
+        return None if at is None else (at - capture.started) * 1000
+
+    any_token = since_start(assembly.first_any_at)
+    if assembly.first_token_at is not None:
+        return since_start(assembly.first_token_at), any_token
+    if any_token is not None:
+        return None, any_token
+    return first_byte, first_byte
 
 
 def _usage(raw: Any) -> Usage:
@@ -93,10 +124,18 @@ def _usage(raw: Any) -> Usage:
         return Usage()
     details = raw.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    # Reasoning tokens are part of completion_tokens, as OpenAI counts them.
+    completion_details = raw.get("completion_tokens_details")
+    reasoning = (
+        completion_details.get("reasoning_tokens")
+        if isinstance(completion_details, Mapping)
+        else None
+    )
     return Usage(
         prompt_tokens=_count(raw.get("prompt_tokens")),
         completion_tokens=_count(raw.get("completion_tokens")),
         cached_tokens=_count(cached),
+        reasoning_tokens=_count(reasoning),
     )
 
 
@@ -134,9 +173,20 @@ def _read_stream(capture: Capture, route: Route, assembly: _Assembly) -> None:
                 for call in delta.get("tool_calls") or ():
                     _merge_tool_fragment(assembly, call)
                     assembly.first_token_at = assembly.first_token_at or at
+                if thought := _reasoning(delta):
+                    assembly.reasoning.append(thought)
+                    assembly.first_any_at = assembly.first_any_at or at
             if piece:
                 assembly.text.append(piece)
                 assembly.first_token_at = assembly.first_token_at or at
+            if assembly.first_token_at is not None:
+                assembly.first_any_at = assembly.first_any_at or assembly.first_token_at
+
+
+def _reasoning(message: Mapping[str, Any]) -> str:
+    """A message's or delta's reasoning: vLLM's ``reasoning_content``, or the newer
+    ``reasoning`` (servers send one of the two)."""
+    return _text(message.get("reasoning_content")) or _text(message.get("reasoning"))
 
 
 def _merge_tool_fragment(assembly: _Assembly, call: Mapping[str, Any]) -> None:
@@ -170,6 +220,8 @@ def _read_body(body: Any, route: Route, assembly: _Assembly) -> None:
     message = choice.get("message") or {}
     if content := _text(message.get("content")):
         assembly.text.append(content)
+    if thought := _reasoning(message):
+        assembly.reasoning.append(thought)
     for i, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
         assembly.tools[i] = {

@@ -58,12 +58,15 @@ def observation_to_json(obs: Observation) -> dict[str, Any]:
             "prompt_tokens": obs.usage.prompt_tokens,
             "completion_tokens": obs.usage.completion_tokens,
             "cached_tokens": obs.usage.cached_tokens,
+            "reasoning_tokens": obs.usage.reasoning_tokens,
         },
         "finish_reason": obs.finish_reason,
         "text": obs.text,
         "tool_calls": [tool_call_to_json(c) for c in obs.tool_calls],
         "truncated": obs.truncated,
         "embedding_dims": obs.embedding_dims,
+        "reasoning_text": obs.reasoning_text,
+        "ttft_any_ms": obs.ttft_any_ms,
     }
 
 
@@ -126,6 +129,7 @@ def observation_from_json(data: Mapping[str, Any]) -> Observation:
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
             cached_tokens=usage.get("cached_tokens"),
+            reasoning_tokens=usage.get("reasoning_tokens"),
         ),
         text=data.get("text"),
         tool_calls=tuple(tool_call_from_json(c) for c in data.get("tool_calls") or ()),
@@ -133,6 +137,8 @@ def observation_from_json(data: Mapping[str, Any]) -> Observation:
         error_kind=ErrorKind(error_kind) if error_kind is not None else None,
         truncated=bool(data.get("truncated", False)),
         embedding_dims=data.get("embedding_dims"),
+        reasoning_text=data.get("reasoning_text"),
+        ttft_any_ms=data.get("ttft_any_ms"),
     )
 
 

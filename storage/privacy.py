@@ -192,13 +192,19 @@ class PrivacyPolicy:
         if not self.store_responses:
             # Which tools were called is structure, not content: keep the names.
             calls = tuple(ToolCall(name=c.name, arguments="", id=c.id) for c in obs.tool_calls)
-            return dataclasses.replace(obs, text=None, tool_calls=calls)
+            return dataclasses.replace(obs, text=None, reasoning_text=None, tool_calls=calls)
         text = None if obs.text is None else (yield from self.redact_text_steps(obs.text))
+        # Reasoning is the model's output as much as its answer: the same rules apply.
+        reasoning = obs.reasoning_text
+        if reasoning is not None:
+            reasoning = yield from self.redact_text_steps(reasoning)
         tool_calls = []
         for call in obs.tool_calls:
             arguments = yield from self.redact_text_steps(call.arguments)
             tool_calls.append(dataclasses.replace(call, arguments=arguments))
-        return dataclasses.replace(obs, text=text, tool_calls=tuple(tool_calls))
+        return dataclasses.replace(
+            obs, text=text, reasoning_text=reasoning, tool_calls=tuple(tool_calls)
+        )
 
 
 class _Raw(str):

@@ -64,6 +64,9 @@ def _observation_row(exchange: Exchange, position: int, obs: Observation) -> dic
         "tool_calls": [tool_call_to_json(c) for c in obs.tool_calls] or None,
         "truncated": obs.truncated,
         "embedding_dims": obs.embedding_dims,
+        "ttft_any_ms": obs.ttft_any_ms,
+        "reasoning_tokens": obs.usage.reasoning_tokens,
+        "reasoning_text": obs.reasoning_text,
     }
 
 
@@ -108,11 +111,14 @@ def observation_from_columns(row: Any, role: str) -> Observation:
                 "prompt_tokens": row.prompt_tokens,
                 "completion_tokens": row.completion_tokens,
                 "cached_tokens": row.cached_tokens,
+                "reasoning_tokens": row.reasoning_tokens,
             },
             "finish_reason": row.finish_reason,
             "text": row.text,
             "tool_calls": row.tool_calls,
             "truncated": bool(row.truncated),
             "embedding_dims": row.embedding_dims,
+            "reasoning_text": row.reasoning_text,
+            "ttft_any_ms": row.ttft_any_ms,
         }
     )

@@ -20,6 +20,8 @@ from typing import Any
 DEFAULT_REPLY_TEMPLATE = (
     "{persona}: {model} answers request {digest}. The quick brown fox jumps over the lazy dog."
 )
+# What a reasoning model (a fake's switch) thinks before it answers.
+REASONING_TEMPLATE = "Thinking it over ({digest}): the request wants a short plain answer."
 
 # OpenAI's tokens carry their leading space (" world"), so splitting before
 # each run of whitespace gives pieces whose concatenation is the exact text.

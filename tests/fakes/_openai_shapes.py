@@ -14,15 +14,19 @@ CREATED = 1_735_689_600
 
 @dataclass(frozen=True)
 class Answer:
-    """One choice: text pieces, or one tool call whose arguments come in fragments."""
+    """One choice: text pieces, or one tool call whose arguments come in fragments;
+    reasoning pieces, under `reasoning_field`, come before either (as vLLM sends them)."""
 
     pieces: list[str]
     finish_reason: str
     tool_call: tuple[str, str, list[str]] | None = None  # (id, name, argument fragments)
+    reasoning: tuple[str, ...] = ()
+    reasoning_field: str = "reasoning_content"
 
     @property
     def tokens(self) -> int:
-        return len(self.pieces) + (len(self.tool_call[2]) + 3 if self.tool_call else 0)
+        visible = len(self.pieces) + (len(self.tool_call[2]) + 3 if self.tool_call else 0)
+        return visible + len(self.reasoning)
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -39,6 +43,8 @@ def message(answer: Answer) -> dict[str, Any]:
         content = None
         function = {"name": name, "arguments": "".join(fragments)}
         extra = {"tool_calls": [{"id": call_id, "type": "function", "function": function}]}
+    if answer.reasoning:
+        extra[answer.reasoning_field] = "".join(answer.reasoning)
     return {"role": "assistant", "content": content, **extra, "refusal": None, "annotations": []}
 
 
@@ -56,12 +62,16 @@ def opening_delta(answer: Answer) -> dict[str, Any]:
 
 
 def delta_count(answer: Answer) -> int:
-    return len(answer.tool_call[2]) if answer.tool_call else len(answer.pieces)
+    visible = len(answer.tool_call[2]) if answer.tool_call else len(answer.pieces)
+    return len(answer.reasoning) + visible
 
 
 def delta(answer: Answer, step: int) -> dict[str, Any] | None:
     if step >= delta_count(answer):
         return None
+    if step < len(answer.reasoning):
+        return {answer.reasoning_field: answer.reasoning[step]}
+    step -= len(answer.reasoning)
     if answer.tool_call is None:
         return {"content": answer.pieces[step]}
     fragment = answer.tool_call[2][step]
@@ -99,7 +109,7 @@ def chat_prompt_tokens(messages: list[dict[str, Any]], tools: Any) -> int:
 
 
 def chat_usage(prompt_tokens: int, answers: list[Answer]) -> dict[str, Any]:
-    completion_tokens = sum(answer.tokens for answer in answers)
+    completion_tokens = sum(answer.tokens for answer in answers)  # reasoning included
     # OpenAI caches prompts in 128-token steps once they reach 1024 tokens.
     cached = prompt_tokens // 128 * 128 if prompt_tokens >= 1024 else 0
     return {
@@ -108,7 +118,7 @@ def chat_usage(prompt_tokens: int, answers: list[Answer]) -> dict[str, Any]:
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": sum(len(answer.reasoning) for answer in answers),
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,

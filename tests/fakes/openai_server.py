@@ -8,6 +8,7 @@ are compact JSON.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from . import _openai_shapes as shapes
 from ._base import FakeUpstream, Fault, RecordedRequest
 from ._content import (
     DEFAULT_REPLY_TEMPLATE,
+    REASONING_TEMPLATE,
     apply_limits,
     digest,
     embedding,
@@ -90,11 +92,20 @@ class FakeOpenAI(FakeUpstream):
         self.health_status: int | None = None
         # GET /metrics serves these samples (see _server_ops); None: 404, as OpenAI.
         self.metrics: dict[str, float] | None = None
+        # A reasoning model as vLLM serves it: each chat answer thinks first, in this
+        # message/delta field ("reasoning_content", or newer vLLM's "reasoning"); None: no
+        # reasoning, as OpenAI's Chat Completions.
+        self.reasoning_field: str | None = None
+        self.reasoning_template = REASONING_TEMPLATE  # "{digest}" is filled in
         self._request_ids = itertools.count(1)
 
     @property
     def system_fingerprint(self) -> str:
         return "fp_" + digest(self.persona)[:10]
+
+    def reasoning_text(self, model: str, prompt: Any, index: int = 0) -> str:
+        """What a reasoning model thinks before answering `prompt`."""
+        return self.reasoning_template.format(digest=digest(model, prompt, index)[:8])
 
     def reply_text(self, model: str, prompt: Any, index: int = 0) -> str:
         """The text this fake answers to `prompt` (chat messages or a completion prompt)."""
@@ -206,7 +217,10 @@ class FakeOpenAI(FakeUpstream):
             return error
         model, messages = body["model"], body["messages"]
         huge = self.fault_of(request) == Fault.HUGE_LINE
-        answers = [self._chat_answer(body, index, huge) for index in range(body.get("n") or 1)]
+        answers = [
+            self._thought(body, index, self._chat_answer(body, index, huge))
+            for index in range(body.get("n") or 1)
+        ]
         # The id ignores stream flags, so a streamed and a plain answer share it.
         base = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         head = {
@@ -235,6 +249,14 @@ class FakeOpenAI(FakeUpstream):
             "system_fingerprint": self.system_fingerprint,
         }
         return await self.send_json(request, payload, tokens=max(a.tokens for a in answers))
+
+    def _thought(self, body: dict[str, Any], index: int, answer: shapes.Answer) -> shapes.Answer:
+        if self.reasoning_field is None:
+            return answer
+        thought = self.reasoning_text(body["model"], body["messages"], index)
+        return dataclasses.replace(
+            answer, reasoning=tuple(split_tokens(thought)), reasoning_field=self.reasoning_field
+        )
 
     def _chat_answer(self, body: dict[str, Any], index: int, huge: bool) -> shapes.Answer:
         model, messages = body["model"], body["messages"]

@@ -134,9 +134,7 @@ def pair_view(arms: Sequence[ArmView], metric_names: Sequence[str]) -> PairView 
     return PairView(primary, candidate, word_diff(old, new), metrics)
 
 
-def metric_value(value: float | None) -> str:
-    if value is None:
-        return "–"
+def metric_value(value: float) -> str:
     return "does not apply" if math.isnan(value) else f"{value:.3f}"
 
 

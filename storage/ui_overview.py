@@ -1,8 +1,8 @@
 """The overview's plots of each arm over a window, as SQL aggregates on SQLite and PostgreSQL.
 
 An arm is the candidate (any observation of the named candidate upstream) or the
-primary (any other upstream). Calls made to measure noise are left out: they would
-count the primary twice. One grouped scan counts, per time bucket and arm, every
+primary (any other upstream, but for shadows of other candidates, which are only
+watched). Calls made to measure noise are left out: they would count the primary twice. One grouped scan counts, per time bucket and arm, every
 observation by role, failure, fallback and latency bin; a second counts time to
 first token bins. The distributions, the error and fallback rates over time and
 the p50 and p95 over time all come from those counts, which add up over buckets
@@ -20,7 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.sql.selectable import FromClause
 
 from core import Role
@@ -207,8 +207,11 @@ def _arms_of(window: ExchangeWindow) -> tuple[FromClause, FromClause, list[Colum
     # `|| ''`: without statistics SQLite would walk the role index; the primary key is
     # the way in from an exchange. A split exchange the primary served names no
     # candidate, so NULL belongs to the window too.
-    roles = o.c.role.concat("").in_([r.value for r in ARM_ROLES])
-    joined = e.outerjoin(o, and_(o.c.exchange_id == e.c.id, roles))
+    role = o.c.role.concat("")
+    roles = role.in_([r.value for r in ARM_ROLES])
+    # A shadow of another candidate (one only watched beside the rollout's) is no arm here.
+    ours = or_(role != Role.SHADOW.value, o.c.upstream == cand)
+    joined = e.outerjoin(o, and_(o.c.exchange_id == e.c.id, roles, ours))
     where = [func.coalesce(e.c.candidate, cand) == cand, *window.conditions()]
     return joined, o, where
 

@@ -1,0 +1,84 @@
+"""The overview's time ranges, and the fixed windows each is counted in.
+
+A range ending now moves every second, and the overview memo keeps settled time
+per window: a moving window would be counted afresh each time. So a range is
+the union of fixed chunks (``chunk_s`` long, aligned to the epoch), each a window
+of its own that the memo settles once; the range starts at the chunk holding
+``now - span``, so it covers at least its span and at most one chunk more. The
+page says where it starts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from storage.window import ExchangeWindow
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    key: str  # as in the URL: ?range=24h
+    label: str
+    span_s: int | None  # None: everything recorded
+    bucket_s: int  # the plots' time buckets (ranges of everything choose their own)
+    chunk_s: int  # a multiple of bucket_s
+
+
+RANGES = (
+    TimeRange("1h", "last hour", 3600, 60, 900),
+    TimeRange("24h", "last 24 hours", 86_400, 900, 3 * 3600),
+    TimeRange("7d", "last 7 days", 7 * 86_400, 3600, 86_400),
+    TimeRange("all", "everything", None, 0, 0),
+)
+DEFAULT_RANGE = "24h"
+# Buckets for everything recorded: the first that draws the whole span in at most
+# MAX_BUCKETS; the choice changes (and the span is counted again) only at a step.
+BUCKET_LADDER = (60, 300, 900, 3600, 6 * 3600, 86_400, 7 * 86_400)
+MAX_BUCKETS = 240
+
+
+def time_range(key: str | None) -> TimeRange | None:
+    """The range a URL asks for; None for a key that names none (the default when absent)."""
+    wanted = DEFAULT_RANGE if key is None else key
+    return next((r for r in RANGES if r.key == wanted), None)
+
+
+@dataclass(frozen=True, slots=True)
+class PageWindow:
+    """What one overview counts: from ``since`` (None: the first exchange) to now."""
+
+    since: datetime | None
+    bucket_s: int
+    chunks: tuple[ExchangeWindow, ...]  # fixed windows whose union is the range
+
+    @property
+    def whole(self) -> ExchangeWindow:
+        """The range as one window, for the queries that are not memoised by chunk."""
+        return ExchangeWindow(self.chunks[0].candidate, since=self.since)
+
+
+def _at(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
+
+
+def everything_bucket(first_seen: datetime | None, now: datetime) -> int:
+    span = (now - first_seen).total_seconds() if first_seen is not None else 0.0
+    return next((b for b in BUCKET_LADDER if span / b <= MAX_BUCKETS), BUCKET_LADDER[-1])
+
+
+def page_window(
+    chosen: TimeRange, candidate: str, now: datetime, first_seen: datetime | None
+) -> PageWindow:
+    if chosen.span_s is None:
+        bucket = everything_bucket(first_seen, now)
+        return PageWindow(None, bucket, (ExchangeWindow(candidate),))
+    length = chosen.chunk_s
+    first = math.floor((now.timestamp() - chosen.span_s) / length)
+    last = math.floor(now.timestamp() / length)
+    chunks = tuple(
+        ExchangeWindow(candidate, since=_at(k * length), until=_at((k + 1) * length))
+        for k in range(first, last + 1)
+    )
+    return PageWindow(_at(first * length), chosen.bucket_s, chunks)

@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from core import ExchangeSink, FlagSource, Route, TripReporter
+from core.responses import ResponseOwnerStore
 from proxy.backpressure import CandidatePressure
 from proxy.breaker import CandidateBreakers
 from proxy.config import BreakerConfig, Limits, ShadowCandidate
@@ -24,6 +25,9 @@ from proxy.metrics import ProxyMetrics
 from proxy.ops import OpsHandlers, ReadinessCheck
 from proxy.passthrough import PassthroughHandler
 from proxy.relay import REQUEST_ID_HEADER, SERVED_BY_HEADER
+from proxy.responses.handler import ResponsesHandler, responses_upstreams
+from proxy.responses.lookup import ResponseLookups
+from proxy.responses.memory import ResponseMemory, ResponseMetrics
 from proxy.tasks import BackgroundTasks
 from proxy.upstream_set import UpstreamSet
 
@@ -43,6 +47,7 @@ MIRRORED_ROUTES = {
     "/v1/chat/completions": Route.CHAT,
     "/v1/completions": Route.COMPLETIONS,
     "/v1/embeddings": Route.EMBEDDINGS,
+    "/v1/responses": Route.RESPONSES,
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -153,10 +158,13 @@ def create_proxy_app(
     breaker: BreakerConfig | None = None,
     trips: TripReporter | None = None,
     shadow_candidates: tuple[ShadowCandidate, ...] = (),
+    response_store: ResponseOwnerStore | None = None,
 ) -> web.Application:
     """The proxy. ``redact`` masks secrets in upstream error bodies before clients see them.
 
-    ``trips`` is told whenever a candidate's circuit breaker opens.
+    ``trips`` is told whenever a candidate's circuit breaker opens. ``response_store``
+    shares which arm holds each Responses API response across replicas (None: this
+    replica's memory only).
     """
     app = web.Application(
         client_max_size=limits.max_body_bytes,
@@ -195,9 +203,24 @@ def create_proxy_app(
         pressure=pressure,
         shadow_candidates=shadow_candidates,
     )
+    response_metrics = ResponseMetrics(registry)
+    memory = ResponseMemory(response_store, tasks, response_metrics)
+    responses_set = responses_upstreams(upstreams, memory)
+    responses = ResponsesHandler(exchanges, responses_set, memory, response_metrics)
     passthrough = PassthroughHandler(upstreams.primary, limits, MIRRORED_ROUTES, redact)
     for path, route in MIRRORED_ROUTES.items():
-        app.router.add_post(path, partial(_mirrored, exchanges, route))
+        handler = responses if route is Route.RESPONSES else exchanges
+        app.router.add_post(path, partial(_mirrored, handler, route))
+    lookups = ResponseLookups(
+        candidates=responses_set.candidates,
+        memory=memory,
+        passthrough=passthrough,
+        limits=limits,
+        mirrored=MIRRORED_ROUTES,
+        redact=redact,
+    )
+    app.router.add_route("*", "/v1/responses/{response_id}", lookups.handle)
+    app.router.add_route("*", "/v1/responses/{response_id}/{action}", lookups.handle)
     app.router.add_route("*", "/v1/{tail:.*}", passthrough.handle)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)

@@ -30,6 +30,7 @@ class UpstreamConfig:
     stream_idle_timeout_s: float = 60.0  # longest silence inside a streamed answer
     max_concurrency: int = 64  # candidates and noise: concurrent calls; primary: its pool
     watch: WatchConfig = field(default_factory=WatchConfig)  # candidates only
+    responses: str | None = None  # "native" or "translate"; None: by kind (proxy.responses)
 
     def mapped_model(self, requested: str) -> str:
         return self.model_map.get(requested, requested)

@@ -8,6 +8,7 @@ import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from core import (
     FlagSource,
     Role,
     Route,
+    RoutingDecision,
     UpstreamError,
     UpstreamRequest,
     UpstreamResponse,
@@ -97,22 +99,20 @@ class ExchangeHandler:
         try:
             check_headers(request.headers, CLIENT_HEADERS)
             parsed = parse_request(route, await read_body(request, self._limits), self._limits)
+            subject = subject_of(parsed.body, request.headers)
+            routed = await self._route(exchange_id, parsed, subject)
         except RequestError as exc:
             self._metrics.rejected.labels(route.value, exc.code or str(exc.status)).inc()
             log.info("request_rejected", status=exc.status, code=exc.code, param=exc.param)
             return exc.response()
 
-        subject = subject_of(parsed.body, request.headers)
-        flag = self._flags.current(route)
-        decision = decide(
-            flag,
-            subject,
-            primary=self._upstreams.primary.name,
-            shadow_draw=random.random(),
-            noise_draw=random.random(),
-        )
         record = ExchangeRecord(
-            exchange_id, datetime.now(UTC), parsed, subject_hash(subject), decision
+            exchange_id,
+            datetime.now(UTC),
+            routed.parsed,
+            subject_hash(routed.subject),
+            routed.decision,
+            held_back=routed.held_back,
         )
         primary_headers = self._primary_headers(request.headers)
         background = self._start_background(record, primary_headers)
@@ -126,6 +126,27 @@ class ExchangeHandler:
         finally:
             # Runs on success, on our error responses and when the client aborts.
             self._recorder.finish(record, background)
+
+    async def _route(self, exchange_id: uuid.UUID, parsed: ParsedRequest, subject: str) -> Routed:
+        """Who serves and who is mirrored; a route with more to weigh overrides this."""
+        decision = decide(
+            self._flags.current(parsed.route),
+            subject,
+            primary=self._upstreams.primary.name,
+            shadow_draw=random.random(),
+            noise_draw=random.random(),
+        )
+        return Routed(parsed, subject, decision)
+
+    def _shadow_body(self, parsed: ParsedRequest, model: str) -> dict[str, Any]:
+        """The body a mirror of ``parsed`` sends; a route whose API differs overrides it."""
+        return _shadow_body(parsed, model)
+
+    def _served_chunks(
+        self, record: ExchangeRecord, arm: Arm, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        """The served arm's bytes on their way to the client; a route may look at them."""
+        return chunks
 
     def _primary_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         out = {name: headers[name] for name in PRIMARY_HEADERS if name in headers}
@@ -163,7 +184,7 @@ class ExchangeHandler:
             self._metrics.shadows_skipped.labels(name, skipped).inc()
             record.shadow_skipped = True
             return None
-        body = _shadow_body(record.parsed, candidate.config.mapped_model(record.parsed.model))
+        body = self._shadow_body(record.parsed, candidate.config.mapped_model(record.parsed.model))
         probe = admission is Admission.PROBE
         return self._spawn(record, candidate, Role.SHADOW, body, {}, probe=probe)
 
@@ -182,7 +203,7 @@ class ExchangeHandler:
             self._metrics.shadows_skipped.labels(primary.name, skipped).inc()
             record.shadow_skipped = True
             return None
-        body = _shadow_body(record.parsed, record.parsed.model)
+        body = self._shadow_body(record.parsed, record.parsed.model)
         return self._spawn(record, primary, Role.REVERSE_SHADOW, body, primary_headers)
 
     def _admit_candidate(self, name: str) -> tuple[Admission, str | None]:
@@ -268,7 +289,7 @@ class ExchangeHandler:
         try:
             upstream_response = await primary.send(upstream_request)
             arm.capture.status = upstream_response.status
-            chunks = aiter(upstream_response)
+            chunks = self._served_chunks(record, arm, aiter(upstream_response))
             return await relay(
                 request, record, arm, upstream_response, chunks, first=None, redact=self._redact
             )
@@ -314,7 +335,7 @@ class ExchangeHandler:
                 async with asyncio.timeout(candidate.config.timeout_s):
                     response = await candidate.send(upstream_request)
                     arm.capture.status = response.status
-                    chunks = aiter(response)
+                    chunks = self._served_chunks(record, arm, aiter(response))
                     if response.status >= 400:
                         arm.capture.finish(ErrorKind.HTTP_STATUS)
                     elif parsed.stream:
@@ -359,6 +380,16 @@ def _shadow_body(parsed: ParsedRequest, model: str) -> dict[str, Any]:
             "include_usage": True,
         }
     return body
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A checked request with its routing decision."""
+
+    parsed: ParsedRequest
+    subject: str
+    decision: RoutingDecision
+    held_back: str | None = None  # why the candidate is not called where the flag says so
 
 
 def _is_json_object(body: bytes) -> bool:

@@ -11,12 +11,13 @@ from typing import Any
 
 import structlog
 
-from core import ErrorKind, Exchange, ExchangeSink, Role, RoutingDecision
+from core import ErrorKind, Exchange, ExchangeSink, Role, Route, RoutingDecision
 from proxy.breaker import CandidateBreakers
 from proxy.capture import Capture
 from proxy.config import Limits
 from proxy.metrics import ProxyMetrics
 from proxy.observe import observe
+from proxy.responses.observe import observe_responses
 from proxy.tasks import BackgroundTasks
 from proxy.validation import ParsedRequest
 
@@ -54,6 +55,7 @@ class ExchangeRecord:
     served_by: str = ""
     fallback: bool = False
     shadow_skipped: bool = False
+    held_back: str | None = None  # why the candidate is not called where the flag says so
     pending: int = 0  # background arms still running after the client was answered
     arms: list[Arm] = field(default_factory=list)
 
@@ -135,14 +137,25 @@ class ExchangeRecorder:
         for arm in record.arms:
             # An arm still running here was cut off by shutdown after its grace period.
             arm.capture.finish(ErrorKind.TIMEOUT if arm.capture.ended is None else None)
-            obs = observe(
-                arm.capture,
-                upstream=arm.upstream,
-                role=arm.role,
-                model=arm.model,
-                route=route,
-                stream=stream,
-                max_chars=self._limits.max_recorded_chars,
+            obs = (
+                observe_responses(
+                    arm.capture,
+                    upstream=arm.upstream,
+                    role=arm.role,
+                    model=arm.model,
+                    stream=stream,
+                    max_chars=self._limits.max_recorded_chars,
+                )
+                if route is Route.RESPONSES
+                else observe(
+                    arm.capture,
+                    upstream=arm.upstream,
+                    role=arm.role,
+                    model=arm.model,
+                    route=route,
+                    stream=stream,
+                    max_chars=self._limits.max_recorded_chars,
+                )
             )
             self._metrics.observe_arm(route, obs)
             self._breakers.record(obs, probe=arm.probe)
@@ -182,6 +195,8 @@ def _log_exchange(exchange: Exchange, record: ExchangeRecord) -> None:
             fields[f"{prefix}_error"] = obs.error_kind.value
     if record.shadow_skipped:
         fields["shadow_skipped"] = True
+    if record.held_back is not None:
+        fields["candidate_held_back"] = record.held_back
     log.info("exchange", **fields)
 
 

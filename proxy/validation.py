@@ -118,7 +118,32 @@ _TYPE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dimensions": (_is_int, "an integer"),
 }
 
+# Fields only the Responses API has: checked on its route alone, so a chat body carrying
+# one of these names is passed on as before.
+_RESPONSES_TYPE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "instructions": (_is_str, "a string"),
+    "max_output_tokens": (_is_int, "an integer"),
+    "previous_response_id": (_is_str, "a string"),
+    "text": (_is_object, "an object"),
+    "background": (_is_bool, "a boolean"),
+    "store": (_is_bool, "a boolean"),
+    "parallel_tool_calls": (_is_bool, "a boolean"),
+    "metadata": (_is_object, "an object"),
+}
+_TYPE_CHECKS_BY_ROUTE = {
+    route: {**_TYPE_CHECKS, **(_RESPONSES_TYPE_CHECKS if route is Route.RESPONSES else {})}
+    for route in Route
+}
+# The fields bounding an answer's length on each route, held to ``Limits.max_tokens``.
+_TOKEN_LIMITS = {
+    route: ("max_output_tokens",)
+    if route is Route.RESPONSES
+    else ("max_tokens", "max_completion_tokens")
+    for route in Route
+}
+
 _REQUIRED = {
+    Route.RESPONSES: ("model",),
     Route.CHAT: ("model", "messages"),
     Route.COMPLETIONS: ("model", "prompt"),
     Route.EMBEDDINGS: ("model", "input"),
@@ -166,8 +191,9 @@ def parse_request(route: Route, raw: bytes, limits: Limits) -> ParsedRequest:
                 param=name,
                 code="missing_required_parameter",
             )
+    checks = _TYPE_CHECKS_BY_ROUTE[route]
     for name, value in body.items():
-        check = _TYPE_CHECKS.get(name)
+        check = checks.get(name)
         if check is not None and value is not None and not check[0](value):
             raise RequestError(
                 400,
@@ -186,7 +212,7 @@ def parse_request(route: Route, raw: bytes, limits: Limits) -> ParsedRequest:
             del body[name]
             changed = True
     changed |= _apply_limit(body, "n", limits.max_n, limits.clamp)
-    for name in ("max_tokens", "max_completion_tokens"):
+    for name in _TOKEN_LIMITS[route]:
         changed |= _apply_limit(body, name, limits.max_tokens, limits.clamp)
 
     return ParsedRequest(

@@ -12,7 +12,12 @@ from rollout.metrics import served_percent
 from storage.flags import AuditEntry
 
 # The names people give routes, on the command line and in the admin API.
-ROUTES = {"chat": Route.CHAT, "completions": Route.COMPLETIONS, "embeddings": Route.EMBEDDINGS}
+ROUTES = {
+    "chat": Route.CHAT,
+    "completions": Route.COMPLETIONS,
+    "embeddings": Route.EMBEDDINGS,
+    "responses": Route.RESPONSES,
+}
 
 
 def when(at: datetime | None) -> str | None:

@@ -330,3 +330,30 @@ class ReplayResultRow(Base):
     judge_prompt_version: Mapped[str | None] = mapped_column(String)
     judge_outcome: Mapped[str | None] = mapped_column(String(16))
     judged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ResponseOwnerRow(Base):
+    """Which upstream holds a Responses API response, so its follow-ups reach it from any
+    replica; ``twin_id`` is the same turn's response on the exchange's other arm."""
+
+    __tablename__ = "response_owners"
+
+    response_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    candidate: Mapped[str | None] = mapped_column(String(64))
+    twin_id: Mapped[str | None] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class TranslatedTurnRow(Base):
+    """A conversation a Chat-Completions-only candidate answered through translation, up to
+    and including ``response_id``: that server keeps none, so follow-ups are rebuilt from it.
+    Prompts live here until ``expires_at`` like the response would on OpenAI."""
+
+    __tablename__ = "translated_turns"
+
+    response_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    upstream: Mapped[str] = mapped_column(String(64))
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(_JSON)
+    response: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

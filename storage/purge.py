@@ -14,6 +14,7 @@ from sqlalchemy import delete
 from storage.codec import to_utc
 from storage.database import Database
 from storage.models import ExchangeRow
+from storage.response_owners import ResponseOwnerRepository
 from storage.spill import SpillDir
 
 
@@ -43,6 +44,7 @@ async def purge_older_than(db: Database, spill_dir: Path, cutoff: datetime) -> P
     )
     async with db.engine.begin() as conn:
         result = await conn.execute(delete(ExchangeRow).where(ExchangeRow.created_at < cutoff))
+    await ResponseOwnerRepository(db).purge_expired()  # conversations past their own expiry
     return PurgeResult(exchanges=result.rowcount, spilled=spilled)
 
 

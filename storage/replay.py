@@ -28,7 +28,12 @@ from storage.window import ExchangeWindow
 RUNNING, STOPPED, FINISHED = "running", "stopped", "finished"
 
 # The request field a route cannot be sent without; absent when prompts were not stored.
-PROMPT_FIELD = {Route.CHAT: "messages", Route.COMPLETIONS: "prompt", Route.EMBEDDINGS: "input"}
+PROMPT_FIELD = {
+    Route.CHAT: "messages",
+    Route.COMPLETIONS: "prompt",
+    Route.EMBEDDINGS: "input",
+    Route.RESPONSES: "input",
+}
 
 _SCAN_CHUNK = 1000
 _INSERT_CHUNK = 500

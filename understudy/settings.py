@@ -17,6 +17,7 @@ from pydantic_settings import (
 
 from core import ConfigError, RolloutMode
 from core.upstream_kind import UpstreamKind
+from proxy.responses.modes import ResponsesMode
 from understudy.admin_settings import admin_tokens_by_name
 from understudy.breaker_settings import BreakerSettings
 from understudy.evaluation_settings import EvaluationSettings
@@ -77,6 +78,9 @@ class CandidateSettings(BaseModel):
     metrics_url: str | None = None
     scrape_interval_s: float = Field(default=1.0, gt=0)
     shed_shadows_above_queue: int = Field(default=0, ge=0)
+    # How the Responses API reaches it: "native" (it serves /v1/responses) or "translate"
+    # (to and from Chat Completions). Unset: native for openai and vllm, else translate.
+    responses: ResponsesMode | None = None
 
     _url = field_validator("base_url")(_check_base_url)
 

@@ -23,6 +23,7 @@ from rollout.trips import RecentTrips
 from storage.database import Database
 from storage.flags import FlagRecord
 from storage.redaction import SECRET_MARK, redact_secrets
+from storage.response_owners import ResponseOwnerRepository
 from understudy.admin_wiring import attach_admin
 from understudy.controller_wiring import ReportWorker, StageReports, build_controller
 from understudy.recording import Lifecycle, build_writer
@@ -54,6 +55,7 @@ def upstream_set(settings: Settings) -> UpstreamSet:
                 stream_idle_timeout_s=c.stream_idle_timeout_s,
                 max_concurrency=c.max_concurrency,
                 watch=watch_config(c),
+                responses=c.responses.value if c.responses else None,
             )
             for c in settings.candidates
         ],
@@ -222,6 +224,8 @@ def build_app(
     flags, following = build_rollout(
         settings, registry, from_database=from_database, reports=reports, trips=trips
     )
+    # Which arm holds each Responses API response, shared by replicas through the database.
+    responses_db = Database(settings.database_url) if from_database else None
     app = create_proxy_app(
         upstreams=upstream_set(settings),
         flags=flags,
@@ -236,7 +240,10 @@ def build_app(
         shadow_candidates=tuple(
             ShadowCandidate(c.name, c.rate) for c in settings.rollout.shadow_candidates
         ),
+        response_store=ResponseOwnerRepository(responses_db) if responses_db else None,
     )
+    if responses_db is not None:
+        app.on_cleanup.append(partial(_dispose, responses_db))  # after the proxy's last write
     stored = partial(rollout_store, settings) if from_database else None
     attach_admin(app, settings, flags, stored, reports)
     # Before the proxy's own start-up: the flags are read before the first request.
@@ -247,3 +254,7 @@ def build_app(
         # also checks the schema, so it starts before the flags are read.
         app.cleanup_ctx.insert(0, recording)
     return app
+
+
+async def _dispose(db: Database, _app: web.Application) -> None:
+    await db.dispose()

@@ -13,6 +13,7 @@ ROUTE_PATHS = {
     Route.CHAT: "/chat/completions",
     Route.COMPLETIONS: "/completions",
     Route.EMBEDDINGS: "/embeddings",
+    Route.RESPONSES: "/responses",
 }
 
 

@@ -30,6 +30,7 @@ from ._content import (
     pick_tool,
     split_arguments,
     split_tokens,
+from .responses_server import ResponsesAPI
 )
 from ._server_ops import health_response, metrics_response
 
@@ -91,6 +92,7 @@ class FakeOpenAI(FakeUpstream):
         # GET /health answers this status; None: no such endpoint (404), as OpenAI.
         self.health_status: int | None = None
         # GET /metrics serves these samples (see _server_ops); None: 404, as OpenAI.
+        self.responses = ResponsesAPI(self)  # the Responses API; `.enabled = False`: chat only
         self.metrics: dict[str, float] | None = None
         # A reasoning model as vLLM serves it: each chat answer thinks first, in this
         # message/delta field ("reasoning_content", or newer vLLM's "reasoning"); None: no
@@ -117,6 +119,7 @@ class FakeOpenAI(FakeUpstream):
         )
 
     # -- flavour hooks ---------------------------------------------------------
+        self.responses.add_routes(router)
 
     def _add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/chat/completions", self._chat)

@@ -1,0 +1,163 @@
+"""A Chat Completions stream, chunk by chunk, as a Responses API event stream."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from proxy.responses import shapes
+
+
+class EventStream:
+    """Feed it chat chunks (parsed JSON) in order; it returns the events' SSE bytes."""
+
+    def __init__(self, rid: str, created: int, request: Mapping[str, Any]) -> None:
+        self._rid = rid
+        self._created = created
+        self._request = request
+        self._sequence = 0
+        self.output: list[dict[str, Any]] = []
+        self._open: int | None = None  # output index of the item still receiving deltas
+        self._calls: dict[int, int] = {}  # chat tool-call index -> output index
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def _event(self, kind: str, **fields: Any) -> bytes:
+        event = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        return shapes.sse(event)
+
+    def _snapshot(self, status: str, incomplete: dict[str, str] | None = None) -> dict[str, Any]:
+        return shapes.response(
+            self._rid,
+            self._created,
+            self._request,
+            status=status,
+            output=self.output if status != "in_progress" else [],
+            usage=self.usage if status != "in_progress" else None,
+            incomplete=incomplete,
+        )
+
+    def opening(self) -> bytes:
+        snapshot = self._snapshot("in_progress")
+        return self._event("response.created", response=snapshot) + self._event(
+            "response.in_progress", response=snapshot
+        )
+
+    def feed(self, chunk: Mapping[str, Any]) -> bytes:
+        out = b""
+        if isinstance(chunk.get("usage"), Mapping):
+            self.usage = shapes.usage(chunk["usage"])
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            delta = delta if isinstance(delta, Mapping) else {}
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                out += self._text(content)
+            for call in delta.get("tool_calls") or ():
+                if isinstance(call, Mapping):
+                    out += self._call(call)
+            if isinstance(choice.get("finish_reason"), str):
+                self.finish_reason = choice["finish_reason"]
+        return out
+
+    def _text(self, piece: str) -> bytes:
+        out = b""
+        current = self.output[self._open] if self._open is not None else None
+        if current is None or current["type"] != "message":
+            out += self._close()
+            index = len(self.output)
+            item = shapes.message_item(shapes.new_id("msg"), None, "in_progress")
+            self.output.append(item)
+            self._open = index
+            out += self._event("response.output_item.added", output_index=index, item=item)
+            out += self._event(
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                part=shapes.text_part(""),
+            )
+            item["content"].append(shapes.text_part(""))
+        assert self._open is not None  # a message item was open or has just been opened
+        item = self.output[self._open]
+        item["content"][0]["text"] += piece
+        return out + self._event(
+            "response.output_text.delta",
+            item_id=item["id"],
+            output_index=self._open,
+            content_index=0,
+            delta=piece,
+            logprobs=[],
+        )
+
+    def _call(self, call: Mapping[str, Any]) -> bytes:
+        out = b""
+        position = call.get("index", 0)
+        position = position if type(position) is int else 0
+        function = call.get("function")
+        function = function if isinstance(function, Mapping) else {}
+        if position not in self._calls:
+            out += self._close()
+            index = len(self.output)
+            item = shapes.call_item(
+                shapes.new_id("fc"),
+                str(call.get("id") or shapes.new_id("call")),
+                str(function.get("name") or ""),
+                "",
+                "in_progress",
+            )
+            self.output.append(item)
+            self._calls[position] = self._open = index
+            out += self._event("response.output_item.added", output_index=index, item=dict(item))
+        index = self._calls[position]
+        item = self.output[index]
+        if not item["name"] and isinstance(function.get("name"), str):
+            item["name"] = function["name"]
+        fragment = function.get("arguments")
+        if isinstance(fragment, str) and fragment:
+            item["arguments"] += fragment
+            out += self._event(
+                "response.function_call_arguments.delta",
+                item_id=item["id"],
+                output_index=index,
+                delta=fragment,
+            )
+        return out
+
+    def _close(self) -> bytes:
+        """End the item receiving deltas, if any, with its done events."""
+        if self._open is None:
+            return b""
+        index, self._open = self._open, None
+        item = self.output[index]
+        item["status"] = "completed"
+        out = b""
+        if item["type"] == "message":
+            part = item["content"][0]
+            common = {"item_id": item["id"], "output_index": index, "content_index": 0}
+            out += self._event(
+                "response.output_text.done", **common, text=part["text"], logprobs=[]
+            )
+            out += self._event("response.content_part.done", **common, part=part)
+        else:
+            out += self._event(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                name=item["name"],
+                arguments=item["arguments"],
+            )
+        return out + self._event("response.output_item.done", output_index=index, item=item)
+
+    def closing(self) -> bytes:
+        out = self._close()
+        status, _ = shapes.status_of(self.finish_reason)
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        return out + self._event(kind, response=self.result())
+
+    def result(self) -> dict[str, Any]:
+        status, incomplete = shapes.status_of(self.finish_reason)
+        return self._snapshot(status, incomplete)

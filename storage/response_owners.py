@@ -1,0 +1,99 @@
+"""Response owners and translated turns in the database: ``core.ResponseOwnerStore``.
+
+Writes are upserts: a response's owner row is written when its id is first seen, and again
+once its twin is known. Expired rows are read as absent; ``understudy purge`` deletes them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from core.responses import ResponseOwner, TranslatedTurn
+from storage.database import Database
+from storage.models import ResponseOwnerRow, TranslatedTurnRow
+
+_OWNERS: Table = ResponseOwnerRow.__table__  # type: ignore[assignment]
+_TURNS: Table = TranslatedTurnRow.__table__  # type: ignore[assignment]
+
+
+def _upsert(dialect: str, table: Table, values: dict[str, Any]) -> Insert:
+    """``INSERT ... ON CONFLICT (primary key) DO UPDATE`` with ``values``."""
+    key = [c.name for c in table.primary_key.columns]
+    changed = {k: v for k, v in values.items() if k not in key}
+    if dialect == "postgresql":
+        return (
+            postgresql.insert(table)
+            .values(values)
+            .on_conflict_do_update(index_elements=key, set_=changed)
+        )
+    if dialect == "sqlite":
+        return (
+            sqlite.insert(table)
+            .values(values)
+            .on_conflict_do_update(index_elements=key, set_=changed)
+        )
+    raise ValueError(f"no upsert for dialect {dialect!r}")
+
+
+class ResponseOwnerRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def save_owner(self, owner: ResponseOwner) -> None:
+        values = {
+            "response_id": owner.response_id,
+            "owner": owner.owner,
+            "candidate": owner.candidate,
+            "twin_id": owner.twin_id,
+            "expires_at": owner.expires_at,
+        }
+        async with self._db.engine.begin() as conn:
+            await conn.execute(_upsert(conn.dialect.name, _OWNERS, values))
+
+    async def load_owner(self, response_id: str) -> ResponseOwner | None:
+        async with self._db.sessions() as session:
+            row = await session.get(ResponseOwnerRow, response_id)
+        if row is None:
+            return None
+        return ResponseOwner(row.response_id, row.owner, row.candidate, row.twin_id, row.expires_at)
+
+    async def save_turn(self, turn: TranslatedTurn) -> None:
+        values = {
+            "response_id": turn.response_id,
+            "upstream": turn.upstream,
+            "messages": list(turn.messages),
+            "response": dict(turn.response),
+            "expires_at": turn.expires_at,
+        }
+        async with self._db.engine.begin() as conn:
+            await conn.execute(_upsert(conn.dialect.name, _TURNS, values))
+
+    async def load_turn(self, response_id: str) -> TranslatedTurn | None:
+        async with self._db.sessions() as session:
+            row = await session.get(TranslatedTurnRow, response_id)
+        if row is None:
+            return None
+        return TranslatedTurn(
+            row.response_id, row.upstream, row.messages, row.response, row.expires_at
+        )
+
+    async def forget(self, response_id: str) -> None:
+        async with self._db.engine.begin() as conn:
+            await conn.execute(delete(_OWNERS).where(_OWNERS.c.response_id == response_id))
+            await conn.execute(delete(_TURNS).where(_TURNS.c.response_id == response_id))
+
+    async def purge_expired(self, now: datetime | None = None) -> int:
+        """Delete every expired owner and turn; the number of rows deleted."""
+        at = now or datetime.now(UTC)
+        deleted = 0
+        async with self._db.engine.begin() as conn:
+            for table in (_OWNERS, _TURNS):
+                result = await conn.execute(delete(table).where(table.c.expires_at <= at))
+                deleted += result.rowcount or 0
+        return deleted
+

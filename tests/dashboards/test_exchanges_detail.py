@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from markupsafe import escape
 from sqlalchemy import insert, select
 
-from core import ErrorKind, Exchange, Role, RolloutMode
+from core import ErrorKind, Exchange, Role, RolloutMode, Usage
 from core.outcome import PairOutcome
 from dashboards.exchange_view import BAR_WIDTH
 from dashboards.worddiff import word_diff
@@ -25,6 +25,7 @@ from tests.storage.factories import decision, full_exchange, noise_arm, served_a
 PRIMARY_TEXT = "The quick brown fox jumps over the lazy dog."
 CANDIDATE_TEXT = "The quick red fox leaps over the lazy dog."
 RERUN_TEXT = "The quick brown fox jumped over the lazy dog."
+REASONING = "First *think* <b>hard</b>, then answer."
 HOSTILE = ['<script>alert("x")</script>', '"><img src=x onerror=alert(1)>']
 
 
@@ -104,6 +105,9 @@ def _pair_exchange() -> Exchange:
                 latency_ms=1600.0,
                 ttft_ms=400.0,
                 text=CANDIDATE_TEXT,
+                reasoning_text=REASONING,
+                ttft_any_ms=50.0,
+                usage=Usage(prompt_tokens=12, completion_tokens=30, reasoning_tokens=21),
             ),
             noise_arm(
                 status=200, error_kind=None, latency_ms=400.0, ttft_ms=100.0, text=RERUN_TEXT
@@ -194,6 +198,10 @@ async def test_the_detail_shows_the_pair_diffed_timed_scored_judged_and_reviewed
         ("total", 400 * scale), ("ttft", 100 * scale),
     ]  # fmt: skip
     assert "first token 400 ms, total 1,600 ms" in page
+
+    # A reasoning model's thinking: beside its answer, never in the diff or the metrics.
+    assert "First <em>think</em> &lt;b&gt;hard&lt;/b&gt;, then answer." in page
+    assert "first reasoning token 50 ms" in page and "12 / 30 / – / 21" in page
 
     # The judge and the reviewer, with what they said.
     judged = re.search(r'<table class="grid" id="judgments">(.*?)</table>', page, flags=re.S)

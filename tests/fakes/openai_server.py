@@ -30,9 +30,9 @@ from ._content import (
     pick_tool,
     split_arguments,
     split_tokens,
-from .responses_server import ResponsesAPI
 )
 from ._server_ops import health_response, metrics_response
+from .responses_server import ResponsesAPI
 
 DEFAULT_MODELS = (
     "gpt-4o-mini",
@@ -92,7 +92,6 @@ class FakeOpenAI(FakeUpstream):
         # GET /health answers this status; None: no such endpoint (404), as OpenAI.
         self.health_status: int | None = None
         # GET /metrics serves these samples (see _server_ops); None: 404, as OpenAI.
-        self.responses = ResponsesAPI(self)  # the Responses API; `.enabled = False`: chat only
         self.metrics: dict[str, float] | None = None
         # A reasoning model as vLLM serves it: each chat answer thinks first, in this
         # message/delta field ("reasoning_content", or newer vLLM's "reasoning"); None: no
@@ -100,6 +99,7 @@ class FakeOpenAI(FakeUpstream):
         self.reasoning_field: str | None = None
         self.reasoning_template = REASONING_TEMPLATE  # "{digest}" is filled in
         self._request_ids = itertools.count(1)
+        self.responses = ResponsesAPI(self)  # the Responses API; `.enabled = False`: chat only
 
     @property
     def system_fingerprint(self) -> str:
@@ -119,7 +119,6 @@ class FakeOpenAI(FakeUpstream):
         )
 
     # -- flavour hooks ---------------------------------------------------------
-        self.responses.add_routes(router)
 
     def _add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/chat/completions", self._chat)
@@ -131,6 +130,7 @@ class FakeOpenAI(FakeUpstream):
         router.add_get("/v1/models/{model_id:.+}", self._get_model)
         router.add_get("/health", self._health)
         router.add_get("/metrics", self._metrics)
+        self.responses.add_routes(router)
         router.add_route("*", "/{tail:.*}", self._invalid_url)
 
     def error_response(

@@ -31,6 +31,10 @@ class UpstreamConfig:
     max_concurrency: int = 64  # candidates and noise: concurrent calls; primary: its pool
     watch: WatchConfig = field(default_factory=WatchConfig)  # candidates only
     responses: str | None = None  # "native" or "translate"; None: by kind (proxy.responses)
+    # Ollama only: how long the model stays loaded after a call, and `think` for requests
+    # that set neither it nor reasoning_effort. None: the server's own defaults.
+    keep_alive: str | int | None = None
+    think: bool | str | None = None
 
     def mapped_model(self, requested: str) -> str:
         return self.model_map.get(requested, requested)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -81,6 +81,11 @@ class CandidateSettings(BaseModel):
     # How the Responses API reaches it: "native" (it serves /v1/responses) or "translate"
     # (to and from Chat Completions). Unset: native for openai and vllm, else translate.
     responses: ResponsesMode | None = None
+    # Ollama only. keep_alive: how long the model stays loaded after a call (a duration
+    # such as "10m", or seconds; -1 keeps it loaded). think: true, false or a level, sent
+    # when a request sets neither `think` nor `reasoning_effort`. Unset: Ollama's defaults.
+    keep_alive: str | int | None = None
+    think: bool | Literal["low", "medium", "high"] | None = None
 
     _url = field_validator("base_url")(_check_base_url)
 
@@ -95,6 +100,14 @@ class CandidateSettings(BaseModel):
             raise ValueError(
                 "Ollama exports no Prometheus metrics: set metrics_url or turn off scrape_metrics"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _ollama_options(self) -> Self:
+        if self.kind is not UpstreamKind.OLLAMA and (
+            self.keep_alive is not None or self.think is not None
+        ):
+            raise ValueError("keep_alive and think are Ollama options: set them on kind ollama")
         return self
 
     def mapped_model(self, requested: str) -> str:

@@ -56,6 +56,8 @@ def upstream_set(settings: Settings) -> UpstreamSet:
                 max_concurrency=c.max_concurrency,
                 watch=watch_config(c),
                 responses=c.responses.value if c.responses else None,
+                keep_alive=c.keep_alive,
+                think=c.think,
             )
             for c in settings.candidates
         ],

@@ -91,14 +91,14 @@ class _Translated:
 
     async def _stream_chunks(self) -> AsyncIterator[bytes]:
         rid = tr.new_id(self._route)
-        first, saw_tools, done = True, False, False
+        first, tools_sent, done = True, 0, False
         async for line in self._lines():  # NDJSON: one JSON object per line
             if not line.strip():
                 continue
             native = self._parse(line)
             if "error" in native:
                 raise UpstreamError(ErrorKind.INVALID_RESPONSE, f"{self._upstream}: stream error")
-            saw_tools = saw_tools or tr.has_tool_calls(native)
+            calls = tr.tool_call_count(native)
             chunks = tr.chunks_from_native(
                 self._route,
                 native,
@@ -106,8 +106,10 @@ class _Translated:
                 rid,
                 first=first,
                 include_usage=self._include_usage,
-                saw_tools=saw_tools,
+                saw_tools=tools_sent + calls > 0,
+                tools_before=tools_sent,
             )
+            tools_sent += calls
             first = False
             if chunks:
                 yield b"".join(_sse(c) for c in chunks)
@@ -154,7 +156,13 @@ class OllamaUpstream(HttpUpstream):
         headers = {"Content-Type": "application/json"}
         if self.config.api_key is not None:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
-        native = tr.to_native(request.route, request.body, request.stream)
+        native = tr.to_native(
+            request.route,
+            request.body,
+            request.stream,
+            keep_alive=self.config.keep_alive,
+            think=self.config.think,
+        )
         try:
             response = await self.session.post(
                 self.url(tr.NATIVE_PATHS[request.route]), data=json.dumps(native), headers=headers

@@ -28,6 +28,21 @@ _OPTION_NAMES = {
     "max_completion_tokens": "num_predict",
 }
 
+# Chat Completions' reasoning_effort as Ollama's think levels (as Ollama's own OpenAI
+# endpoint maps them; efforts past "high" ask for its highest common level).
+_THINK_FROM_EFFORT: dict[str, bool | str] = {
+    "none": False,
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+}
+
+# Where a translated answer carries Ollama's ``thinking``: vLLM's name for reasoning,
+# which the recorder reads like any OpenAI-shaped server's.
+REASONING_FIELD = "reasoning_content"
+
 NATIVE_PATHS = {
     Route.CHAT: "/api/chat",
     Route.COMPLETIONS: "/api/generate",
@@ -110,15 +125,42 @@ def _format(body: Mapping[str, Any]) -> Any:
     return None
 
 
-def to_native(route: Route, body: Mapping[str, Any], stream: bool) -> dict[str, Any]:
-    """The Ollama request for an OpenAI-shaped body (model already mapped)."""
+def _think(body: Mapping[str, Any], default: bool | str | None) -> Any:
+    """Ollama's ``think``: the request's own ``think`` field, else its ``reasoning_effort``,
+    else the candidate's setting; None leaves the model's default."""
+    if body.get("think") is not None:
+        return body["think"]
+    effort = body.get("reasoning_effort")
+    if isinstance(effort, str) and effort in _THINK_FROM_EFFORT:
+        return _THINK_FROM_EFFORT[effort]
+    return default
+
+
+def to_native(
+    route: Route,
+    body: Mapping[str, Any],
+    stream: bool,
+    *,
+    keep_alive: str | int | None = None,
+    think: bool | str | None = None,
+) -> dict[str, Any]:
+    """The Ollama request for an OpenAI-shaped body (model already mapped).
+
+    ``keep_alive`` and ``think`` are the candidate's settings; a request that names
+    either field itself wins over them.
+    """
+    native: dict[str, Any] = {"model": body["model"]}
+    if (alive := body.get("keep_alive", keep_alive)) is not None:
+        native["keep_alive"] = alive
     if route is Route.EMBEDDINGS:
-        return {"model": body["model"], "input": body["input"]}
-    native: dict[str, Any] = {"model": body["model"], "stream": stream}
+        return {**native, "input": body["input"]}
+    native["stream"] = stream
     if route is Route.CHAT:
         native["messages"] = [_message(m) for m in body["messages"] if isinstance(m, Mapping)]
         if body.get("tools"):
             native["tools"] = body["tools"]
+        if (thinking := _think(body, think)) is not None:
+            native["think"] = thinking
     else:
         prompt = body.get("prompt", "")
         native["prompt"] = prompt if isinstance(prompt, str) else "".join(map(str, prompt))
@@ -180,13 +222,21 @@ def _count(value: Any, field: str) -> int:
 
 def has_tool_calls(native: Mapping[str, Any]) -> bool:
     """Whether one answer line carries tool calls (UpstreamError when it is malformed)."""
-    return bool(_array(_object(native.get("message"), "message").get("tool_calls"), "tool_calls"))
+    return tool_call_count(native) > 0
 
 
-def _tool_calls(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+def tool_call_count(native: Mapping[str, Any]) -> int:
+    """How many tool calls one answer line carries (UpstreamError when it is malformed)."""
+    return len(_array(_object(native.get("message"), "message").get("tool_calls"), "tool_calls"))
+
+
+def _tool_calls(message: Mapping[str, Any], first_index: int = 0) -> list[dict[str, Any]]:
+    """Chat Completions tool calls: arguments as JSON text, and an id (Ollama's own when it
+    sends one). A stream numbers its calls across lines from ``first_index``."""
     calls = []
-    for i, call in enumerate(_array(message.get("tool_calls"), "tool_calls")):
-        function = _object(_object(call, "tool_calls[]").get("function"), "function")
+    for i, call in enumerate(_array(message.get("tool_calls"), "tool_calls"), first_index):
+        given = _object(call, "tool_calls[]")
+        function = _object(given.get("function"), "function")
         arguments = function.get("arguments", {})
         if not isinstance(arguments, str):
             try:
@@ -196,7 +246,7 @@ def _tool_calls(message: Mapping[str, Any]) -> list[dict[str, Any]]:
         calls.append(
             {
                 "index": i,
-                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "id": _string(given.get("id"), "id") or f"call_{uuid.uuid4().hex[:24]}",
                 "type": "function",
                 "function": {
                     "name": _string(function.get("name"), "name"),
@@ -252,6 +302,8 @@ def completion_from_native(
     calls = [{k: v for k, v in c.items() if k != "index"} for c in _tool_calls(message)]
     content = _string(message.get("content"), "content")
     out_message: dict[str, Any] = {"role": "assistant", "content": content or None}
+    if thinking := _string(message.get("thinking"), "thinking"):
+        out_message[REASONING_FIELD] = thinking
     if calls:
         out_message["tool_calls"] = calls
     return {
@@ -280,8 +332,10 @@ def chunks_from_native(
     first: bool,
     include_usage: bool,
     saw_tools: bool,
+    tools_before: int = 0,
 ) -> list[dict[str, Any]]:
-    """OpenAI stream chunks for one NDJSON line of an Ollama stream."""
+    """OpenAI stream chunks for one NDJSON line of an Ollama stream; ``tools_before``
+    tool calls were sent by earlier lines."""
     created = int(time.time())
     done = bool(native.get("done"))
     out: list[dict[str, Any]] = []
@@ -303,9 +357,11 @@ def chunks_from_native(
     else:
         message = _object(native.get("message"), "message")
         delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
+        if thinking := _string(message.get("thinking"), "thinking"):
+            delta[REASONING_FIELD] = thinking
         if content := _string(message.get("content"), "content"):
             delta["content"] = content
-        calls = _tool_calls(message)
+        calls = _tool_calls(message, tools_before)
         if calls:
             delta["tool_calls"] = calls
         if delta:
@@ -341,6 +397,16 @@ def _chat_chunk(
     }
 
 
+# OpenAI's error type and code for Ollama's error statuses (its documented 400, 404, 429,
+# 500 and 502); the status itself is kept.
+_ERROR_KINDS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
 def error_body(status: int, native_text: str) -> dict[str, Any]:
     """OpenAI's error shape for an Ollama error answer (``{"error": "..."}``)."""
     message = native_text[:500]
@@ -349,6 +415,9 @@ def error_body(status: int, native_text: str) -> dict[str, Any]:
         if isinstance(parsed, Mapping) and isinstance(parsed.get("error"), str):
             message = parsed["error"]
     except (ValueError, RecursionError):
-        pass  # not JSON: the text itself is the message
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        pass  # not JSON (an unknown path's "404 page not found"): the text is the message
+    default = ("invalid_request_error", None) if status < 500 else ("server_error", None)
+    kind, code = _ERROR_KINDS.get(status, default)
+    if status == 404 and "model" not in message:
+        code = None  # not a missing model: a path the server does not have
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}

@@ -19,6 +19,7 @@ from aiohttp import web
 from ._base import FakeUpstream, Fault, RecordedRequest
 from ._content import (
     DEFAULT_REPLY_TEMPLATE,
+    REASONING_TEMPLATE,
     apply_limits,
     count_tokens,
     digest,
@@ -60,10 +61,20 @@ class FakeOllama(FakeUpstream):
         self.reply_template = reply_template
         self.models = list(models)
         self.embedding_dims = embedding_dims
+        # A thinking model (qwen3, gpt-oss): chat answers think first, in message.thinking,
+        # unless the request sets "think": false. Off: a request asking to think gets
+        # Ollama's 400 "does not support thinking".
+        self.thinks = False
+        self.reasoning_template = REASONING_TEMPLATE  # "{digest}" is filled in
+        # On: a model not in `models` gets Ollama's 404 "not found, try pulling it first".
+        self.pulled_only = False
 
     @property
     def management_calls(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path in MANAGEMENT_PATHS]
+
+    def reasoning_text(self, model: str, prompt: Any) -> str:
+        return self.reasoning_template.format(digest=digest(model, prompt)[:8])
 
     def reply_text(self, model: str, prompt: Any, index: int = 0) -> str:
         return self.reply_template.format(
@@ -122,6 +133,11 @@ class FakeOllama(FakeUpstream):
             return error
         model, messages = body["model"], body.get("messages") or []
         started = self.record_of(request).received_at
+        think = body.get("think")
+        if think not in (None, False) and not self.thinks:
+            return self.error_response(400, f'"{model}" does not support thinking', type_="")
+        thoughts = split_tokens(self.reasoning_text(model, messages))
+        thoughts = thoughts if self.thinks and think is not False else []
         tool = pick_tool({"tools": body.get("tools"), "messages": messages})
         # A few tokens of chat template around each message, as real models have.
         pieces: list[str]
@@ -129,7 +145,8 @@ class FakeOllama(FakeUpstream):
 
         if tool is not None:
             arguments = example_from_schema(tool.get("parameters"), digest(model, messages))
-            calls = [{"function": {"name": tool["name"], "arguments": arguments}}]
+            function = {"index": 0, "name": tool["name"], "arguments": arguments}
+            calls = [{"id": "call_" + digest(model, messages)[:8], "function": function}]
             message = {"role": "assistant", "content": "", "tool_calls": calls}
             pieces, finish = [], "stop"
         else:
@@ -137,21 +154,28 @@ class FakeOllama(FakeUpstream):
             pieces, finish = self._limit(request, text, body)
             message = {"role": "assistant", "content": "".join(pieces)}
 
+        # eval_count counts every generated token, thinking included.
+        generated = len(thoughts) + (len(pieces) or 1)
         if not self.wants_stream(self.record_of(request)):
+            if thoughts:
+                message["thinking"] = "".join(thoughts)
             final = {"model": model, "created_at": _now(), "message": message, "done": True}
-            final |= _stats(finish, started, prompt_tokens, len(pieces) or 1)
-            return await self.send_json(request, final, tokens=len(pieces))
+            final |= _stats(finish, started, prompt_tokens, generated)
+            return await self.send_json(request, final, tokens=len(thoughts) + len(pieces))
 
         def line(msg: dict[str, Any]) -> bytes:
             return _compact({"model": model, "created_at": _now(), "message": msg, "done": False})
 
+        thinking = [[line({"role": "assistant", "content": "", "thinking": t})] for t in thoughts]
         steps = [[line({"role": "assistant", "content": p})] for p in pieces]
         if tool is not None:
             steps = [[line(message)]]
         done = {"role": "assistant", "content": ""}
         final = {"model": model, "created_at": _now(), "message": done, "done": True}
-        final |= _stats(finish, started, prompt_tokens, len(pieces) or 1, self._stream_s(pieces))
-        return await self.send_stream(request, [*steps, [_compact(final)]])
+        final |= _stats(
+            finish, started, prompt_tokens, generated, self._stream_s([*thoughts, *pieces])
+        )
+        return await self.send_stream(request, [*thinking, *steps, [_compact(final)]])
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         body, error = self._body_or_error(request)
@@ -237,6 +261,9 @@ class FakeOllama(FakeUpstream):
             return {}, self.error_response(400, "invalid character in request body", type_="")
         if not body.get("model"):
             return body, self.error_response(400, "model is required", type_="")
+        if self.pulled_only and body["model"] not in self.models:
+            message = f'model "{body["model"]}" not found, try pulling it first'
+            return body, self.error_response(404, message, type_="")
         return body, None
 
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -40,7 +41,7 @@ async def one(
     return (end - start) * 1000, ((first or end) - start) * 1000, ok
 
 
-async def run(args: argparse.Namespace) -> dict[str, float]:
+async def run(args: argparse.Namespace) -> dict[str, Any]:
     payload = json.dumps({**BODY, "stream": args.stream}).encode()
     url = f"{args.url}/v1/chat/completions"
     results: list[tuple[float, float, bool]] = []
@@ -70,7 +71,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         elapsed = time.perf_counter() - started
     total = np.array([r[0] for r in results])
     ttft = np.array([r[1] for r in results])
-    return {
+    figures: dict[str, Any] = {
         "requests": len(results),
         "errors": sum(not r[2] for r in results),
         "rps": len(results) / elapsed,
@@ -79,6 +80,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "ttft_p50_ms": float(np.percentile(ttft, 50)),
         "ttft_p99_ms": float(np.percentile(ttft, 99)),
     }
+    if args.samples:  # every latency, for distribution plots
+        figures["latency_samples_ms"] = [round(float(v), 3) for v in total]
+        figures["ttft_samples_ms"] = [round(float(v), 3) for v in ttft]
+    return figures
 
 
 def main() -> None:
@@ -88,6 +93,7 @@ def main() -> None:
     parser.add_argument("--closed", type=int, default=32, help="closed loop: concurrent clients")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--samples", action="store_true", help="also print every latency")
     args = parser.parse_args()
     sys.stdout.write(json.dumps(uvloop.run(run(args))) + "\n")
 

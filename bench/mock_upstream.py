@@ -1,9 +1,14 @@
-"""A fast OpenAI-compatible mock: canned answers, no delays. Run: python -m bench.mock_upstream PORT"""
+"""A fast OpenAI-compatible mock with canned answers.
+
+Run: python -m bench.mock_upstream PORT [--delay-ms MS] [--hang]
+--delay-ms waits before answering (a slower model); --hang accepts and never answers.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
-import sys
 
 import uvloop
 from aiohttp import web
@@ -42,8 +47,16 @@ _STREAM = [_chunk({"role": "assistant", "content": w}, None) for w in _WORDS]
 _STREAM += [_chunk({}, "stop"), b"data: [DONE]\n\n"]
 
 
+DELAY_S = web.AppKey("delay_s", float)
+HANG = web.AppKey("hang", bool)
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
+    if request.app[HANG]:
+        await asyncio.Event().wait()  # until the client gives up
+    if request.app[DELAY_S]:
+        await asyncio.sleep(request.app[DELAY_S])
     if not body.get("stream"):
         return web.Response(body=_BODY, content_type="application/json")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -55,12 +68,19 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--hang", action="store_true")
+    args = parser.parse_args()
     app = web.Application()
+    app[DELAY_S] = args.delay_ms / 1000
+    app[HANG] = args.hang
     app.router.add_post("/v1/chat/completions", chat)
     web.run_app(
         app,
         host="127.0.0.1",
-        port=int(sys.argv[1]),
+        port=args.port,
         access_log=None,
         print=None,
         backlog=2048,

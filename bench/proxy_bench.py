@@ -1,12 +1,20 @@
-"""Added latency and throughput of the proxy, against calling the upstream directly.
+"""What the proxy adds, against calling the upstream directly and against the Python floor.
 
-Every case runs in the same session, each server in its own process:
-  direct     the load generator calls the mock upstream
-  floor      a bare aiohttp pass-through that mirrors every request (the Python floor)
-  off        Understudy with shadowing off
-  shadow     Understudy mirroring 100 % of requests to a candidate
+Three peers, each server in its own process, interleaved over several rounds:
+  direct      the load generator calls a fast mock upstream
+  floor       a bare aiohttp pass-through that also mirrors every request (bench/mirror_floor.py)
+  understudy  `understudy serve` in shadow mode at 100 %, recording into SQLite
 
-Run: python -m bench.proxy_bench [--duration 10] [--rate 200] [--concurrency 32]
+Each round measures every peer at --rate req/s open loop (non-streaming, then streaming)
+and at --concurrency clients closed loop. The table gives medians over rounds with their
+range; "added" figures are a peer's minus direct's in the same round. CPU per request
+counts the peer's whole process tree, so work handed to a child process is charged too.
+
+  --scenarios   also: the primary answering in 20 ms with the candidate fast, 10x slower,
+                or hung; the primary's added latency through Understudy in each
+  --soak        only a soak: --rate req/s for --soak-seconds, RSS and open files every 10 s
+
+Results (JSON and a PNG) go to bench/results/. Run: python -m bench.proxy_bench
 """
 
 from __future__ import annotations
@@ -14,185 +22,248 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-PY = sys.executable
+from bench import peers
+from bench.soak import soak
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
+RESULTS = Path(__file__).resolve().parent / "results"
+PEERS = ("direct", "floor", "understudy")
+PRIMARY_DELAY_MS = 20.0  # the scenarios' primary; the candidate is 10x slower or hung
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def measure(url: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One peer: open loop non-streaming and streaming, then closed loop."""
+    d, rate = str(args.duration), str(args.rate)
+    figures: dict[str, Any] = {}
+    for kind, extra in (("plain", ()), ("stream", ("--stream",))):
+        before = peers.cpu_seconds(pid)
+        run = peers.load(url, "--open", rate, "--duration", d, "--samples", *extra)
+        used = peers.cpu_seconds(pid) - before
+        requests = float(run["requests"]) + 50  # type: ignore[arg-type]  # plus the warm-up
+        figures[f"cpu_us_{kind}"] = used / requests * 1e6
+        figures[f"errors_{kind}"] = run["errors"]
+        if kind == "plain":
+            figures |= {k: run[k] for k in ("p50_ms", "p99_ms", "latency_samples_ms")}
+        else:
+            figures |= {"ttft_p50_ms": run["ttft_p50_ms"], "ttft_samples_ms": run["ttft_samples_ms"]}
+    closed = peers.load(url, "--closed", str(args.concurrency), "--duration", d)
+    figures["max_rps"] = closed["rps"]
+    figures["errors_closed"] = closed["errors"]
+    return figures
+
+
+def run_round(args: argparse.Namespace, index: int) -> dict[str, dict[str, Any]]:
+    """Every peer once against one fresh mock, in an order that rotates between rounds."""
+    results: dict[str, dict[str, Any]] = {}
+    with peers.mock() as (mock, mock_pid), tempfile.TemporaryDirectory() as db_dir:
+        starts: dict[str, Callable[[], contextlib.AbstractContextManager[tuple[str, int]]]] = {
+            "direct": lambda: contextlib.nullcontext((mock, mock_pid)),
+            "floor": lambda: peers.floor(mock, mock),
+            "understudy": lambda: peers.understudy(mock, mock, db_dir),
+        }
+        order = PEERS[index % 3 :] + PEERS[: index % 3]
+        for peer in order:
+            with starts[peer]() as (url, pid):
+                results[peer] = measure(url, pid, args)
+    return {peer: results[peer] for peer in PEERS}
+
+
+def _added(rounds: list[dict[str, dict[str, Any]]], peer: str, key: str) -> list[float]:
+    return [float(r[peer][key]) - float(r["direct"][key]) for r in rounds]
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per peer: medians and ranges of each figure over the rounds."""
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for peer in PEERS:
+        figures = {
+            "added_p50_ms": _added(rounds, peer, "p50_ms"),
+            "added_p99_ms": _added(rounds, peer, "p99_ms"),
+            "added_ttft_p50_ms": _added(rounds, peer, "ttft_p50_ms"),
+            "cpu_us_plain": [float(r[peer]["cpu_us_plain"]) for r in rounds],
+            "cpu_us_stream": [float(r[peer]["cpu_us_stream"]) for r in rounds],
+            "max_rps": [float(r[peer]["max_rps"]) for r in rounds],
+            "errors": [
+                float(r[peer]["errors_plain"] + r[peer]["errors_stream"] + r[peer]["errors_closed"])
+                for r in rounds
+            ],
+        }
+        summary[peer] = {name: _spread(values) for name, values in figures.items()}
+    return summary
+
+
+def targets(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, tuple[str, bool]]:
+    """The targets on medians: figure -> (target, met)."""
+    f, u = summary["floor"], summary["understudy"]
+
+    def m(peer: dict[str, dict[str, float]], key: str) -> float:
+        return peer[key]["median"]
+
+    checks = [
+        ("added p50, non-streaming", "<= +1.0 ms", m(u, "added_p50_ms") <= 1.0),
+        (
+            "added p99, non-streaming",
+            f"<= the floor's + 2 ms ({m(f, 'added_p99_ms') + 2:+.2f})",
+            m(u, "added_p99_ms") <= m(f, "added_p99_ms") + 2.0,
+        ),
+        (
+            "added TTFT p50, streaming",
+            f"<= the floor's + 0.5 ms ({m(f, 'added_ttft_p50_ms') + 0.5:+.2f})",
+            m(u, "added_ttft_p50_ms") <= m(f, "added_ttft_p50_ms") + 0.5,
+        ),
+        (
+            "CPU per request, non-streaming",
+            f"<= 1.3x the floor's ({1.3 * m(f, 'cpu_us_plain'):.0f} µs)",
+            m(u, "cpu_us_plain") <= 1.3 * m(f, "cpu_us_plain"),
+        ),
+        (
+            "CPU per request, streaming",
+            f"<= 1.3x the floor's ({1.3 * m(f, 'cpu_us_stream'):.0f} µs)",
+            m(u, "cpu_us_stream") <= 1.3 * m(f, "cpu_us_stream"),
+        ),
+        (
+            "max throughput, closed loop",
+            f">= 0.75x the floor's ({0.75 * m(f, 'max_rps'):.0f} req/s)",
+            m(u, "max_rps") >= 0.75 * m(f, "max_rps"),
+        ),
+    ]
+    return {name: (target, met) for name, target, met in checks}
+
+
+def _cell(s: dict[str, float], unit: str, signed: bool = False, digits: int = 2) -> str:
+    fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
+    return (
+        f"{fmt.format(s['median'])}{unit} "
+        f"({fmt.format(s['min'])} to {fmt.format(s['max'])})"
+    )
+
+
+def render(summary: dict[str, dict[str, dict[str, float]]], args: argparse.Namespace) -> str:
+    direct, f, u = summary["direct"], summary["floor"], summary["understudy"]
+    rows = [
+        ("added p50, non-streaming", "added_p50_ms", " ms", True, 2),
+        ("added p99, non-streaming", "added_p99_ms", " ms", True, 2),
+        ("added TTFT p50, streaming", "added_ttft_p50_ms", " ms", True, 2),
+        ("CPU per request, non-streaming", "cpu_us_plain", " µs", False, 0),
+        ("CPU per request, streaming", "cpu_us_stream", " µs", False, 0),
+        ("max throughput, closed loop", "max_rps", " req/s", False, 0),
+    ]
+    lines = [
+        f"{args.rounds} rounds, interleaved; open loop {args.rate:g} req/s and closed loop "
+        f"{args.concurrency} clients, {args.duration:g} s each; medians (range)",
+        "",
+        "| figure | floor | Understudy | Understudy ÷ floor | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    checked = targets(summary)
+    for name, key, unit, signed, digits in rows:
+        target, met = checked[name]
+        # A ratio of two added latencies says little (either may be near zero or negative).
+        ratio = "" if signed else f"{u[key]['median'] / f[key]['median']:.2f}x"
+        lines.append(
+            f"| {name} | {_cell(f[key], unit, signed, digits)} | "
+            f"{_cell(u[key], unit, signed, digits)} | {ratio} | {target} | "
+            f"{'met' if met else 'NOT MET'} |"
+        )
+    lines += [
+        "",
+        f"max throughput x direct: floor {f['max_rps']['median'] / direct['max_rps']['median']:.2f}x, "
+        f"Understudy {u['max_rps']['median'] / direct['max_rps']['median']:.2f}x; "
+        f"errors: floor {f['errors']['max']:.0f}, Understudy {u['errors']['max']:.0f} (worst round)",
+    ]
+    return "\n".join(lines)
+
+
+def run_scenarios(args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
+    """The primary's added latency when the candidate is fast, 10x slower, or hung."""
+    kinds = {
+        "candidate fast": {"delay_ms": PRIMARY_DELAY_MS, "hang": False},
+        "candidate 10x slower": {"delay_ms": 10 * PRIMARY_DELAY_MS, "hang": False},
+        "candidate hung": {"delay_ms": 0.0, "hang": True},
+    }
+    added: dict[str, dict[str, list[float]]] = {k: {"p50": [], "p99": []} for k in kinds}
+    d, rate = str(args.duration), str(args.rate)
+    for _ in range(args.rounds):
+        for name, candidate in kinds.items():
+            with (
+                peers.mock(PRIMARY_DELAY_MS) as (primary, _),
+                peers.mock(**candidate) as (slow, _),  # type: ignore[arg-type]
+                tempfile.TemporaryDirectory() as db_dir,
+            ):
+                direct = peers.load(primary, "--open", rate, "--duration", d)
+                with peers.understudy(primary, slow, db_dir) as (url, _):
+                    through = peers.load(url, "--open", rate, "--duration", d)
+            for q in ("p50", "p99"):
+                added[name][q].append(
+                    float(through[f"{q}_ms"]) - float(direct[f"{q}_ms"])  # type: ignore[arg-type]
+                )
+    return {name: {q: _spread(v) for q, v in qs.items()} for name, qs in added.items()}
+
+
+def render_scenarios(scenarios: dict[str, dict[str, dict[str, float]]]) -> str:
+    lines = [
+        f"The primary answers in {PRIMARY_DELAY_MS:g} ms; Understudy shadows 100 % to the candidate.",
+        "",
+        "| candidate | primary's added p50 | primary's added p99 |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {_cell(s['p50'], ' ms', True)} | {_cell(s['p99'], ' ms', True)} |"
+        for name, s in scenarios.items()
+    ]
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager
-def process(
-    cmd: list[str], port: int, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for_port(port)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def load(url: str, extra: list[str]) -> dict[str, float]:
-    out = subprocess.run(
-        [PY, "-m", "bench.load", url, *extra], check=True, capture_output=True, text=True
-    )
-    result: dict[str, float] = json.loads(out.stdout)
-    return result
-
-
-def measure(url: str, args: argparse.Namespace, pid: int) -> dict[str, float]:
-    d = str(args.duration)
-    cpu_before = cpu_seconds(pid)
-    latency = load(url, ["--open", str(args.rate), "--duration", d])
-    # CPU per request is steady even when other work shares the machine.
-    cpu_us = (cpu_seconds(pid) - cpu_before) / (latency["requests"] + 50) * 1e6
-    stream = load(url, ["--open", str(args.rate), "--duration", d, "--stream"])
-    closed = load(url, ["--closed", str(args.concurrency), "--duration", d])
-    return {
-        "cpu_us_per_request": cpu_us,
-        "p50_ms": latency["p50_ms"],
-        "p99_ms": latency["p99_ms"],
-        "ttft_p50_ms": stream["ttft_p50_ms"],
-        "max_rps": closed["rps"],
-        "errors": latency["errors"] + stream["errors"] + closed["errors"],
-    }
-
-
-def understudy_env(mock: str, mode: str, port: int, db_dir: str, record: bool) -> dict[str, str]:
-    env = {
-        "UNDERSTUDY_PORT": str(port),
-        "UNDERSTUDY_PRIMARY__BASE_URL": f"{mock}/v1",
-        "UNDERSTUDY_PRIMARY__API_KEY": "sk-bench",
-        "UNDERSTUDY_CANDIDATES": json.dumps(
-            [{"name": "candidate", "base_url": f"{mock}/v1", "max_concurrency": 512}]
-        ),
-        "UNDERSTUDY_ROLLOUT__MODE": mode,
-        "UNDERSTUDY_ROLLOUT__SHADOW_RATE": "1.0",
-        "UNDERSTUDY_DATABASE_URL": f"sqlite+aiosqlite:///{db_dir}/bench.db",
-        "UNDERSTUDY_STORAGE__SPILL_DIR": f"{db_dir}/spill",
-        "UNDERSTUDY_LOG_FORMAT": "json",
-    }
-    if not record:
-        env["UNDERSTUDY_STORAGE__ENABLED"] = "false"
-    return env
-
-
-def run_round(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """Every case once, each server in a fresh process."""
-    results: dict[str, dict[str, float]] = {}
-    mock_port = free_port()
-    mock = f"http://127.0.0.1:{mock_port}"
-    with process([PY, "-m", "bench.mock_upstream", str(mock_port)], mock_port) as mock_proc:
-        results["direct"] = measure(mock, args, mock_proc.pid)
-        port = free_port()
-        floor_cmd = [PY, "-m", "bench.mirror_floor", str(port), f"{mock}/v1", f"{mock}/v1"]
-        with process(floor_cmd, port) as proc:
-            results["floor"] = measure(f"http://127.0.0.1:{port}", args, proc.pid)
-        for case, mode, record in args.cases:
-            port = free_port()
-            with tempfile.TemporaryDirectory() as db_dir:
-                env = understudy_env(mock, mode, port, db_dir, record)
-                with process([PY, "-m", "understudy.cli", "serve"], port, env) as proc:
-                    results[case] = measure(f"http://127.0.0.1:{port}", args, proc.pid)
-    return results
-
-
-def run_cases(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """Medians over interleaved rounds: on a small shared machine single runs swing widely."""
-    rounds = [run_round(args) for _ in range(args.rounds)]
-    return {
-        case: {
-            metric: statistics.median(r[case][metric] for r in rounds) for metric in rounds[0][case]
-        }
-        for case in rounds[0]
-    }
-
-
-def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
-    direct, floor = results["direct"], results["floor"]
-    lines = [
-        f"open loop {args.rate:g} req/s and closed loop {args.concurrency} clients, "
-        f"{args.duration:g} s each; medians of {args.rounds} rounds; non-streaming unless noted",
-        "",
-        "| case | p50 ms (added) | p99 ms (added) | stream TTFT p50 ms (added) "
-        "| max req/s (x direct, x floor) | CPU µs/request | errors |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for case, r in results.items():
-        lines.append(
-            f"| {case} | {r['p50_ms']:.2f} (+{r['p50_ms'] - direct['p50_ms']:.2f}) "
-            f"| {r['p99_ms']:.2f} (+{r['p99_ms'] - direct['p99_ms']:.2f}) "
-            f"| {r['ttft_p50_ms']:.2f} (+{r['ttft_p50_ms'] - direct['ttft_p50_ms']:.2f}) "
-            f"| {r['max_rps']:.0f} ({r['max_rps'] / direct['max_rps']:.2f}x, "
-            f"{r['max_rps'] / floor['max_rps']:.2f}x) | {r['cpu_us_per_request']:.0f} "
-            f"| {r['errors']:.0f} |"
-        )
-    shadow = results.get("shadow")
-    if shadow is not None:
-        checks = [
-            ("added p50 <= 1 ms", shadow["p50_ms"] - direct["p50_ms"] <= 1.0),
-            ("added p99 <= 5 ms", shadow["p99_ms"] - direct["p99_ms"] <= 5.0),
-            ("added TTFT p50 <= 1.5 ms", shadow["ttft_p50_ms"] - direct["ttft_p50_ms"] <= 1.5),
-            ("max throughput >= 60 % of floor", shadow["max_rps"] >= 0.6 * floor["max_rps"]),
-        ]
-        lines.append("")
-        lines.extend(f"{'met ' if ok else 'MISSED'}  {name} (shadow 100 %)" for name, ok in checks)
-    return "\n".join(lines)
+def results_file(stem: str) -> Iterator[Path]:
+    RESULTS.mkdir(exist_ok=True)
+    yield RESULTS / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per measurement")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests per second")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop clients")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; figures are medians")
-    parser.add_argument("--json", type=Path, default=None, help="also write raw results here")
+    parser.add_argument("--scenarios", action="store_true", help="also a slow and a hung candidate")
+    parser.add_argument("--soak", action="store_true", help="only the soak")
+    parser.add_argument("--soak-seconds", type=float, default=600.0)
     args = parser.parse_args()
-    args.cases = [
-        ("off", "off", True),
-        ("shadow", "shadow", True),
-        ("shadow, not recording", "shadow", False),
-    ]
-    results = run_cases(args)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    sys.stdout.write(report(results, args) + "\n")
+    from bench.plot import plot_distributions, plot_soak  # matplotlib loads only when run
+
+    if args.soak:
+        with results_file("soak") as stem:
+            outcome = soak(args.rate, args.soak_seconds)
+            stem.with_suffix(".json").write_text(json.dumps(outcome, indent=2))
+            plot_soak(outcome, stem.with_suffix(".png"))
+        sys.stdout.write(outcome["report"] + f"\nwrote {stem}.json and .png\n")
+        return
+    rounds = [run_round(args, i) for i in range(args.rounds)]
+    summary = summarize(rounds)
+    text = render(summary, args)
+    payload: dict[str, Any] = {"arguments": vars(args), "summary": summary, "rounds": rounds}
+    if args.scenarios:
+        scenarios = run_scenarios(args)
+        payload["scenarios"] = scenarios
+        text += "\n\n" + render_scenarios(scenarios)
+    with results_file("proxy_bench") as stem:
+        stem.with_suffix(".json").write_text(json.dumps(payload))
+        plot_distributions(rounds, PEERS, stem.with_suffix(".png"))
+    sys.stdout.write(text + f"\n\nwrote {stem}.json and .png\n")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL -u PIP_CONSTRAINT 
     --no-emit-find-links \
     --extra test \
     --extra audit \
+    --extra bench \
     --output-file requirements.lock \
     "$@" \
     pyproject.toml

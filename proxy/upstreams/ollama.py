@@ -97,7 +97,11 @@ class _Translated:
                 continue
             native = self._parse(line)
             if "error" in native:
-                raise UpstreamError(ErrorKind.INVALID_RESPONSE, f"{self._upstream}: stream error")
+                # Ollama reports a failure mid-stream as an {"error": ...} line under the 200
+                # already sent; OpenAI as an error event, which SDKs raise. The stream then
+                # ends without [DONE], so the recorder counts it incomplete.
+                yield _sse(tr.error_body(500, json.dumps(dict(native))))
+                return
             calls = tr.tool_call_count(native)
             chunks = tr.chunks_from_native(
                 self._route,

@@ -68,6 +68,9 @@ class FakeOllama(FakeUpstream):
         self.reasoning_template = REASONING_TEMPLATE  # "{digest}" is filled in
         # On: a model not in `models` gets Ollama's 404 "not found, try pulling it first".
         self.pulled_only = False
+        # Set: a chat stream fails after this many lines with Ollama's mid-stream error
+        # line, {"error": ...}, under the 200 already sent.
+        self.error_after_lines: int | None = None
 
     @property
     def management_calls(self) -> list[RecordedRequest]:
@@ -175,7 +178,11 @@ class FakeOllama(FakeUpstream):
         final |= _stats(
             finish, started, prompt_tokens, generated, self._stream_s([*thoughts, *pieces])
         )
-        return await self.send_stream(request, [*thinking, *steps, [_compact(final)]])
+        steps = [*thinking, *steps, [_compact(final)]]
+        if self.error_after_lines is not None:
+            failure = _compact({"error": "an error was encountered while running the model"})
+            steps = [*steps[: self.error_after_lines], [failure]]
+        return await self.send_stream(request, steps)
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         body, error = self._body_or_error(request)

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 
 from core import ConfigError, ErrorKind, Role, Route, UpstreamRequest
@@ -309,4 +310,23 @@ async def test_thinking_becomes_reasoning_content_and_is_timed(make_rig: RigFact
     figures = f"ttft_any {arm.ttft_any_ms:.1f} ms, ttft {arm.ttft_ms:.1f} ms, thinking {thinking_s}"
     assert arm.ttft_any_ms <= arm.ttft_ms, figures
     assert thinking_s * 0.9 <= gap_s <= thinking_s + 0.5, figures
+    await client.close()
+
+
+async def test_a_mid_stream_error_line_reaches_the_client_as_an_error_event(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(candidate_kind="ollama", rollout={"mode": "cutover", "candidate": "local"})
+    rig.ollama.error_after_lines = 3
+    client = rig.client()
+    stream = await client.chat.completions.create(**chat(), stream=True)
+    received: list[str] = []
+    with pytest.raises(openai.APIError, match="an error was encountered while running the model"):
+        async for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+    (exchange,) = await rig.exchanges(1)
+    served = exchange.arm(Role.SERVED)
+    assert served is not None and served.status == 200
+    assert served.error_kind is ErrorKind.INCOMPLETE_STREAM
+    assert served.text == "".join(received) and len(split_tokens(served.text)) == 3
     await client.close()

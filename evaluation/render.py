@@ -150,10 +150,10 @@ def render_markdown(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
-def _plain(value: Any) -> Any:
+def json_values(value: Any) -> Any:
     """JSON-safe values: enums by value, dates as ISO, NaN and infinities as null."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: json_values(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, date):
@@ -161,13 +161,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
+        return [json_values(v) for v in value]
     return value
 
 
 def report_json(report: Report) -> dict[str, Any]:
     """The report as JSON values: what ``render_json`` prints, for an API to send."""
-    values: dict[str, Any] = _plain(report)
+    values: dict[str, Any] = json_values(report)
     return values
 
 

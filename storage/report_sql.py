@@ -15,6 +15,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    exists,
     func,
     or_,
     type_coerce,
@@ -97,10 +98,23 @@ def pair_join(candidate: str, *, outer: bool = False) -> tuple[FromClause, FromC
     return joined, primary, shadow
 
 
-def pairs_where(window: ExchangeWindow) -> list[ColumnElement[bool]]:
+def took_part(candidate: str) -> ColumnElement[bool]:
+    """The exchange names the candidate, or mirrored it as a shadow candidate beside the
+    rollout's own (those exchanges name the rollout's candidate, or none)."""
+    arm = OBSERVATIONS.alias("x")
     # `|| ''` keeps SQLite off the candidate index, which would cost a sort of every
-    # row; the created_at index gives the arrival order for free.
-    return [EXCHANGES.c.candidate.concat("") == window.named_candidate, *window.conditions()]
+    # row; the created_at index gives the arrival order for free. Evaluated left to
+    # right, the look-up by primary key runs only for exchanges naming another.
+    shadowed = exists().where(
+        arm.c.exchange_id == EXCHANGES.c.id,
+        arm.c.role.concat("") == Role.SHADOW.value,
+        arm.c.upstream == candidate,
+    )
+    return or_(EXCHANGES.c.candidate.concat("") == candidate, shadowed)
+
+
+def pairs_where(window: ExchangeWindow) -> list[ColumnElement[bool]]:
+    return [took_part(window.named_candidate), *window.conditions()]
 
 
 def split_where(window: ExchangeWindow) -> list[ColumnElement[bool]]:

@@ -19,9 +19,11 @@ from uuid import UUID
 
 from core import Route
 from core.outcome import PairOutcome
+from core.turns import responses_turns
 from storage.database import Database
 from storage.judge_queries import PairToJudge, count_unjudged, unjudged_pairs
 from storage.judgments import Judgment, add_judgments
+from storage.pair_outcomes import compared_candidates
 from storage.report_samples import candidates_in
 from storage.window import ExchangeWindow
 from understudy.commands.common import (
@@ -38,7 +40,7 @@ from understudy.settings import Settings
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
-    from evaluation.judge import JudgeConfig, JudgePair, JudgeRun
+    from evaluation.judge import JudgeBudget, JudgeConfig, JudgePair, JudgeRun
 
 # The openai SDK and evaluation are imported when a judging run starts: they are
 # slow to import, and every other command starts without them.
@@ -64,7 +66,16 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--since", type=when, help="ISO 8601 time, or an age like 24h or 7d")
     parser.add_argument("--until", type=when, help="ISO 8601 time, or an age like 1h")
     parser.add_argument("--route", choices=[r.value for r in Route])
-    parser.add_argument("--candidate", metavar="NAME", help="the candidate whose pairs to judge")
+    parser.add_argument(
+        "--candidate",
+        metavar="NAME",
+        help="the candidate whose pairs to judge (default: the rollout's and the shadow candidates)",
+    )
+    parser.add_argument(
+        "--all-candidates",
+        action="store_true",
+        help="judge the pairs of every candidate recorded in the window",
+    )
     parser.add_argument("--limit", type=whole, help="judge at most N pairs (default: all)")
     parser.add_argument(
         "--replay", type=whole, metavar="RUN", help="judge a replay run's pairs instead"
@@ -108,6 +119,8 @@ def request_text(request: Mapping[str, Any] | None) -> str:
     """The user's request as the judge sees it: the conversation, or the prompt."""
     if not request:
         return "(the request was not stored)"
+    if (turns := responses_turns(request)) is not None:
+        return "\n".join(f"{role}: {text}" for role, text in turns) or "(empty conversation)"
     messages = request.get("messages")
     if isinstance(messages, list):
         lines = [
@@ -196,10 +209,30 @@ def _count(tally: _Tally, run: JudgeRun) -> None:
             tally.first_error = tally.first_error or r.error
 
 
-async def _candidate(db: Database, args: argparse.Namespace, settings: Settings) -> str | list[str]:
-    """The candidate to judge, or the names recorded when there is not exactly one."""
+async def _candidates(db: Database, args: argparse.Namespace, settings: Settings) -> list[str]:
+    """The candidates to judge, in order: the rollout's, then the shadow candidates.
+
+    Raises ``Unchosen`` naming the recorded candidates when the rollout's is not known.
+    """
     if args.candidate:
-        return str(args.candidate)
+        return [str(args.candidate)]
+    route = Route(args.route) if args.route else None
+    window = ExchangeWindow(since=args.since, until=args.until, route=route)
+    if args.all_candidates:
+        return await compared_candidates(db, window)
+    chosen = await _candidate(db, args, settings)
+    if isinstance(chosen, list):
+        raise Unchosen(", ".join(chosen) or "none recorded")
+    listed = [c.name for c in settings.rollout.shadow_candidates]
+    return [chosen, *(name for name in listed if name != chosen)]
+
+
+class Unchosen(Exception):
+    """Several candidates were recorded and none is the rollout's: the message names them."""
+
+
+async def _candidate(db: Database, args: argparse.Namespace, settings: Settings) -> str | list[str]:
+    """The rollout's candidate, or the names recorded when there is not exactly one."""
     if settings.rollout.candidate:
         return settings.rollout.candidate
     if len(settings.candidates) == 1:
@@ -225,41 +258,57 @@ async def _judge(args: argparse.Namespace, settings: Settings, key: str) -> int:
         concurrency=args.concurrency,
     )
     async with await open_current(settings.database_url) as db:
-        source: PairSource
+        sources: dict[str, PairSource] = {}
         if args.replay is not None:
             from storage.replay import NoReplay
             from understudy.replay_judging import ReplayPairs
 
             try:
-                source = await ReplayPairs.of_run(db, args.replay)
+                sources[f"replay run {args.replay}"] = await ReplayPairs.of_run(db, args.replay)
             except NoReplay as exc:
                 return fail(str(exc))
-            candidate = f"replay run {args.replay}"
         else:
-            chosen = await _candidate(db, args, settings)
-            if isinstance(chosen, list):
-                recorded = ", ".join(chosen) or "none recorded"
-                return fail(f"choose the candidate to judge with --candidate ({recorded})")
-            candidate = chosen
-            window = ExchangeWindow(
-                candidate=candidate,
-                since=args.since,
-                until=args.until,
-                route=Route(args.route) if args.route else None,
-            )
-            source = ShadowPairs(db, window)
+            try:
+                names = await _candidates(db, args, settings)
+            except Unchosen as exc:
+                return fail(f"choose the candidate to judge with --candidate ({exc})")
+            for name in names:
+                window = ExchangeWindow(
+                    candidate=name,
+                    since=args.since,
+                    until=args.until,
+                    route=Route(args.route) if args.route else None,
+                )
+                sources[name] = ShadowPairs(db, window)
         client = AsyncOpenAI(
             base_url=config.base_url,
             api_key=key,
             timeout=config.timeout_s,
             max_retries=config.max_retries,
         )
+        tallies: dict[str, _Tally] = {}
         try:
-            tally = await _judge_all(source, config, client, args.limit)
+            limit = args.limit
+            for name, source in sources.items():
+                # One budget and one limit for the whole run, spent candidate by candidate.
+                tally = await _judge_all(source, config, client, limit)
+                tallies[name] = tally
+                config = replace(config, budget=_left(config.budget, tally))
+                limit = None if limit is None else max(0, limit - tally.attempted)
         finally:
             await client.close()
-    _write_summary(tally, candidate, config, key)
-    return 1 if tally.errors and not tally.judged else 0
+    for name, tally in tallies.items():
+        _write_summary(tally, name, config, key)
+    failed = any(t.errors for t in tallies.values()) and not any(t.judged for t in tallies.values())
+    return 1 if failed else 0
+
+
+def _left(budget: JudgeBudget, spent: _Tally) -> JudgeBudget:
+    from evaluation.judge import JudgeBudget
+
+    return JudgeBudget(
+        max(0, budget.max_requests - spent.requests), max(0.0, budget.max_usd - spent.spent_usd)
+    )
 
 
 class PairSource(Protocol):

@@ -7,16 +7,19 @@ controller and the web UI call too.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import TYPE_CHECKING
 
 from core import ConfigError, Route
 from understudy.commands.common import Subparsers, add_config_option, settings_from_args, when
 from understudy.commands.db import fail, open_current, run_storage
+from understudy.lineup_report import compare_candidates
 from understudy.reporting import Ambiguous, NoData, ReportRequest, assess
 from understudy.settings import Settings
 
 if TYPE_CHECKING:
+    from evaluation.lineup import Lineup
     from evaluation.report import Report
 
 # evaluation (scipy) is imported only when a report runs: every other command
@@ -153,7 +156,8 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
             return fail(f"no exchanges match: {exc}")
         except (Ambiguous, ConfigError) as exc:
             return fail(str(exc))
-    sys.stdout.write(render(report, args.format))
+        lineup = await compare_candidates(db, request, settings)
+    sys.stdout.write(render(report, args.format, lineup))
     return 0
 
 
@@ -170,8 +174,16 @@ async def _replay_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def render(report: Report, form: str) -> str:
+def render(report: Report, form: str, lineup: Lineup | None = None) -> str:
+    """The report; with several candidates, every candidate's summary and the ranking after it."""
+    from evaluation.lineup import lineup_json, render_lineup_markdown, render_lineup_text
     from evaluation.render import render_json, render_markdown, render_text
 
+    if lineup is not None and form == "json":
+        values = lineup_json(report, lineup)
+        return json.dumps(values, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     renderers = {"text": render_text, "json": render_json, "markdown": render_markdown}
-    return str(renderers[form](report))
+    out = str(renderers[form](report))
+    if lineup is not None:
+        out += render_lineup_markdown(lineup) if form == "markdown" else render_lineup_text(lineup)
+    return out

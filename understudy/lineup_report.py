@@ -1,0 +1,55 @@
+"""Every candidate of a window against the primary: each one's own shadow report, side by
+side, and their Bradley–Terry ranking.
+
+``understudy report`` adds it to the report when more than one candidate has shadow
+pairs in the window (the rollout's candidate and the shadow candidates beside it).
+Each row is the candidate's own ``assess`` report, so a row and ``report --candidate
+NAME`` cannot disagree; the ranking is ``evaluation.ranking``'s on
+``storage.pair_outcomes``, which the web UI can call as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from storage.database import Database
+from storage.pair_outcomes import compared_candidates, pair_outcomes
+from understudy.reporting import NoData, ReportRequest, assess
+from understudy.settings import Settings
+
+if TYPE_CHECKING:
+    from evaluation.lineup import Lineup
+    from evaluation.report import Report
+
+
+async def compare_candidates(
+    db: Database, request: ReportRequest, settings: Settings
+) -> Lineup | None:
+    """Each candidate with shadow pairs in the request's window, and the ranking; None when
+    fewer than two candidates have any."""
+    from evaluation.columns import ComparisonMode
+    from evaluation.lineup import lineup
+    from evaluation.ranking import rank_candidates
+
+    window = request.window(None)
+    reports: dict[str, Report] = {}
+    for name in await compared_candidates(db, window):
+        # The window and verdict rules are the request's; cost is priced per candidate.
+        own = replace(
+            request,
+            candidate=name,
+            mode=ComparisonMode.SHADOW,
+            stage="",
+            candidate_model=None,
+            self_hosted=None,
+        )
+        try:
+            reports[name] = await assess(db, own, settings)
+        except NoData:
+            continue  # no shadow pairs: it only served split traffic in this window
+    if len(reports) < 2:
+        return None
+    primary = settings.primary.name
+    outcomes = await pair_outcomes(db, window, list(reports), prefer=settings.ui.quality_source)
+    return lineup(primary, reports, rank_candidates(primary, outcomes))

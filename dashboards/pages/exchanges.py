@@ -12,11 +12,12 @@ from typing import Any
 
 from aiohttp import web
 
-from core import ErrorKind, Route
 from dashboards.access import admins, refuse
 from dashboards.config import UI
 from dashboards.exchange_filters import (
+    ERROR_KINDS,
     FALLBACK_CHOICES,
+    ROUTES,
     FilterError,
     page_link,
     parse_query,
@@ -32,21 +33,17 @@ from dashboards.exchange_view import (
 from dashboards.pages.review import conversation
 from dashboards.render import render
 from evaluation.metrics.registry import DEFAULT_METRICS
-from storage.ui_browser import SCAN_CAP, browse, exchange_detail
+from storage.ui_browser import browse, exchange_detail
 
 routes = web.RouteTableDef()
 
-FORM_CHOICES = {
-    "routes": [r.value for r in Route],
-    "error_kinds": [k.value for k in ErrorKind],
-    "fallbacks": list(FALLBACK_CHOICES),
-}
+FORM_CHOICES = {"routes": ROUTES, "error_kinds": ERROR_KINDS, "fallbacks": tuple(FALLBACK_CHOICES)}
 
 
 @routes.get("/exchanges")
 @admins
 async def exchanges_page(request: web.Request) -> web.StreamResponse:
-    context: dict[str, Any] = FORM_CHOICES | {"scan_cap": SCAN_CAP, "ms": milliseconds}
+    context: dict[str, Any] = FORM_CHOICES | {"ms": milliseconds}
     try:
         query = parse_query(request.query)
     except FilterError as exc:

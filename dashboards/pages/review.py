@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from core.outcome import ReviewOutcome
+from core.turns import responses_turns
 from dashboards.access import reviewer_id, reviewers, see_other
 from dashboards.candidate import reviewed_candidate
 from dashboards.config import UI
@@ -58,6 +59,8 @@ def conversation(request_body: Mapping[str, Any] | None) -> list[dict[str, str]]
     """The turns shown above the answers: role and text only, nothing about the model."""
     if request_body is None:
         return [{"role": "note", "text": "The request was not kept."}]
+    if (turns := responses_turns(request_body)) is not None:
+        return [{"role": role, "text": text} for role, text in turns]
     messages = request_body.get("messages")
     if isinstance(messages, list):
         return [

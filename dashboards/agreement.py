@@ -22,7 +22,7 @@ class AgreementFigures:
 
 async def agreement_figures(db: Database, window: ExchangeWindow) -> AgreementFigures:
     labels = await review_labels(db, window)
-    judged = await judge_labels(db, window)
+    judged = await judge_labels(db, window, reviewed_only=True)  # only these are compared
     people = pair_preferences(labels)
     both = [key for key in people if key in judged]
     per_pair: dict[str, list[str]] = defaultdict(list)

@@ -58,13 +58,22 @@ async def review_labels(db: Database, window: ExchangeWindow) -> list[ReviewLabe
     return labels
 
 
-async def judge_labels(db: Database, window: ExchangeWindow) -> dict[str, PairOutcome]:
-    """The LLM judge's newest verdict per pair of the window's candidate."""
-    j, e = JUDGMENTS.c, EXCHANGES.c
+async def judge_labels(
+    db: Database, window: ExchangeWindow, *, reviewed_only: bool = False
+) -> dict[str, PairOutcome]:
+    """The LLM judge's newest verdict per pair of the window's candidate; ``reviewed_only``:
+    only on pairs someone has decided on (all agreement needs, and far fewer)."""
+    j, e, r = JUDGMENTS.c, EXCHANGES.c, REVIEWS.c
+    where = [j.candidate == window.named_candidate, *window.conditions()]
+    if reviewed_only:
+        decided = select(r.exchange_id).where(
+            r.candidate == window.named_candidate, r.outcome.is_not(None)
+        )
+        where.append(j.exchange_id.in_(decided))
     query = (
         select(type_coerce(j.exchange_id, String), j.outcome)
         .select_from(JUDGMENTS.join(EXCHANGES, e.id == j.exchange_id))
-        .where(j.candidate == window.named_candidate, *window.conditions())
+        .where(*where)
         .order_by(j.created_at, j.id)
     )
     async with db.engine.connect() as conn:

@@ -19,10 +19,12 @@ from dashboards.candidate import reviewed_candidate
 from dashboards.config import UI
 from dashboards.pages.overview_figures import first_seen, overview_figures
 from dashboards.pages.overview_plots import plots, served_share
-from dashboards.pages.overview_range import RANGES, page_window, time_range
+from dashboards.pages.overview_range import RANGES, TimeRange, page_window, time_range
 from dashboards.pages.overview_verdict import verdict_view
 from dashboards.render import render
 from evaluation.wording import fmt
+from storage.database import Database
+from storage.ui_memo import OverviewMemo
 
 routes = web.RouteTableDef()
 
@@ -64,7 +66,6 @@ async def overview(request: web.Request) -> web.StreamResponse:
         known = ", ".join(r.key for r in RANGES)
         return refuse(request, 400, f"Unknown time range: choose one of {known}.", "bad_range")
     ui = request.app[UI]
-    now = datetime.now(UTC)
     state = None
     if ui.rollout is not None:
         try:
@@ -72,7 +73,21 @@ async def overview(request: web.Request) -> web.StreamResponse:
         except DatabaseUnavailable:
             state = None
     candidate = _candidate_of(state) or await reviewed_candidate(request)
-    seen = await first_seen(ui.db)
+    context = await overview_context(
+        ui.db, ui.overview_memo, chosen, candidate, state, datetime.now(UTC)
+    )
+    return render("overview.html", request, context)
+
+
+async def overview_context(
+    db: Database,
+    memo: OverviewMemo,
+    chosen: TimeRange,
+    candidate: str | None,
+    state: dict[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """What ``overview.html`` shows: ``state`` as ``GET rollout`` gives it, if known."""
     context: dict[str, Any] = {
         "ranges": RANGES,
         "chosen": chosen,
@@ -80,16 +95,16 @@ async def overview(request: web.Request) -> web.StreamResponse:
         "candidate": candidate,
         "figures": None,
         "plots": None,
-        "now": now,
         "fmt": fmt,
         "duration_words": duration_words,
         "served": served_share,
     }
+    seen = await first_seen(db)
     if seen is not None and candidate is not None:
         window = page_window(chosen, candidate, now, seen)
-        figures = await overview_figures(ui.db, ui.overview_memo, window, now)
+        figures = await overview_figures(db, memo, window, now)
         context |= {"figures": figures, "plots": plots(figures, now)}
-    return render("overview.html", request, context)
+    return context
 
 
 @routes.get("/overview/verdict")

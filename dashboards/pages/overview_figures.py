@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
 from dashboards.agreement import AgreementFigures, agreement_figures
 from dashboards.pages.overview_range import PageWindow
@@ -37,8 +37,8 @@ from storage.ui_outcomes import (
 )
 from storage.window import ExchangeWindow
 
-# The newest pairs whose models name the prices: enough to outvote a stray request.
-PRICED_PAIRS = 50
+# The newest exchanges whose pairs' models name the prices: enough to outvote a stray request.
+PRICED_EXCHANGES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +71,24 @@ async def first_seen(db: Database) -> datetime | None:
 
 async def _recent_models(db: Database, window: ExchangeWindow) -> tuple[str | None, str | None]:
     """The models the primary was sent (else the one requested) and the candidate answered
-    with, most common among the window's newest pairs."""
-    joined, primary, candidate = pair_join(window.named_candidate)
+    with, most common among the pairs of the window's newest exchanges."""
+    # Outer, pairs kept below: SQLite then walks the created_at index from the newest
+    # exchange, where an inner join scans every observation and sorts (see pair_join).
+    joined, primary, candidate = pair_join(window.named_candidate, outer=True)
     query = (
-        select(primary.c.model, EXCHANGES.c.requested_model, candidate.c.model)
+        select(
+            primary.c.model,
+            EXCHANGES.c.requested_model,
+            candidate.c.model,
+            and_(primary.c.exchange_id.is_not(None), candidate.c.exchange_id.is_not(None)),
+        )
         .select_from(joined)
         .where(*pairs_where(window))
         .order_by(EXCHANGES.c.created_at.desc())
-        .limit(PRICED_PAIRS)
+        .limit(PRICED_EXCHANGES)
     )
     async with db.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
+        rows = [row for row in (await conn.execute(query)).all() if row[3]]
 
     def most_common(column: int) -> str | None:
         seen = Counter(str(row[column]) for row in rows if row[column])

@@ -231,6 +231,42 @@ async def test_an_unhealthy_shadow_candidate_is_skipped_and_the_rest_go_on(
     await client.close()
 
 
+async def test_a_queued_shadow_candidate_is_shed_and_the_rest_go_on(
+    make_fleet: FleetFactory,
+) -> None:
+    # llama's server reports 5 requests waiting, over its threshold of 2: shadows to it
+    # are shed; qwen's reports none and keeps getting its own.
+    watch = {"kind": "vllm", "scrape_metrics": True, "scrape_interval_s": 0.05}
+    fleet = await make_fleet(
+        {"llama": 1.0, "qwen": 1.0},
+        candidate={
+            "llama": {**watch, "shed_shadows_above_queue": 2},
+            "qwen": {**watch, "shed_shadows_above_queue": 2},
+        },
+    )
+    fleet.candidates["llama"].metrics = {'vllm:num_requests_waiting{model_name="m"}': 5.0}
+    fleet.candidates["qwen"].metrics = {'vllm:num_requests_waiting{model_name="m"}': 0.0}
+    for _ in range(200):  # until both pages were read
+        waiting = [
+            fleet.registry.get_sample_value(
+                "understudy_candidate_requests_waiting", {"candidate": n}
+            )
+            for n in ("llama", "qwen")
+        ]
+        if waiting == [5.0, 0.0]:
+            break
+        await asyncio.sleep(0.02)
+    client = fleet.client()
+    for i in range(6):
+        await client.chat.completions.create(**chat(f"q {i}"))
+    exchanges = await fleet.exchanges(6)
+    assert all(set(shadows_of(e)) == {"gemma", "qwen"} for e in exchanges)
+    shed = fleet.metric("understudy_shadows_skipped_total", upstream="llama", reason="backpressure")
+    assert shed == 6
+    assert not [r for r in fleet.candidates["llama"].requests if r.path.endswith("/completions")]
+    await client.close()
+
+
 async def test_no_shadow_candidates_while_killed_or_off(make_fleet: FleetFactory) -> None:
     fleet = await make_fleet({"llama": 1.0}, mode="off")
     client = fleet.client()

@@ -17,6 +17,8 @@ import io
 import json
 import os
 import sys
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +28,26 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 
 import migrations
-from core.outcome import PairOutcome
+from core import Exchange
+from core.outcome import PairOutcome, QualitySource
 from storage.database import Database
-from storage.judgments import list_judgments
+from storage.inserts import insert_exchanges
+from storage.judge_queries import unjudged_pairs
+from storage.judgments import Judgment, add_judgments, list_judgments
+from storage.pair_outcomes import compared_candidates, pair_outcomes
+from storage.report_queries import load_shadow_columns
+from storage.window import ExchangeWindow
 from tests.evaluation.judge_server import JudgeBehaviour, running_judge
 from tests.fakes import FakeOpenAI, start_server
 from tests.proxy.conftest import CLIENT_KEY, chat
+from tests.storage.conftest import database, db_url, pg_server, pg_url
+from tests.storage.factories import T0, decision, full_exchange, served_arm, shadow_arm
 from understudy.logs import configure_logging
 from understudy.server import start_site
 from understudy.settings import LogFormat, load_settings
 from understudy.wiring import build_app
 
-pytestmark = pytest.mark.slow
+__all__ = ["database", "db_url", "pg_server", "pg_url"]  # fixtures of each backend
 
 TEMPLATES = {
     "openai": "{persona} answers {digest:.1}.",
@@ -149,6 +159,7 @@ def tally(outcomes: dict[str, PairOutcome]) -> tuple[int, int, int]:
     )
 
 
+@pytest.mark.slow
 async def test_three_candidates_are_judged_and_ranked_in_one_report(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'understudy.db'}"
     await migrations.upgrade(url)
@@ -158,8 +169,15 @@ async def test_three_candidates_are_judged_and_ranked_in_one_report(tmp_path: Pa
 
     async with running_judge(JudgeBehaviour(preferred_word="7")) as judge_url:
         args = ("judge", "--base-url", judge_url, "--model", "judge-1", "--api-key-env")
+        # One limit for the whole run, spent candidate by candidate.
+        code, _, err = await understudy(env, *args, "JUDGE_KEY", "--limit", "250")
+        assert code == 0, err
+        async with Database(url) as db:
+            judged = [len(await list_judgments(db, candidate=name)) for name in MODELS]
+        assert judged == [200, 50, 0]
         code, out, err = await understudy(env, *args, "JUDGE_KEY", "--max-requests", "5000")
     assert code == 0, err
+    assert "judged 150 pairs of llama" in out and "judged 0 pairs of gemma" in out
     # One summary line per candidate: the rollout's first, then the shadow candidates.
     assert [line.split(" pairs of ")[1].split(" ")[0] for line in out.splitlines()] == [
         "gemma",
@@ -211,3 +229,63 @@ async def test_three_candidates_are_judged_and_ranked_in_one_report(tmp_path: Pa
     assert out.startswith("Understudy report: gemma vs openai")
     assert "All candidates (shadow pairs against openai):" in out and "\nRanking:\n" in out
     assert "95% bootstrap intervals over pairs, 1,000 draws, seed 0" in out
+
+
+def stored_pair(i: int, decided: str | None, shadows: tuple[str, ...]) -> Exchange:
+    """A primary-served exchange whose decision mirrored ``decided`` and that has a shadow
+    arm for each of ``shadows`` (the rollout's own and shadow candidates alike)."""
+    return full_exchange(
+        created_at=T0 + timedelta(seconds=i),
+        decision=decision(shadow=decided, noise=False),
+        fallback=False,
+        observations=(
+            served_arm(text=f"primary {i}", tool_calls=()),
+            *(
+                shadow_arm(
+                    upstream=name,
+                    status=200,
+                    error_kind=None,
+                    latency_ms=500.0 + i,
+                    ttft_ms=90.0,
+                    text=f"{name} {i}",
+                )
+                for name in shadows
+            ),
+        ),
+    )
+
+
+async def test_a_shadow_candidates_pairs_are_found_on_both_backends(database: Database) -> None:
+    both = stored_pair(0, "gemma", ("gemma", "llama"))
+    llama_only = stored_pair(1, None, ("llama",))  # the rollout's own draw missed
+    gemma_only = stored_pair(2, "gemma", ("gemma",))
+    async with database.engine.begin() as conn:
+        await insert_exchanges(conn, [both, llama_only, gemma_only])
+    window = ExchangeWindow()
+    assert await compared_candidates(database, window) == ["gemma", "llama"]
+    llama = replace(window, candidate="llama")
+    loaded = await load_shadow_columns(database, llama)
+    assert len(loaded) == 2
+    assert loaded.columns.candidate.latency_ms.tolist() == [500.0, 501.0]
+    assert len(await load_shadow_columns(database, replace(window, candidate="gemma"))) == 2
+    batch = await unjudged_pairs(database, llama, judge_model="j", prompt_version="v")
+    assert [(p.candidate_text, p.primary_text) for p in batch.pairs] == [
+        ("llama 0", "primary 0"),
+        ("llama 1", "primary 1"),
+    ]
+    await add_judgments(
+        database,
+        [
+            Judgment(both.id, "llama", "j", "v", PairOutcome.CANDIDATE),
+            Judgment(llama_only.id, "llama", "j", "v", PairOutcome.TIE),
+            Judgment(both.id, "gemma", "j", "v", PairOutcome.PRIMARY),
+        ],
+    )
+    outcomes = await pair_outcomes(
+        database, window, ["gemma", "llama", "qwen"], prefer=QualitySource.REVIEWERS
+    )
+    assert {name: sorted(codes.tolist()) for name, codes in outcomes.items()} == {
+        "gemma": [-1],
+        "llama": [0, 1],
+        "qwen": [],
+    }

@@ -1,11 +1,14 @@
-"""`understudy demo` tells a rollout: promoted stage by stage, or rolled back when it degrades.
+"""`understudy demo` tells a rollout: promoted stage by stage, or rolled back when it degrades,
+and hands over to the web UI: its address, an admin token for the run, a reviewer's invite.
 
 The demo runs as a real process, with its simulated upstreams, the proxy, the controller
-and SQLite; what it prints is checked against what the audit log recorded.
+and SQLite; what it prints is checked against what the audit log recorded, and the web UI
+it prints is signed in to over HTTP.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -18,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from core import RolloutMode
@@ -38,6 +42,13 @@ STAGES = ["shadow", "5%", "25%", "50%", "75%", "95%", "100%"]
 # "[ 12.3s] 25% -> 50%: promote: ..." as the demo prints a change it read from the audit log
 TOLD = re.compile(r"^\[\s*(?P<at>[\d.]+)s\] (?P<was>\S+) -> (?P<now>\S+): (?P<rest>.*)$")
 STORY_CAP_S = 240  # --duration: far above the minute the story takes, so it ends by itself
+UI_ADDRESS = re.compile(r"The web UI: (?P<root>http://127\.0\.0\.1:\d+)/ui/$", re.M)
+ADMIN_TOKEN = re.compile(r"sign in as an admin with this run's token: (?P<token>\S+)$", re.M)
+INVITE = re.compile(
+    r"review pairs blind as demo-reviewer \(the link works once\): (?P<link>\S+)$", re.M
+)
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+VERSION = re.compile(r'name="if_version" value="(\d+)"')
 
 
 def _env() -> dict[str, str]:
@@ -49,6 +60,7 @@ def understudy(*args: str, cwd: Path, timeout: float = 90) -> subprocess.Complet
         [sys.executable, "-m", "understudy.cli", *args],
         cwd=cwd,
         env=_env(),
+        stdin=subprocess.DEVNULL,  # no terminal: the demo ends with its story
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -68,7 +80,7 @@ def history(cwd: Path) -> list[dict[str, Any]]:
 
 def run_story(cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     demo = understudy(
-        "demo", "--port", "0", "--duration", str(STORY_CAP_S), *extra,
+        "demo", "--port", "0", "--duration", str(STORY_CAP_S), "--exit", *extra,
         cwd=cwd, timeout=STORY_CAP_S + 60,
     )  # fmt: skip
     assert demo.returncode == 0, demo.stderr[-3000:]
@@ -110,6 +122,11 @@ def test_demo_promotes_the_candidate_stage_by_stage_and_ends_with_the_history(
     assert "settings   seed" in rows[-1]  # a fresh database: the settings' row, off
     assert "demo       set" in rows[-2] and "mode off -> shadow" in rows[-2]
     assert "sk-demo" not in out + demo.stderr, demo.stderr[-3000:]
+
+    # The web UI was offered while the story ran; --exit ended the demo with the story.
+    guide = out.split("Generating traffic", 1)[0]
+    assert UI_ADDRESS.search(guide) and ADMIN_TOKEN.search(guide) and INVITE.search(guide), guide
+    assert "The web UI stays open" not in out and "No terminal" not in out
 
 
 @pytest.mark.slow
@@ -170,6 +187,9 @@ def test_duration_stops_the_demo_with_the_history_so_far_and_records_pairs(
     assert "Stopped before the story ended." in demo.stdout
     assert "demo       set     default row: mode off -> shadow" in demo.stdout
     assert "demo finished: answers by" in demo.stdout
+    # Without a terminal and without --keep-open, the demo ends with its story, and says so.
+    assert "No terminal to press Ctrl-C in, so the demo ends here" in demo.stdout
+    assert "The web UI stays open" not in demo.stdout
 
     listed = understudy("exchanges", "list", "--format", "json", "--limit", "500", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
@@ -193,45 +213,182 @@ def test_duration_stops_the_demo_with_the_history_so_far_and_records_pairs(
 
 def test_ctrl_c_stops_the_demo_cleanly_with_the_history(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "understudy.cli", "demo", "--port", "0", "--rate", "10"],
+        # --keep-open: Ctrl-C during the story ends the demo all the same.
+        [
+            sys.executable,
+            "-m",
+            "understudy.cli",
+            "demo",
+            "--port",
+            "0",
+            "--rate",
+            "10",
+            "--keep-open",
+        ],
         cwd=tmp_path,
         env=_env(),
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         assert proc.stdout is not None
-        seen = _read_until(proc, "off -> shadow: set by demo", deadline=time.monotonic() + 60)
+        printed = Printed(proc)
+        seen = printed.until("off -> shadow: set by demo", deadline=time.monotonic() + 60)
         proc.send_signal(signal.SIGINT)
         rest, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    out = seen + rest
+    out = seen + printed.rest() + rest
     assert "Stopped before the story ended." in out
     assert "Rollout history of this run" in out
+    assert "The web UI stays open" not in out
     assert "Traceback" not in err
 
 
-def _read_until(proc: subprocess.Popen[str], wanted: str, deadline: float) -> str:
-    """What the process printed, up to and including the first line holding ``wanted``."""
-    assert proc.stdout is not None
-    seen: list[str] = []
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=deadline - time.monotonic()):
-                break
-            line = proc.stdout.readline()
-            if not line:
-                break
-            seen.append(line)
-            if wanted in line:
-                return "".join(seen)
-    raise AssertionError(f"never printed {wanted!r}:\n{''.join(seen)}")
+async def _use_the_ui(root: str, token: str, invite: str) -> tuple[int, dict[str, Any]]:
+    """Sign in as the demo's admin and move the rollout; accept the invite and look at the
+    review queue. The new flag version, and the reviewer's first pair."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as admin:
+        async with admin.get(root + "/ui/signin") as response:
+            form = CSRF.search(await response.text())
+        assert form is not None
+        async with admin.post(
+            root + "/ui/signin/admin",
+            data={"csrf": form.group(1), "token": token},
+            headers={"Origin": root},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 303
+        async with admin.get(root + "/ui/rollout") as response:
+            assert response.status == 200
+            page = await response.text()
+        assert "local-llama" in page and token not in page
+        csrf, version = CSRF.search(page), VERSION.search(page)
+        assert csrf is not None and version is not None
+        change = {"csrf": csrf.group(1), "if_version": version.group(1), "action": "set",
+                  "percent": "25", "reason": "a person tries the page"}  # fmt: skip
+        async with admin.post(
+            root + "/ui/rollout/change",
+            data={**change, "confirm": "yes"},
+            headers={"Origin": root},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 303, await response.text()
+            moved = int(response.headers["Location"].rsplit("version=", 1)[1])
+    path = invite.removeprefix(root)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as reviewer:
+        async with reviewer.get(invite) as response:
+            form = CSRF.search(await response.text())
+        assert form is not None
+        password = "a long enough password"
+        async with reviewer.post(
+            root + path,
+            data={"csrf": form.group(1), "password": password, "confirm": password},
+            headers={"Origin": root},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 303 and response.headers["Location"] == "/ui/review"
+        async with reviewer.get(root + "/ui/api/review/current") as response:
+            assert response.status == 200
+            queue: dict[str, Any] = await response.json()
+    return moved, queue
+
+
+@pytest.mark.slow
+def test_the_demo_keeps_the_web_ui_open_with_its_admin_token_and_pairs_to_review(
+    tmp_path: Path,
+) -> None:
+    proc = subprocess.Popen(
+        # Fewer pairs than a stage needs (30), so only the page moves the rollout after it.
+        [sys.executable, "-m", "understudy.cli", "demo", "--port", "0", "--rate", "5",
+         "--duration", "4", "--keep-open"],
+        cwd=tmp_path,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        printed = Printed(proc)
+        seen = printed.until("Ctrl-C ends the demo", deadline=time.monotonic() + 90)
+        after = seen.split("Stopped before the story ended.", 1)[1]
+        address, token, invite = (
+            UI_ADDRESS.search(after),
+            ADMIN_TOKEN.search(after),
+            INVITE.search(after),
+        )
+        assert address and token and invite, seen
+        root = address["root"]
+        assert len(token["token"]) >= 32 and invite["link"].startswith(f"{root}/ui/invite/")
+        moved, queue = asyncio.run(_use_the_ui(root, token["token"], invite["link"]))
+        # The change made on the page is told in the terminal as it is recorded.
+        told_line = printed.until("set by ui:demo-admin", deadline=time.monotonic() + 30)
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "shadow -> 25%: set by ui:demo-admin: a person tries the page" in told_line
+    assert "Stopped." in rest and "Traceback" not in err
+    assert queue["item"] is not None and queue["waiting"] >= 1, queue
+    assert len(queue["item"]["answers"]) == 2
+
+    entries = history(tmp_path)
+    assert (entries[-1]["actor"], entries[-1]["action"], entries[-1]["flag_version"]) == (
+        "ui:demo-admin",
+        "set",
+        moved,
+    )
+    # The token and the invite are the run's own, and stored nowhere.
+    stored = b"".join(f.read_bytes() for f in tmp_path.glob("understudy.db*"))
+    assert token["token"].encode() not in stored
+    assert invite["link"].rsplit("/", 1)[1].encode() not in stored
+
+
+class Printed:
+    """A process's stdout, read line by line as it is printed (straight from the pipe, so
+    no line waits in a buffer the selector cannot see)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self._fd = proc.stdout.fileno()
+        self._pending = b""
+        self.seen = ""  # everything returned so far
+
+    def until(self, wanted: str, deadline: float) -> str:
+        """What was printed since the last call, up to and including the first line
+        holding ``wanted``."""
+        taken: list[str] = []
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._fd, selectors.EVENT_READ)
+            while True:
+                while b"\n" in self._pending:
+                    line, self._pending = self._pending.split(b"\n", 1)
+                    taken.append(line.decode() + "\n")
+                    if wanted in taken[-1]:
+                        self.seen += "".join(taken)
+                        return "".join(taken)
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(timeout=left):
+                    break
+                chunk = os.read(self._fd, 65536)
+                if not chunk:
+                    break
+                self._pending += chunk
+        raise AssertionError(f"never printed {wanted!r}:\n{self.seen}{''.join(taken)}")
+
+    def rest(self) -> str:
+        """What was read from the pipe but not returned yet."""
+        return self._pending.decode()
 
 
 def _demo_settings(tmp_path: Path) -> Settings:

@@ -4,6 +4,10 @@ The proxy starts in shadow in front of a simulated OpenAI and a simulated self-h
 candidate; the controller promotes the candidate stage by stage on a short plan, and
 each change is printed from the audit log as it is recorded. ``--scenario regression``
 makes the candidate degrade part-way, and the controller rolls it back.
+
+The web UI is served beside the proxy, with an admin token drawn for the run and a
+reviewer's invite; after the story it stays open until Ctrl-C, so people can look at
+the run, review its pairs and move the rollout themselves (``--exit`` ends at once).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import math
 import sys
 import textwrap
+from dataclasses import dataclass
 
 from core import RolloutMode
 from migrations import ensure_schema
@@ -38,6 +43,7 @@ from understudy.demo_story import (
     demo_stages,
 )
 from understudy.demo_traffic import generate
+from understudy.demo_ui import DEMO_ADMIN, UiHandOff, demo_admin_token, hand_off
 from understudy.logs import configure_logging
 from understudy.plan_settings import stage_plan
 from understudy.server import RunningSite, run, start_site, wait_for_stop_signal
@@ -54,6 +60,7 @@ ACTOR = "demo"
 CANDIDATE = "local-llama"
 SIMULATED_IDLE_S = 120.0  # how long the simulated upstreams keep an idle connection
 DEFAULT_RATE = 20.0  # requests per second: each stage's pairs arrive in seconds
+KEEP_OPEN, EXIT = "keep-open", "exit"  # what follows the story
 
 
 def _positive(text: str) -> float:
@@ -91,7 +98,22 @@ def register(subparsers: Subparsers) -> None:
         "--duration",
         type=float,
         default=None,
-        help="stop after this many seconds even if the story is not over",
+        help="end the story and its traffic after this many seconds even if it is not over",
+    )
+    after = parser.add_mutually_exclusive_group()
+    after.add_argument(
+        "--keep-open",
+        dest="after_story",
+        action="store_const",
+        const=KEEP_OPEN,
+        help="after the story, keep the web UI open until Ctrl-C (the default on a terminal)",
+    )
+    after.add_argument(
+        "--exit",
+        dest="after_story",
+        action="store_const",
+        const=EXIT,
+        help="end when the story ends (the default without a terminal)",
     )
     parser.add_argument("--verbose", action="store_true", help="print one log line per exchange")
     parser.set_defaults(func=_demo)
@@ -129,7 +151,8 @@ async def _tell(
     openai_site: RunningSite,
     local_site: RunningSite,
 ) -> int:
-    settings = _settings(args, openai_site, local_site)
+    token = demo_admin_token()
+    settings = _settings(args, openai_site, local_site, token)
     configure_logging(settings.log_level, settings.log_format, redact=secret_redactor(settings))
     plan = stage_plan(settings.rollout.plan)
     await ensure_schema(settings.database_url, auto_upgrade=is_sqlite(settings.database_url))
@@ -139,7 +162,9 @@ async def _tell(
         before_run = await _newest_entry_id(db)
         await start_in_shadow(rollout_store(settings, db), plan, settings)
         proxy = await start_site(build_app(settings), settings.host, settings.port)
-        _print_guide(proxy, settings, scenario)
+        ui = await hand_off(db, settings, proxy.url, token)
+        keep_open = _keeps_ui_open(args)
+        _print_guide(proxy, settings, scenario, ui, keep_open=keep_open)
 
         def on_stage(stage: Stage) -> None:
             degrade = scenario is Scenario.REGRESSION and stage.percent >= REGRESSION_FROM_PERCENT
@@ -149,13 +174,22 @@ async def _tell(
 
         teller = Storyteller(db, plan, _out, after_id=before_run, on_stage=on_stage)
         counts: dict[str, int] = {}
-        end = await _tell_until_done(teller, f"{proxy.url}/v1", args, counts)
-        await proxy.stop()  # the controller stops with it: the history below is final
-        proxy = None
+        told = await _tell_until_done(teller, f"{proxy.url}/v1", args, counts)
+        keep_open = keep_open and not told.interrupted
+        if not keep_open:
+            await proxy.stop()  # the controller stops with it: the history below is final
+            proxy = None
         _out()
+        end = told.end
         _out(f"The story ends: {end.why}." if end else "Stopped before the story ended.")
         await _print_history(db, before_run)
         _print_report(settings, counts)
+        if proxy is not None:
+            _print_open_ui(proxy, ui)
+            await _keep_telling(teller)
+        elif args.after_story is None and not told.interrupted:
+            _out("No terminal to press Ctrl-C in, so the demo ends here: --keep-open keeps")
+            _out("the web UI open after the story.")
     finally:
         if proxy is not None:
             await proxy.stop()
@@ -163,12 +197,23 @@ async def _tell(
     return 0
 
 
+def _keeps_ui_open(args: argparse.Namespace) -> bool:
+    """After the story: as asked, else open where someone can press Ctrl-C to end it."""
+    if args.after_story is not None:
+        return bool(args.after_story == KEEP_OPEN)
+    return sys.stdin.isatty()
+
+
 def _settings(
-    args: argparse.Namespace, openai_site: RunningSite, local_site: RunningSite
+    args: argparse.Namespace, openai_site: RunningSite, local_site: RunningSite, admin_token: str
 ) -> Settings:
     return settings_from_args(
         args,
         port=args.port,
+        # The web UI beside the proxy, for this run's admin only.
+        admin_port=None,
+        admin_token=None,
+        admin_tokens={DEMO_ADMIN: admin_token},
         primary={"base_url": f"{openai_site.url}/v1", "api_key": "sk-demo-not-a-real-key"},
         candidates=[
             {
@@ -243,10 +288,16 @@ async def start_in_shadow(store: RolloutStore, plan: StagePlan, settings: Settin
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Told:
+    end: StoryEnd | None  # None: stopped (Ctrl-C, --duration) before the story ended
+    interrupted: bool  # by Ctrl-C
+
+
 async def _tell_until_done(
     teller: Storyteller, base_url: str, args: argparse.Namespace, counts: dict[str, int]
-) -> StoryEnd | None:
-    """Traffic runs while the story is told; None when stopped (Ctrl-C, --duration) first."""
+) -> Told:
+    """Traffic runs while the story is told, until it ends, Ctrl-C or --duration."""
     loop = asyncio.get_running_loop()
     traffic = loop.create_task(generate(base_url, args.rate, counts, _out), name="demo-traffic")
     story = loop.create_task(teller.follow(), name="demo-story")
@@ -258,7 +309,7 @@ async def _tell_until_done(
         )
         if traffic in done:
             traffic.result()  # traffic ends only by failing: say how
-        return story.result() if story in done else None
+        return Told(story.result() if story in done else None, interrupted=stop in done)
     finally:
         for task in tasks:
             task.cancel()
@@ -276,7 +327,46 @@ def _degradation() -> str:
     )
 
 
-def _print_guide(proxy: RunningSite, settings: Settings, scenario: Scenario) -> None:
+async def _keep_telling(teller: Storyteller) -> None:
+    """Until Ctrl-C: the UI stays open, and changes made in it are told as they are recorded."""
+    loop = asyncio.get_running_loop()
+
+    async def tell_on() -> None:
+        while True:
+            await teller.follow()
+
+    telling = loop.create_task(tell_on(), name="demo-story-after")
+    stop = loop.create_task(wait_for_stop_signal(), name="demo-stop-after")
+    try:
+        await asyncio.wait({telling, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if telling.done():
+            telling.result()  # telling ends only by failing: say how
+    finally:
+        for task in (telling, stop):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    _out("Stopped.")
+
+
+def _print_open_ui(proxy: RunningSite, ui: UiHandOff) -> None:
+    _out()
+    _out(f"Traffic has stopped; the proxy still answers on {proxy.url}/v1.")
+    for line in ui.lines():
+        _out(line)
+    _out("  Its Rollout page moves the rollout: each change asks for a reason and a confirmation,")
+    _out("  and is told here as it is recorded.")
+    _out("The web UI stays open: Ctrl-C ends the demo.")
+
+
+def _print_guide(
+    proxy: RunningSite,
+    settings: Settings,
+    scenario: Scenario,
+    ui: UiHandOff,
+    *,
+    keep_open: bool,
+) -> None:
     base = f"{proxy.url}/v1"
     plan = settings.rollout.plan
     margin = settings.evaluation.latency_margin
@@ -303,12 +393,16 @@ def _print_guide(proxy: RunningSite, settings: Settings, scenario: Scenario) -> 
     _out(f"The plan: {stages} of users served by the candidate.")
     _out(textwrap.fill(explained, width=88, initial_indent="  ", subsequent_indent="  "))
     _out()
-    _out("Meanwhile, in another terminal:")
+    _out("Meanwhile, watch it in a browser:")
+    for line in ui.lines():
+        _out(f"  {line}")
+    _out("or in another terminal:")
     _out(f"  curl -s {proxy.url}/metrics | grep understudy_rollout")
     _out("  understudy rollout status          # where the rollout stands")
     _out("  understudy exchanges list          # the recorded answer pairs")
     _out()
-    _out("Generating traffic; the demo ends by itself (Ctrl-C stops it sooner).")
+    after = "the web UI stays open until Ctrl-C" if keep_open else "the demo ends"
+    _out(f"Generating traffic; when the story ends, {after} (Ctrl-C stops it sooner).")
 
 
 async def _print_history(db: Database, before_run: int) -> None:

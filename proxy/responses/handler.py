@@ -23,7 +23,7 @@ from core.responses import ResponseOwner
 from proxy.errors import RequestError
 from proxy.exchange import EXCHANGE_ID, ExchangeHandler, Routed
 from proxy.record import Arm, ExchangeRecord
-from proxy.responses.affinity import Draws, Situation, pin
+from proxy.responses.affinity import PARENT_NOT_HELD, Draws, Situation, pin
 from proxy.responses.ids import StreamScan, id_in_body, id_in_capture
 from proxy.responses.memory import ResponseMemory, ResponseMetrics
 from proxy.responses.modes import ResponsesMode, responses_mode, untranslatable
@@ -40,7 +40,8 @@ log = structlog.get_logger("understudy.exchange")
 class _Turn:
     """One exchange's response ids as they become known."""
 
-    parent: ResponseOwner | None
+    parent: ResponseOwner | None  # the follow-up's parent, as its mirrors may continue it
+    follow_up: bool = False
     served_id: str | None = None
     served_by: str | None = None
     candidate: str | None = None
@@ -117,7 +118,9 @@ class ResponsesHandler(ExchangeHandler):
         if pinned.primary_parent is not None:  # the primary continues its own twin turn
             body = {**parsed.body, "previous_response_id": pinned.primary_parent}
             parsed = replace(parsed, body=body, raw=None)
-        self._turns[exchange_id] = _Turn(parent if pinned.primary_parent is None else None)
+        self._turns[exchange_id] = _Turn(
+            parent if pinned.primary_parent is None else None, follow_up=situation.follow_up
+        )
         return Routed(parsed, subject, pinned.decision, pinned.held_back)
 
     def _untranslatable(self, name: str, body: Mapping[str, Any]) -> str | None:
@@ -127,6 +130,29 @@ class ResponsesHandler(ExchangeHandler):
     def _shadow_body(self, parsed: ParsedRequest, model: str) -> dict[str, Any]:
         # The Responses API streams usage in its final event: nothing to ask for.
         return {**parsed.body, "model": model}
+
+    def _start_shadow(self, record: ExchangeRecord, name: str) -> asyncio.Task[None] | None:
+        """Each shadow, the rollout's and the shadow candidates', only where it can be made
+        whole: a request its translation carries, a follow-up whose parent it holds."""
+        reason = self._untranslatable(name, record.parsed.body)
+        turn = self._turns.get(record.id)
+        if reason is not None:
+            self._response_metrics.untranslatable.labels(name, reason).inc()
+        elif turn is not None and turn.follow_up and not self._holds_parent(turn.parent, name):
+            self._metrics.shadows_skipped.labels(name, PARENT_NOT_HELD).inc()
+        else:
+            return super()._start_shadow(record, name)
+        record.shadow_skipped = True
+        return None
+
+    def _holds_parent(self, parent: ResponseOwner | None, candidate: str) -> bool:
+        """Whether ``candidate`` made the twin of the primary's ``parent``."""
+        return (
+            parent is not None
+            and parent.owner == self._upstreams.primary.name
+            and parent.candidate == candidate
+            and parent.twin_id is not None
+        )
 
     # -- ids -----------------------------------------------------------------------------
 
@@ -143,10 +169,15 @@ class ResponsesHandler(ExchangeHandler):
         turn = self._turns.get(record.id)
         parent = turn.parent if turn is not None else None
         if parent is not None and upstream.name != parent.owner and parent.twin_id is not None:
-            # This arm continues its own conversation: the parent's twin on its side.
+            # This arm continues its own conversation: the parent's twin on its side (routing
+            # made sure it is the arm holding it).
             body = {**body, "previous_response_id": parent.twin_id}
         task = super()._spawn(record, upstream, role, body, headers, probe=probe)
-        if turn is not None and role in (Role.SHADOW, Role.REVERSE_SHADOW):
+        # The twin is the rollout's other arm: its shadow, or the primary's reverse shadow.
+        twin = role is Role.REVERSE_SHADOW or (
+            role is Role.SHADOW and upstream.name == record.decision.shadow
+        )
+        if turn is not None and twin:
             task.add_done_callback(partial(self._twin_done, record, turn, record.arms[-1]))
         return task
 

@@ -71,6 +71,7 @@ class ResponsesAPI:
         )
         chat = _chat_body(body, [*system, *history, *turn])
         answer = fake._chat_answer(chat, 0, fake.fault_of(request) == Fault.HUGE_LINE)
+        answer = fake._thought(chat, 0, answer)  # reasoning first, when the fake is set to
         # Like chat ids, the id ignores the stream flag: a streamed and a plain answer share it.
         rid = "resp_" + digest(fake.persona, {k: v for k, v in body.items() if k != "stream"})[:40]
         output = _output(rid, answer)
@@ -173,6 +174,14 @@ def _assistant(answer: shapes.Answer) -> dict[str, Any]:
 
 
 def _output(rid: str, answer: shapes.Answer) -> list[dict[str, Any]]:
+    thinking = []
+    if answer.reasoning:  # a reasoning model's item comes first, as OpenAI's o-series send it
+        text = {"type": "reasoning_text", "text": "".join(answer.reasoning)}
+        thinking = [{"id": "rs_" + rid[5:], "type": "reasoning", "summary": [], "content": [text]}]
+    return thinking + _answer_items(rid, answer)
+
+
+def _answer_items(rid: str, answer: shapes.Answer) -> list[dict[str, Any]]:
     if answer.tool_call is not None:
         call_id, name, fragments = answer.tool_call
         return [
@@ -234,7 +243,7 @@ def _response(
             "input_tokens": prompt,
             "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": answer.tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": len(answer.reasoning)},
             "total_tokens": prompt + answer.tokens,
         },
         "user": body.get("user"),
@@ -243,7 +252,8 @@ def _response(
 
 
 def _steps(response: dict[str, Any], answer: shapes.Answer) -> list[list[bytes]]:
-    """The event stream: opening events, one delta per token, closing events."""
+    """The event stream: opening events, one step per token (the reasoning's first, as a
+    reasoning model streams it), closing events."""
     sequence = itertools.count()
 
     def event(kind: str, **fields: Any) -> bytes:
@@ -253,44 +263,40 @@ def _steps(response: dict[str, Any], answer: shapes.Answer) -> list[list[bytes]]
 
     pending = {**response, "status": "in_progress", "output": [], "usage": None}
     pending["incomplete_details"] = None
-    item = response["output"][0]
-    opening = [
-        event("response.created", response=pending),
-        event("response.in_progress", response=pending),
-    ]
-    at = {"item_id": item["id"], "output_index": 0}
-    if item["type"] == "function_call":
-        opening.append(
-            event(
-                "response.output_item.added",
-                output_index=0,
-                item={**item, "arguments": "", "status": "in_progress"},
-            )
+    steps = [[event("response.created", response=pending)]]
+    steps[0].append(event("response.in_progress", response=pending))
+    *thinking, item = response["output"]
+    index = len(thinking)
+    for thought in thinking:  # at most one: the reasoning item
+        at = {"item_id": thought["id"], "output_index": 0, "content_index": 0}
+        steps[-1].append(
+            event("response.output_item.added", output_index=0, item={**thought, "content": []})
         )
-        middle = [
+        steps += [
+            [event("response.reasoning_text.delta", **at, delta=piece)]
+            for piece in answer.reasoning
+        ]
+        text = thought["content"][0]["text"]
+        steps.append([event("response.reasoning_text.done", **at, text=text)])
+        steps[-1].append(event("response.output_item.done", output_index=0, item=thought))
+    at = {"item_id": item["id"], "output_index": index}
+    if item["type"] == "function_call":
+        added = {**item, "arguments": "", "status": "in_progress"}
+        steps[-1].append(event("response.output_item.added", output_index=index, item=added))
+        steps += [
             [event("response.function_call_arguments.delta", **at, delta=fragment)]
             for fragment in answer.tool_call[2]  # type: ignore[index]
         ]
-        closing = [
-            event(
-                "response.function_call_arguments.done",
-                **at,
-                name=item["name"],
-                arguments=item["arguments"],
-            )
-        ]
+        done = {"name": item["name"], "arguments": item["arguments"]}
+        closing = [event("response.function_call_arguments.done", **at, **done)]
     else:
         part = item["content"][0]
-        empty = {**part, "text": ""}
-        opening.append(
-            event(
-                "response.output_item.added",
-                output_index=0,
-                item={**item, "status": "in_progress", "content": []},
-            )
+        added = {**item, "status": "in_progress", "content": []}
+        steps[-1].append(event("response.output_item.added", output_index=index, item=added))
+        steps[-1].append(
+            event("response.content_part.added", **at, content_index=0, part={**part, "text": ""})
         )
-        opening.append(event("response.content_part.added", **at, content_index=0, part=empty))
-        middle = [
+        steps += [
             [event("response.output_text.delta", **at, content_index=0, delta=piece, logprobs=[])]
             for piece in answer.pieces
         ]
@@ -300,7 +306,7 @@ def _steps(response: dict[str, Any], answer: shapes.Answer) -> list[list[bytes]]
             ),
             event("response.content_part.done", **at, content_index=0, part=part),
         ]
-    closing.append(event("response.output_item.done", output_index=0, item=item))
+    closing.append(event("response.output_item.done", output_index=index, item=item))
     final = "response.completed" if response["status"] == "completed" else "response.incomplete"
     closing.append(event(final, response=response))
-    return [opening, *middle, closing]
+    return [*steps, closing]

@@ -13,6 +13,7 @@ import pytest
 from openai import OpenAI
 
 from core import Role, Route
+from tests.fakes._content import split_tokens
 from tests.proxy.conftest import CLIENT_KEY, Rig, RigFactory
 
 WEATHER_TOOL = {
@@ -211,4 +212,39 @@ async def test_served_by_the_candidate_after_cutover(
     if mode == "translate":
         [sent] = candidate_calls(rig, mode)
         assert sent["max_tokens"] == 64 and sent.get("stream", False) is stream
+    await client.close()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_reasoning_models_thinking_is_recorded_apart(
+    make_rig: RigFactory, stream: bool
+) -> None:
+    rig = await rig_for(make_rig, "native", True)
+    for fake in (rig.primary, rig.candidate):
+        fake.reasoning_field = "reasoning_content"
+        fake.token_delay_s = 0.01
+    client = rig.client()
+    question = "Name the capital of France."
+    answer = await client.responses.create(model="gpt-4o-mini", input=question, stream=stream)
+    if stream:
+        events = [event async for event in answer]  # type: ignore[union-attr]
+        kinds = [e.type for e in events]
+        assert kinds.index("response.reasoning_text.delta") < kinds.index(
+            "response.output_text.delta"
+        )
+    [exchange] = await rig.exchanges(1)
+    messages = [{"role": "user", "content": question}]
+    for arm, fake, model in (
+        (exchange.arm(Role.SERVED), rig.primary, "gpt-4o-mini"),
+        (exchange.arm(Role.SHADOW), rig.candidate, "llama3.1:8b"),
+    ):
+        assert arm is not None and arm.text and arm.ok
+        thought = fake.reasoning_text(model, messages)
+        assert arm.reasoning_text == thought and thought not in arm.text
+        assert arm.usage.reasoning_tokens == len(split_tokens(thought))
+        assert arm.ttft_ms is not None and arm.ttft_any_ms is not None
+        if stream:  # the answer's first token comes after the whole thought
+            assert arm.ttft_any_ms < arm.ttft_ms
+        else:
+            assert arm.ttft_any_ms == arm.ttft_ms
     await client.close()

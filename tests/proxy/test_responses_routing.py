@@ -4,6 +4,7 @@ error shape."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,9 @@ from core import Role
 from tests.fakes import Fault
 from tests.proxy.conftest import CLIENT_KEY, Rig, RigFactory
 from tests.proxy.test_responses import WEATHER_TOOL, rig_for
+from tests.proxy.test_shadow_candidates import FleetFactory, make_fleet, shadows_of
+
+__all__ = ["make_fleet"]
 
 UNCARRIED = [
     ({"tools": [{"type": "web_search"}]}, "builtin_tool"),
@@ -190,4 +194,40 @@ async def test_cancel_of_a_translated_response_is_refused_like_openai(
     await client.responses.delete(answer.id)
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve(answer.id)
+    await client.close()
+
+
+async def test_shadow_candidates_get_a_follow_up_only_where_its_parent_lives(
+    make_fleet: FleetFactory,
+) -> None:
+    fleet = await make_fleet(
+        {"llama": 1.0, "qwen": 1.0}, candidate={"qwen": {"responses": "translate"}}
+    )
+    fleet.candidates["qwen"].responses.enabled = False  # Chat Completions only
+    client = fleet.client()
+    first = await client.responses.create(model="gpt-4o-mini", input="Name a bread.")
+    [opening] = await fleet.exchanges(1)
+    assert shadows_of(opening) == Counter({"gemma": 1, "llama": 1, "qwen": 1})
+    [gemma_first] = fleet.candidates["gemma"].responses.stored
+
+    await client.responses.create(
+        model="gpt-4o-mini", input="Where from?", previous_response_id=first.id
+    )
+    _, follow_up = await fleet.exchanges(2)
+    # Only the rollout's candidate has a twin of the parent: the others are not asked.
+    assert shadows_of(follow_up) == Counter({"gemma": 1})
+    sent = [r.body for r in fleet.candidates["gemma"].requests if r.path == "/v1/responses"]
+    assert sent[-1]["previous_response_id"] == gemma_first
+    for name in ("llama", "qwen"):
+        skipped = {"upstream": name, "reason": "parent_not_held"}
+        assert fleet.metric("understudy_shadows_skipped_total", **skipped) == 1
+
+    # A built-in tool: the translating shadow candidate is left out, the native ones asked.
+    await client.responses.create(
+        model="gpt-4o-mini", input="News?", tools=[{"type": "web_search"}]
+    )
+    *_, searching = await fleet.exchanges(3)
+    assert shadows_of(searching) == Counter({"gemma": 1, "llama": 1})
+    labels = {"candidate": "qwen", "reason": "builtin_tool"}
+    assert fleet.metric("understudy_responses_untranslatable_total", **labels) == 1
     await client.close()

@@ -225,11 +225,25 @@ async def rollout_page(request: web.Request) -> web.StreamResponse:
     return await _page(request)
 
 
-def _confirm_page(
+async def _stage_step(api: RolloutApi, asked: Asked) -> str | None:
+    """Where a promote or rollback of every route would go from the stage shown now."""
+    if asked.change.route is not None or asked.action not in (
+        RolloutAction.PROMOTE,
+        RolloutAction.ROLLBACK,
+    ):
+        return None
+    state = await api.state()
+    gate = state["next_gate"]
+    to = api.plan.first.name if asked.action is RolloutAction.ROLLBACK else gate and gate["to"]
+    return f"{state['stage'] or 'off the plan'} -> {to}" if to else None
+
+
+async def _confirm_page(
     request: web.Request, asked: Asked, *, error: str | None = None, status: int = 200
 ) -> web.Response:
     route = asked.change.route
     context = {
+        "step": await _stage_step(_api(request), asked),
         "offer": OFFERS[asked.action],
         "action": asked.action.value,
         "percent": asked.values.percent if asked.values else None,
@@ -251,7 +265,7 @@ async def confirm(request: web.Request) -> web.StreamResponse:
         asked = _asked(form)
     except BadInput as exc:
         return await _page(request, error=exc.message, status=400, form=_carried(form))
-    return _confirm_page(request, asked)
+    return await _confirm_page(request, asked)
 
 
 def _carried(form: Mapping[str, Any]) -> dict[str, str]:
@@ -269,7 +283,7 @@ async def change(request: web.Request) -> web.StreamResponse:
         return await _page(request, error=exc.message, status=400, form=_carried(form))
     if _field(form, "confirm") != CONFIRMED:
         message = "confirm: this change was not confirmed; press Confirm to make it"
-        return _confirm_page(request, asked, error=message, status=400)
+        return await _confirm_page(request, asked, error=message, status=400)
     try:
         done = await _api(request).apply(
             asked.action, asked.change, actor=_actor(request), values=asked.values

@@ -164,6 +164,13 @@ async def test_the_page_shows_the_rollout_the_plan_and_the_verdict_behind_a_chan
     waits = page.split('id="waits-for"', 1)[1].split("</ul>", 1)[0]
     assert "a verdict that allows promotion on every metric" in waits
 
+    # The confirmation says where a stage move goes, before anything moves.
+    for action, step in (("promote", "5% -&gt; 25%"), ("rollback", "5% -&gt; shadow")):
+        fields = {**await _form(rig, admin), "action": action, "reason": "look first"}
+        status, confirm = await _ask(rig, admin, fields)
+        assert status == 200 and f'id="confirm-step">{step}</dd>' in confirm, confirm
+    assert (await _default_row(rig)).stage is None  # set by hand, nothing moved since
+
 
 async def test_a_change_without_a_reason_or_a_confirmation_is_refused_and_not_made(
     make_ui_rig,

@@ -22,7 +22,7 @@ from core.outcome import PairOutcome, ReviewOutcome
 from storage.database import Database
 from storage.judge_queries import _answered as answered
 from storage.models import ReviewRow
-from storage.report_sql import EXCHANGES, JUDGMENTS, pair_join
+from storage.report_sql import EXCHANGES, JUDGMENTS, pair_join, took_part
 
 REVIEWS: Table = ReviewRow.__table__  # type: ignore[assignment]
 CANDIDATE_FIRST, PRIMARY_FIRST = "candidate_first", "primary_first"
@@ -78,7 +78,7 @@ def _qualifying(
         select(e.c.id)
         .select_from(joined)
         .where(
-            e.c.candidate.concat("") == candidate,
+            took_part(candidate),
             e.c.route == route,
             answered(primary),
             answered(shadow),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import math
 import statistics
 import time
@@ -48,6 +49,7 @@ class Fleet:
     sink: InMemorySink
     registry: CollectorRegistry
     proxy: RunningSite
+    logs: io.StringIO
     servers: list[RunningServer] = field(default_factory=list)
 
     def client(self) -> AsyncOpenAI:
@@ -106,10 +108,11 @@ async def make_fleet() -> AsyncIterator[FleetFactory]:
             },
             shutdown_grace_s=0.5,
         )
-        configure_logging("info", LogFormat.JSON, stream=io.StringIO(), cache=False)
+        logs = io.StringIO()
+        configure_logging("info", LogFormat.JSON, stream=logs, cache=False)
         sink, registry = InMemorySink(), CollectorRegistry()
         site = await start_site(build_app(settings, sink=sink, registry=registry), "127.0.0.1", 0)
-        fleet = Fleet(primary, fakes, sink, registry, site, servers)
+        fleet = Fleet(primary, fakes, sink, registry, site, logs, servers)
         started.append(fleet)
         return fleet
 
@@ -183,6 +186,9 @@ async def test_a_hung_candidate_leaves_the_others_and_the_primary_untouched(
     healthy = await timed(client, 12)
     fleet.candidates["qwen"].fault = Fault.HANG
     hung = await timed(client, 24)
+    # One log line per exchange, each shadow's figures under its own name.
+    [line] = [json.loads(x) for x in fleet.logs.getvalue().splitlines() if '"exchange"' in x][:1]
+    assert line["shadow_status"] == 200 and line["shadow_llama_status"] == 200
     # qwen never answers: its 4 slots fill and stay full until its 3 s deadline, and the
     # primary's answers keep their own pace (a ratio within this run).
     assert statistics.median(hung) < statistics.median(healthy) * 1.5 + 5

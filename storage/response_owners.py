@@ -16,6 +16,7 @@ from sqlalchemy.sql.dml import Insert
 from core.responses import ResponseOwner, TranslatedTurn
 from storage.database import Database
 from storage.models import ResponseOwnerRow, TranslatedTurnRow
+from storage.redaction import redact_secrets
 
 _OWNERS: Table = ResponseOwnerRow.__table__  # type: ignore[assignment]
 _TURNS: Table = TranslatedTurnRow.__table__  # type: ignore[assignment]
@@ -40,9 +41,24 @@ def _upsert(dialect: str, table: Table, values: dict[str, Any]) -> Insert:
     raise ValueError(f"no upsert for dialect {dialect!r}")
 
 
+def _masked(value: Any) -> Any:
+    """``value`` with every secret in its text masked, as stored exchanges have them."""
+    if isinstance(value, str):
+        return redact_secrets(value)
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    return value
+
+
 class ResponseOwnerRepository:
-    def __init__(self, db: Database) -> None:
+    """``keep_turns`` False (prompts are not stored): translated turns stay in the memory of
+    the replica that made them, and a follow-up elsewhere finds no parent."""
+
+    def __init__(self, db: Database, *, keep_turns: bool = True) -> None:
         self._db = db
+        self._keep_turns = keep_turns
 
     async def save_owner(self, owner: ResponseOwner) -> None:
         values = {
@@ -63,17 +79,23 @@ class ResponseOwnerRepository:
         return ResponseOwner(row.response_id, row.owner, row.candidate, row.twin_id, row.expires_at)
 
     async def save_turn(self, turn: TranslatedTurn) -> None:
+        if not self._keep_turns:
+            return
         values = {
             "response_id": turn.response_id,
             "upstream": turn.upstream,
-            "messages": list(turn.messages),
-            "response": dict(turn.response),
+            # A key pasted into a conversation is masked here too; a follow-up on another
+            # replica sees the mask where the one that made the turn saw the key.
+            "messages": _masked(list(turn.messages)),
+            "response": _masked(dict(turn.response)),
             "expires_at": turn.expires_at,
         }
         async with self._db.engine.begin() as conn:
             await conn.execute(_upsert(conn.dialect.name, _TURNS, values))
 
     async def load_turn(self, response_id: str) -> TranslatedTurn | None:
+        if not self._keep_turns:
+            return None
         async with self._db.sessions() as session:
             row = await session.get(TranslatedTurnRow, response_id)
         if row is None:

@@ -242,7 +242,11 @@ def build_app(
         shadow_candidates=tuple(
             ShadowCandidate(c.name, c.rate) for c in settings.rollout.shadow_candidates
         ),
-        response_store=ResponseOwnerRepository(responses_db) if responses_db else None,
+        response_store=(
+            ResponseOwnerRepository(responses_db, keep_turns=settings.storage.store_prompts)
+            if responses_db
+            else None
+        ),
     )
     if responses_db is not None:
         app.on_cleanup.append(partial(_dispose, responses_db))  # after the proxy's last write

@@ -100,7 +100,7 @@ class ResponseLookups:
         if answer.status >= 400:
             raw = redacted_upstream_error(raw, self._redact)
         elif request.method == "DELETE" and not action:
-            await self._forget(rid, candidate.name)
+            await self._forget(rid)
         content_type = answer.headers.get("content-type", "application/json")
         return web.Response(status=answer.status, body=raw, headers={"Content-Type": content_type})
 
@@ -117,13 +117,12 @@ class ResponseLookups:
                 400, "Only background responses can be cancelled.", code="not_background"
             )
         if method == "DELETE":
-            await self._forget(rid, candidate.name)
+            await self._forget(rid)
             deleted = {"id": rid, "object": "response", "deleted": True}
             return web.Response(body=json.dumps(deleted), content_type="application/json")
         if method != "GET":
             return method_not_allowed()
         return web.Response(body=json.dumps(turn.response), content_type="application/json")
 
-    async def _forget(self, rid: str, upstream: str) -> None:
+    async def _forget(self, rid: str) -> None:
         await self._memory.forget(rid)
-        log.info("response_forgotten", owner=upstream)

@@ -8,7 +8,6 @@ never waits on the database; ``settled`` waits for it where a follow-up may come
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -172,16 +171,11 @@ class ResponseMemory:
     ) -> None:
         if previous is not None:  # writes of one id land in the order they were made
             await asyncio.wait([previous])
-        started = time.perf_counter()
         try:
             await write
         except Exception as exc:  # the store is down: memory still serves this replica
             self._metrics.store_failed.labels(what).inc()
             log.warning("responses_store_failed", what=what, error=type(exc).__name__)
-            return
-        log.debug(
-            "responses_stored", what=what, ms=round((time.perf_counter() - started) * 1000, 2)
-        )
 
     def _drop_write(self, key: str, done: asyncio.Task[None]) -> None:
         if self._writes.get(key) is done:

@@ -174,6 +174,8 @@ class TranslatedAnswer:
         yield stream.closing()
 
     async def _remember(self, output: list[dict[str, Any]], answer: dict[str, Any]) -> None:
+        if self._request.body.get("store") is False:  # as on OpenAI: nothing to continue from
+            return
         messages = [
             *self._history,
             *input_messages(self._request.body),

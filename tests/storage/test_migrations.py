@@ -35,6 +35,8 @@ TABLES = {
     "reviews",
     "replay_runs",
     "replay_results",
+    "response_owners",
+    "translated_turns",
 }
 
 

@@ -231,7 +231,8 @@ def check_structured(route: Route, body: dict[str, Any]) -> None:
     except ValueError:
         return
     parsed = check_parse(route, raw)
-    if parsed is not None:
+    # Responses reach Ollama as Chat Completions (proxy.responses translates them first).
+    if parsed is not None and route in tr.NATIVE_PATHS:
         # What the proxy accepted translates for Ollama without raising.
         json.dumps(tr.to_native(route, parsed.body, parsed.stream))
 

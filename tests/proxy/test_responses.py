@@ -248,3 +248,45 @@ async def test_a_reasoning_models_thinking_is_recorded_apart(
         else:
             assert arm.ttft_any_ms == arm.ttft_ms
     await client.close()
+
+
+@pytest.mark.parametrize(("mode", "has_api"), SETUPS, ids=SETUP_IDS)
+async def test_a_tool_calls_output_continues_the_conversation(
+    make_rig: RigFactory, mode: str, has_api: bool
+) -> None:
+    rig = await rig_for(make_rig, mode, has_api, mode="cutover", reverse_shadow_rate=0.0)
+    client = rig.client()
+    call = await client.responses.create(
+        model="gpt-4o-mini",
+        input="What's the weather in Lima?",
+        tools=[WEATHER_TOOL],
+        temperature=0.2,
+        top_p=0.9,
+    )
+    [item] = call.output
+    assert item.type == "function_call"
+    answer = await client.responses.create(
+        model="gpt-4o-mini",
+        previous_response_id=call.id,
+        input=[{"type": "function_call_output", "call_id": item.call_id, "output": "18 C, dry"}],
+        tools=[WEATHER_TOOL],
+    )
+    assert answer.output_text and answer.previous_response_id == call.id
+    assert rig.primary.requests == []
+    first, second = candidate_calls(rig, mode)
+    if mode == "native":
+        assert second["previous_response_id"] == call.id
+    else:  # the whole conversation, the call and its output in Chat Completions' form
+        assert (first["temperature"], first["top_p"]) == (0.2, 0.9)
+        roles = [m["role"] for m in second["messages"]]
+        assert roles == ["user", "assistant", "tool"]
+        assert second["messages"][1]["tool_calls"][0]["id"] == item.call_id
+        assert second["messages"][2] == {
+            "role": "tool",
+            "tool_call_id": item.call_id,
+            "content": "18 C, dry",
+        }
+    _, follow_up = await rig.exchanges(2)
+    served = follow_up.arm(Role.SERVED)
+    assert served is not None and served.text == answer.output_text
+    await client.close()

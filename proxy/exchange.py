@@ -279,6 +279,7 @@ class ExchangeHandler:
             response = await self._try_candidate(request, record, candidate, reverse, background)
             if response is not None:
                 return response
+            parsed = record.parsed  # a route may have made the request fit the primary
         primary = self._upstreams.primary
         arm = Arm(primary.name, Role.SERVED, parsed.model, Capture())
         record.arms.append(arm)

@@ -123,6 +123,17 @@ class ResponsesHandler(ExchangeHandler):
         )
         return Routed(parsed, subject, pinned.decision, pinned.held_back)
 
+    def _fall_back(self, record: ExchangeRecord, candidate: str, reason: str) -> None:
+        """A follow-up its candidate fails goes to the primary with the primary's own side of
+        the conversation, when a reverse shadow made one; else as it is, to be refused there
+        as OpenAI refuses a response it does not hold."""
+        super()._fall_back(record, candidate, reason)
+        turn = self._turns.get(record.id)
+        parent = turn.parent if turn is not None else None
+        if parent is not None and parent.owner == candidate and parent.twin_id is not None:
+            body = {**record.parsed.body, "previous_response_id": parent.twin_id}
+            record.parsed = replace(record.parsed, body=body, raw=None)
+
     def _untranslatable(self, name: str, body: Mapping[str, Any]) -> str | None:
         config = self._upstreams.candidates[name].config
         return untranslatable(body) if responses_mode(config) is ResponsesMode.TRANSLATE else None

@@ -231,3 +231,24 @@ async def test_shadow_candidates_get_a_follow_up_only_where_its_parent_lives(
     labels = {"candidate": "qwen", "reason": "builtin_tool"}
     assert fleet.metric("understudy_responses_untranslatable_total", **labels) == 1
     await client.close()
+
+
+@pytest.mark.parametrize("mode", ["native", "translate"])
+async def test_a_follow_up_its_candidate_fails_continues_on_the_primarys_side(
+    make_rig: RigFactory, mode: str
+) -> None:
+    rig = await rig_for(make_rig, mode, mode == "native", mode="cutover", reverse_shadow_rate=1.0)
+    client = rig.client()
+    first = await client.responses.create(model="gpt-4o-mini", input="Name a bread.")
+    await rig.exchanges(1)  # the primary's reverse shadow made its own side of the turn
+    [primary_first] = rig.primary.responses.stored
+    rig.candidate.fault = Fault.HTTP_500
+    raw = await client.responses.with_raw_response.create(
+        model="gpt-4o-mini", input="Where from?", previous_response_id=first.id
+    )
+    assert raw.headers["x-understudy-served-by"] == "openai" and raw.parse().output_text
+    sent = [r.body for r in rig.primary.requests if r.path == "/v1/responses"]
+    assert sent[-1]["previous_response_id"] == primary_first
+    _, follow_up = await rig.exchanges(2)
+    assert follow_up.fallback and follow_up.served_by == "openai"
+    await client.close()

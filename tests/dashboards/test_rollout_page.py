@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import aiohttp
+import pytest
 
 from rollout.changes import NewValues, RolloutAction
 from storage.flags import audit_entries, current_flags
@@ -82,6 +83,12 @@ async def _default_row(rig: UiRig) -> Any:
     return (await current_flags(rig.db))[None]
 
 
+# The flag store's writes are SQL of their own: both databases take the page's changes.
+@pytest.mark.parametrize(
+    "ui_backend",
+    ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+    indirect=True,
+)
 async def test_each_change_on_the_page_is_stored_and_audited_as_the_admin(make_ui_rig) -> None:
     rig: UiRig = await make_ui_rig(rollout=ROLLOUT)
     admin = await rig.admin()

@@ -114,6 +114,7 @@ def test_the_demo_keeps_the_web_ui_open_with_its_admin_token_and_pairs_to_review
     assert proc.returncode == 0, err
     assert "shadow -> 25%: set by ui:demo-admin: a person tries the page" in told_line
     assert "Stopped." in rest and "Traceback" not in err
+    assert token["token"] not in err  # printed for the person running the demo, never logged
     assert queue["item"] is not None and queue["waiting"] >= 1, queue
     assert len(queue["item"]["answers"]) == 2
 

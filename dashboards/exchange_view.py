@@ -34,7 +34,6 @@ ROW_HEIGHT = 46.0
 
 @dataclass(frozen=True, slots=True)
 class ArmView:
-    position: int
     observation: Observation
     part: str | None  # "primary" or "candidate" when the arm is one side of the pair
 
@@ -79,7 +78,7 @@ class PairView:
 
 def arm_views(detail: ExchangeDetail) -> tuple[ArmView, ...]:
     parts = {detail.primary_position: "primary", detail.candidate_position: "candidate"}
-    return tuple(ArmView(i, o, parts.get(i)) for i, o in enumerate(detail.exchange.observations))
+    return tuple(ArmView(o, parts.get(i)) for i, o in enumerate(detail.exchange.observations))
 
 
 def timing_chart(arms: Sequence[ArmView]) -> TimingChart:

@@ -21,9 +21,14 @@ import migrations
 from core import Role
 from evaluation.cost import PER_MILLION, load_price_table
 from storage.database import Database
+from storage.inserts import insert_exchanges
+from storage.privacy import PrivacyPolicy
+from storage.replay import create_run, record_result, replay_pairs, select_exchanges
+from storage.window import ExchangeWindow
 from tests.evaluation.judge_server import JudgeBehaviour, running_judge
 from tests.fakes._content import split_tokens
 from tests.proxy.conftest import CANDIDATE_KEY, CLIENT_KEY, Rig, RigFactory, chat
+from tests.storage.factories import full_exchange, served_arm
 from tests.understudy.test_judge import judge_args, understudy
 
 TOKEN_DELAY_S = 0.03
@@ -211,3 +216,38 @@ async def test_stored_reasoning_is_redacted_kept_from_the_judge_and_priced(
         (r.completion_tokens - r.reasoning_tokens) * price.output / PER_MILLION for r in served
     ]
     assert expected - sum(answer_only) / len(answer_only) > 0
+
+
+def test_reasoning_is_kept_or_dropped_with_the_answer() -> None:
+    exchange = full_exchange(observations=(served_arm(reasoning_text="Mail sk-abc123def456ghi."),))
+    kept = PrivacyPolicy.create(store_responses=True).apply(exchange).observations[0]
+    assert kept.reasoning_text == "Mail [redacted:key]."
+    dropped = PrivacyPolicy.create(store_responses=False).apply(exchange).observations[0]
+    assert dropped.text is None and dropped.reasoning_text is None
+    assert dropped.ttft_any_ms == exchange.observations[0].ttft_any_ms  # timings stay
+
+
+async def test_a_replayed_answer_keeps_its_reasoning_apart(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'understudy.db'}"
+    await migrations.upgrade(url)
+    original = full_exchange(request={"model": "gpt-4o-mini", "messages": [{"role": "user"}]})
+    replayed = served_arm(
+        role=Role.SHADOW, text="42", reasoning_text="Six times seven.", ttft_any_ms=12.5
+    )
+    async with Database(url) as db:
+        async with db.engine.begin() as conn:
+            await insert_exchanges(conn, [original])
+        selection = await select_exchanges(db, ExchangeWindow())
+        run_id = await create_run(
+            db,
+            candidate="local",
+            target="ollama http://127.0.0.1/",
+            selection_key="k",
+            parameters={},
+            selection=selection,
+        )
+        assert await record_result(db, run_id, original, replayed)
+        (pair,) = await replay_pairs(db, run_id, after=None, limit=10)
+    assert pair.replayed.text == "42" and pair.replayed.reasoning_text == "Six times seven."
+    assert pair.replayed.ttft_any_ms == 12.5
+    assert pair.replayed.usage.reasoning_tokens == replayed.usage.reasoning_tokens == 5

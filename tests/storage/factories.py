@@ -44,8 +44,10 @@ def served_arm(**overrides: Any) -> Observation:
         status=200,
         latency_ms=812.25,
         ttft_ms=140.5,
-        usage=Usage(prompt_tokens=31, completion_tokens=12, cached_tokens=8),
+        ttft_any_ms=90.25,
+        usage=Usage(prompt_tokens=31, completion_tokens=12, cached_tokens=8, reasoning_tokens=5),
         text="Bonjour ! Ça va très bien. 🚀",
+        reasoning_text="Il faut répondre poliment, en français.",
         tool_calls=(
             ToolCall(name="get_weather", arguments='{"city": "Paris"}', id="call_1"),
             ToolCall(name="noop", arguments="{}"),

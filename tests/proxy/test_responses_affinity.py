@@ -221,6 +221,8 @@ async def test_conversations_stay_with_their_arm_while_the_percentage_moves(
     assert (status, served_by, body["id"]) == (200, "local", third_id)
     status, served_by, body = await raw("GET", f"{base[1]}/v1/responses/{first_id}")
     assert (status, served_by, body["id"]) == (200, "openai", first_id)
+    status, served_by, body = await raw("POST", f"{base[1]}/v1/responses/{third_id}/cancel")
+    assert (status, served_by) == (400, "local") and "background" in body["error"]["message"]
     status, served_by, body = await raw("DELETE", f"{base[1]}/v1/responses/{third_id}")
     assert (status, served_by, body["deleted"]) == (200, "local", True)
     status, served_by, body = await raw("GET", f"{base[0]}/v1/responses/{third_id}")

@@ -101,7 +101,10 @@ class ResponseLookups:
             raw = redacted_upstream_error(raw, self._redact)
         elif request.method == "DELETE" and not action:
             await self._forget(rid)
-        content_type = answer.headers.get("content-type", "application/json")
+        content_type = next(
+            (v for k, v in answer.headers.items() if k.lower() == "content-type"),
+            "application/json",
+        )
         return web.Response(status=answer.status, body=raw, headers={"Content-Type": content_type})
 
     async def _translated(

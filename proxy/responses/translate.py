@@ -157,13 +157,17 @@ class TranslatedAnswer:
 
     async def _events(self) -> AsyncIterator[bytes]:
         stream = EventStream(self._rid, self._created, self._request.body)
-        yield stream.opening()
-        done = False
+        opened = done = False
         async for data in _data_events(self._inner):
+            # The opening events go out with the server's first chunk, not before: until
+            # then the proxy may still fall back to the primary.
+            out = b"" if opened else stream.opening()
+            opened = True
             if data.strip() == b"[DONE]":
                 done = True  # read on to the end, so the connection goes back to the pool
-                continue
-            if out := stream.feed(_json_object(data, self._upstream.name)):
+            else:
+                out += stream.feed(_json_object(data, self._upstream.name))
+            if out:
                 yield out
         if not done:
             raise UpstreamError(

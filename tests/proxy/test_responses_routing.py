@@ -252,3 +252,23 @@ async def test_a_follow_up_its_candidate_fails_continues_on_the_primarys_side(
     _, follow_up = await rig.exchanges(2)
     assert follow_up.fallback and follow_up.served_by == "openai"
     await client.close()
+
+
+async def test_a_translated_stream_broken_at_its_first_chunk_falls_back(
+    make_rig: RigFactory,
+) -> None:
+    rig = await rig_for(make_rig, "translate", False, mode="cutover", reverse_shadow_rate=0.0)
+    rig.candidate.fault = Fault.GARBAGE_JSON  # status 200, then a line that is not JSON
+    client = rig.client()
+    raw = await client.responses.with_raw_response.create(
+        model="gpt-4o-mini", input="Name a bread.", stream=True
+    )
+    # Nothing of the candidate's went out before its first chunk: the primary answers.
+    assert raw.headers["x-understudy-served-by"] == "openai"
+    events = [event async for event in raw.parse()]
+    assert events[-1].type == "response.completed"
+    [exchange] = await rig.exchanges(1)
+    assert exchange.fallback and exchange.served_by == "openai"
+    failed = exchange.arm(Role.FAILED_OVER)
+    assert failed is not None and failed.error_kind is not None
+    await client.close()

@@ -54,7 +54,12 @@ async def test_admin_kill_works_with_the_database_down(
             assert await rig.served_by() == "openai"
         status, state = await rig.call("GET", "/rollout")
         assert status == 200
-        assert state["killed_here"] == ["chat.completions", "completions", "embeddings"]
+        assert state["killed_here"] == [
+            "chat.completions",
+            "completions",
+            "embeddings",
+            "responses",
+        ]
         assert all(r["killed"] for r in state["routes"].values())
         status, answer = await rig.call("POST", "/rollout/unkill", json={"reason": "too soon"})
         assert status == 503 and answer["error"]["code"] == "flag_store_unavailable"

@@ -26,6 +26,11 @@
     return value == null ? "" : value.toFixed(1) + " %";
   }
 
+  // Axis ticks: whole percents from 10 up, so "100 %" fits the axis.
+  function percentTicks(u, splits) {
+    return splits.map(function (v) { return v.toFixed(v >= 10 ? 0 : 1) + " %"; });
+  }
+
   function draw(id, options, columns) {
     var el = document.getElementById(id);
     if (!el) {
@@ -79,7 +84,7 @@
     var format = { value: function (u, v) { return percent(v); } };
     draw("plot-rates", {
       scales: { y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } } },
-      axes: [{}, { values: function (u, splits) { return splits.map(percent); }, size: 60 }],
+      axes: [{}, { values: percentTicks, size: 60 }],
       series: [
         {},
         line("primary errors", COLORS.primary, format),
@@ -90,10 +95,9 @@
   }
 
   function rollout(plot) {
-    var whole = function (u, splits) { return splits.map(function (v) { return v.toFixed(0) + " %"; }); };
     draw("plot-rollout", {
       scales: { y: { range: [0, 100] } },
-      axes: [{}, { values: whole, size: 60 }],
+      axes: [{}, { values: percentTicks, size: 60 }],
       series: [
         {},
         line("candidate serves", COLORS.rollout, {

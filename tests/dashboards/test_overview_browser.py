@@ -79,6 +79,8 @@ async def test_the_overview_draws_every_plot_in_chromium(make_ui_rig: RigFactory
             async with page.expect_navigation():
                 await page.click('#ranges a[href="/ui/?range=1h"]')
             assert await page.locator("#plot-latency canvas").count() == 1
+            assert await page.locator('#ranges a.on[href="/ui/?range=1h"]').count() == 1
+            await page.screenshot(path=str(ARTIFACTS / "overview-1h.png"), full_page=True)
             assert await page.evaluate("() => window.__csp") == []
             assert problems == []
         finally:

@@ -55,6 +55,7 @@ def create_ui_app(context: UiContext) -> web.Application:
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         yield
+        await context.overview_counts.close()
         await context.db.dispose()
 
     app.cleanup_ctx.append(lifecycle)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from admin.auth import AdminTokens
 from admin.rollout_api import RolloutApi
+from dashboards.pages.overview_counts import OverviewCounts
 from storage.database import Database
 from storage.ui_memo import OverviewMemo
 from storage.web_sessions import WebSession
@@ -35,6 +36,7 @@ class UiContext:
     rollout: RolloutApi | None = None  # the admin API's own: the rollout page changes through it
     # The overview's settled counts, kept for this process (a range is a few windows each).
     overview_memo: OverviewMemo = field(default_factory=lambda: OverviewMemo(entries=64))
+    overview_counts: OverviewCounts = field(default_factory=OverviewCounts)  # cold ranges
 
 
 UI = web.AppKey("ui", UiContext)

@@ -73,10 +73,33 @@ async def overview(request: web.Request) -> web.StreamResponse:
         except DatabaseUnavailable:
             state = None
     candidate = _candidate_of(state) or await reviewed_candidate(request)
-    context = await overview_context(
-        ui.db, ui.overview_memo, chosen, candidate, state, datetime.now(UTC)
-    )
+
+    async def count() -> dict[str, Any]:
+        now = datetime.now(UTC)
+        return await overview_context(ui.db, ui.overview_memo, chosen, candidate, state, now)
+
+    context = await ui.overview_counts.within((candidate, chosen.key), count)
+    if context is None:  # a first count of this range since the server started
+        context = _outline(chosen, candidate, state) | {"counting": True}
     return render("overview.html", request, context)
+
+
+def _outline(
+    chosen: TimeRange, candidate: str | None, state: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The page without the range's figures."""
+    return {
+        "ranges": RANGES,
+        "chosen": chosen,
+        "state": state,
+        "candidate": candidate,
+        "figures": None,
+        "plots": None,
+        "counting": False,
+        "fmt": fmt,
+        "duration_words": duration_words,
+        "served": served_share,
+    }
 
 
 async def overview_context(
@@ -88,17 +111,7 @@ async def overview_context(
     now: datetime,
 ) -> dict[str, Any]:
     """What ``overview.html`` shows: ``state`` as ``GET rollout`` gives it, if known."""
-    context: dict[str, Any] = {
-        "ranges": RANGES,
-        "chosen": chosen,
-        "state": state,
-        "candidate": candidate,
-        "figures": None,
-        "plots": None,
-        "fmt": fmt,
-        "duration_words": duration_words,
-        "served": served_share,
-    }
+    context = _outline(chosen, candidate, state)
     seen = await first_seen(db)
     if seen is not None and candidate is not None:
         window = page_window(chosen, candidate, now, seen)

@@ -3,7 +3,8 @@
 The overview shows the rollout now, the current stage's verdict (loaded into the
 page by htmx from ``/ui/overview/verdict``: the report may be rebuilding, and the
 page should not wait for it), the plots of the chosen time range and its tallies,
-cost and agreement.
+cost and agreement. A range's first count since the server started may take seconds:
+the page then says so and reloads (``overview_counts``).
 """
 
 from __future__ import annotations

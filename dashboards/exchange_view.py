@@ -1,5 +1,6 @@
-"""What the exchange detail page draws from an ``ExchangeDetail``: the arms, the pair's word
-diff, timing bars and every per-pair metric.
+"""What the exchange detail page draws from its ``ExchangeDetail`` values (one per candidate
+compared with the primary): the arms, each pair's word diff and every per-pair metric,
+and timing bars.
 
 The metrics are the evaluation's own (``build_metrics`` and ``score_pairs``) on the
 texts the report compares: the candidate's answer against the primary's, and, when
@@ -70,15 +71,28 @@ class MetricRow:
 
 @dataclass(frozen=True, slots=True)
 class PairView:
+    """One candidate's answer against the primary's, with what the judge and people said."""
+
     primary: ArmView
     candidate: ArmView
     diff: WordDiff | None  # None: an arm has no text (failed, tool calls only, embeddings)
     metrics: tuple[MetricRow, ...]
+    detail: ExchangeDetail
 
 
-def arm_views(detail: ExchangeDetail) -> tuple[ArmView, ...]:
-    parts = {detail.primary_position: "primary", detail.candidate_position: "candidate"}
-    return tuple(ArmView(o, parts.get(i)) for i, o in enumerate(detail.exchange.observations))
+def shadow_candidates(detail: ExchangeDetail) -> list[str]:
+    """Candidates mirrored beside the one the detail's pair is about: each has its own pair."""
+    found = {o.upstream for o in detail.exchange.observations if o.role is Role.SHADOW}
+    return sorted(found - {detail.candidate})
+
+
+def arm_views(details: Sequence[ExchangeDetail]) -> tuple[ArmView, ...]:
+    """The exchange's arms, each marked with its side in any of the pairs."""
+    parts: dict[int | None, str] = {}
+    for d in details:
+        parts |= {d.primary_position: "primary", d.candidate_position: "candidate"}
+    observations = details[0].exchange.observations
+    return tuple(ArmView(o, parts.get(i)) for i, o in enumerate(observations))
 
 
 def timing_chart(arms: Sequence[ArmView]) -> TimingChart:
@@ -119,18 +133,19 @@ def pair_metrics(
     )
 
 
-def pair_view(arms: Sequence[ArmView], metric_names: Sequence[str]) -> PairView | None:
-    """The candidate-vs-primary pair, compared; None when the exchange has no such pair."""
-    primary = next((a for a in arms if a.part == "primary"), None)
-    candidate = next((a for a in arms if a.part == "candidate"), None)
-    if primary is None or candidate is None:
+def pair_view(
+    arms: Sequence[ArmView], detail: ExchangeDetail, metric_names: Sequence[str]
+) -> PairView | None:
+    """The detail's candidate-vs-primary pair, compared; None when an arm of it is missing."""
+    if detail.primary_position is None or detail.candidate_position is None:
         return None
+    primary, candidate = arms[detail.primary_position], arms[detail.candidate_position]
     old, new = primary.observation.text, candidate.observation.text
     if old is None or new is None:
-        return PairView(primary, candidate, None, ())
+        return PairView(primary, candidate, None, (), detail)
     rerun = next((a.observation.text for a in arms if a.observation.role is Role.NOISE), None)
     metrics = pair_metrics(metric_names, new, old, rerun)
-    return PairView(primary, candidate, word_diff(old, new), metrics)
+    return PairView(primary, candidate, word_diff(old, new), metrics, detail)
 
 
 def metric_value(value: float) -> str:

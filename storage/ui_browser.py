@@ -260,31 +260,38 @@ class ExchangeDetail:
     the judge's verdicts and people's reviews of that pair (oldest first)."""
 
     exchange: Exchange
+    candidate: str | None  # whose pair with the primary this is
     primary_position: int | None  # index into exchange.observations; None: no such arm
     candidate_position: int | None
     judgments: tuple[Judgment, ...]
     reviews: tuple[ReviewEntry, ...]
 
 
-async def _reviews(conn: AsyncConnection, exchange_id: uuid.UUID) -> tuple[ReviewEntry, ...]:
+async def _reviews(
+    conn: AsyncConnection, exchange_id: uuid.UUID, candidate: str
+) -> tuple[ReviewEntry, ...]:
     r, who = ReviewRow.__table__.c, ReviewerRow.__table__.c
     query = (
         select(who.name, r.outcome, r.shown_order, r.time_taken_ms, r.note, r.decided_at)
         .select_from(ReviewRow.__table__.join(ReviewerRow.__table__, who.id == r.reviewer_id))
-        .where(r.exchange_id == exchange_id, r.outcome.is_not(None))
+        .where(r.exchange_id == exchange_id, r.candidate == candidate, r.outcome.is_not(None))
         .order_by(r.decided_at, r.id)
     )
     return tuple(ReviewEntry(*row) for row in (await conn.execute(query)).all())
 
 
-async def exchange_detail(db: Database, exchange_id: uuid.UUID) -> ExchangeDetail | None:
-    """Everything the detail page shows; None when no exchange has this id."""
+async def exchange_detail(
+    db: Database, exchange_id: uuid.UUID, candidate: str | None = None
+) -> ExchangeDetail | None:
+    """Everything the detail page shows of ``candidate``'s pair (by default the candidate
+    the routing decision names; a shadow candidate beside it has its own); None when no
+    exchange has this id."""
     exchange = await get_exchange(db, exchange_id)
     if exchange is None:
         return None
-    candidate = candidate_of(exchange.decision)
+    candidate = candidate or candidate_of(exchange.decision)
     if candidate is None:
-        return ExchangeDetail(exchange, None, None, (), ())
+        return ExchangeDetail(exchange, None, None, None, (), ())
     joined, primary, shadow = pair_join(candidate, outer=True)
     query = (
         select(primary.c.position, shadow.c.position)
@@ -293,6 +300,8 @@ async def exchange_detail(db: Database, exchange_id: uuid.UUID) -> ExchangeDetai
     )
     async with db.engine.connect() as conn:
         primary_position, candidate_position = (await conn.execute(query)).one()
-        reviews = await _reviews(conn, exchange_id)
+        reviews = await _reviews(conn, exchange_id, candidate)
     judged = await list_judgments(db, exchange_id=exchange_id, candidate=candidate)
-    return ExchangeDetail(exchange, primary_position, candidate_position, tuple(judged), reviews)
+    return ExchangeDetail(
+        exchange, candidate, primary_position, candidate_position, tuple(judged), reviews
+    )

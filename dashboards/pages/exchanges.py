@@ -28,6 +28,7 @@ from dashboards.exchange_view import (
     metric_value,
     milliseconds,
     pair_view,
+    shadow_candidates,
     timing_chart,
 )
 from dashboards.pages.review import conversation
@@ -76,17 +77,21 @@ async def exchange_page(request: web.Request) -> web.StreamResponse:
     detail = await exchange_detail(request.app[UI].db, exchange_id)
     if detail is None:
         return refuse(request, 404, "No exchange has this id.", "not_found")
-    arms = arm_views(detail)
+    others = [
+        await exchange_detail(request.app[UI].db, exchange_id, candidate=name)
+        for name in shadow_candidates(detail)
+    ]
+    details = [detail, *(d for d in others if d is not None)]
+    arms = arm_views(details)
+    pairs = [pair_view(arms, d, DEFAULT_METRICS) for d in details]
     context = {
         "exchange": detail.exchange,
         "arms": arms,
-        "pair": pair_view(arms, DEFAULT_METRICS),
+        "pairs": [p for p in pairs if p is not None],
         "chart": timing_chart(arms),
         "bar_width": BAR_WIDTH,
         "turns": conversation(detail.exchange.request or None),
         "stored_request": _stored_request(detail.exchange.request),
-        "judgments": detail.judgments,
-        "reviews": detail.reviews,
         "ms": milliseconds,
         "metric_value": metric_value,
     }

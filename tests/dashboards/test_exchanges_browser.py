@@ -120,13 +120,13 @@ def test_an_admin_pages_filters_and_opens_an_exchange(served: Proxy) -> None:
 
             with page.expect_navigation():
                 rows.first.locator("a").click()
-            assert page.locator("#diff-candidate ins").count() > 0
-            assert "window.__pwned = 1" in page.locator("#diff-candidate").inner_text()
+            assert page.locator(".diff-candidate ins").count() > 0
+            assert "window.__pwned = 1" in page.locator(".diff-candidate").inner_text()
             arms = page.locator("#arms tbody tr").count()
             assert arms == 2
             assert page.locator("#timings rect").count() == 2 * arms
-            assert page.locator("#metrics tbody tr").count() == len(DEFAULT_METRICS)
-            assert page.locator("#metrics .vs-rerun").count() == 0  # no second primary answer
+            assert page.locator(".metrics tbody tr").count() == len(DEFAULT_METRICS)
+            assert page.locator(".metrics .vs-rerun").count() == 0  # no second primary answer
             assert page.evaluate("() => window.__pwned === undefined") and dialogs == []
             assert page.locator("main script, main img, main [onerror]").count() == 0
             content = page.content()

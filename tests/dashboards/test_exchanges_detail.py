@@ -168,8 +168,8 @@ async def test_the_detail_shows_the_pair_diffed_timed_scored_judged_and_reviewed
         page = await response.text()
 
     # The pair side by side, only the changed words marked.
-    primary = re.search(r'id="diff-primary">(.*?)</div>', page, flags=re.S)
-    candidate = re.search(r'id="diff-candidate">(.*?)</div>', page, flags=re.S)
+    primary = re.search(r'class="diff diff-primary">(.*?)</div>', page, flags=re.S)
+    candidate = re.search(r'class="diff diff-candidate">(.*?)</div>', page, flags=re.S)
     assert primary and candidate
     assert _marked("del", primary.group(1)) == ["brown", "jumps"]
     assert _marked("ins", candidate.group(1)) == ["red", "leaps"]
@@ -204,10 +204,10 @@ async def test_the_detail_shows_the_pair_diffed_timed_scored_judged_and_reviewed
     assert "first reasoning token 50 ms" in page and "12 / 30 / – / 21" in page
 
     # The judge and the reviewer, with what they said.
-    judged = re.search(r'<table class="grid" id="judgments">(.*?)</table>', page, flags=re.S)
+    judged = re.search(r'<table class="grid judgments">(.*?)</table>', page, flags=re.S)
     assert judged and "judge-1" in judged.group(1) and ">primary<" in judged.group(1)
     assert "consistent: False" in judged.group(1)
-    reviewed = re.search(r'<table class="grid" id="reviews">(.*?)</table>', page, flags=re.S)
+    reviewed = re.search(r'<table class="grid reviews">(.*?)</table>', page, flags=re.S)
     assert reviewed and "<td>ana</td>" in reviewed.group(1)
     assert ">both bad<" in reviewed.group(1) and "4.2 s" in reviewed.group(1)
 
@@ -236,7 +236,7 @@ async def test_exchanges_without_a_full_pair_say_so(make_ui_rig) -> None:
     async with admin.get(f"{rig.url}/ui/exchanges/{failed.id}") as response:
         page = await response.text()
     assert response.status == 200
-    assert 'id="no-diff"' in page and "No metric applies" in page
+    assert 'class="quiet no-diff"' in page and "No word diff and no metric" in page
     assert ErrorKind.TIMEOUT.value in page and "no response" in page
     assert "get_weather" in page  # the primary's tool calls
     async with admin.get(f"{rig.url}/ui/exchanges/{alone.id}") as response:
@@ -255,3 +255,34 @@ async def test_unknown_or_malformed_ids_get_a_404_page(make_ui_rig) -> None:
             assert response.status == 404, ident
             page = await response.text()
         assert "No exchange has this id." in page and "<script>" not in page
+
+
+async def test_each_shadow_candidate_gets_its_own_pair_on_the_page(make_ui_rig) -> None:
+    rig: UiRig = await make_ui_rig()
+    base = _pair_exchange()
+    other = shadow_arm(
+        upstream="tgi-mistral", status=200, error_kind=None, text="A slow brown fox jumps."
+    )
+    exchange = full_exchange(
+        id=base.id,
+        created_at=base.created_at,
+        decision=base.decision,
+        fallback=False,
+        request=base.request,
+        observations=(*base.observations, other),
+    )
+    await store_pairs(rig.db, [exchange])
+    await _seed_verdicts(rig, exchange.id)  # the judge and the reviewer saw "local" only
+    admin = await rig.admin()
+    async with admin.get(f"{rig.url}/ui/exchanges/{exchange.id}") as response:
+        assert response.status == 200
+        page = await response.text()
+
+    sections = re.findall(r'<section class="pair" id="pair-\d" data-candidate="([^"]+)">', page)
+    assert sections == ["local", "tgi-mistral"]
+    second = page[page.index('data-candidate="tgi-mistral"') :]
+    diff = re.search(r'class="diff diff-candidate">(.*?)</div>', second, flags=re.S)
+    assert diff and _marked("ins", diff.group(1)) == ["A", "slow", "jumps."]
+    assert "Not judged." in second and "Nobody has reviewed this pair." in second
+    first = page[: page.index('data-candidate="tgi-mistral"')]
+    assert "judge-1" in first and "<td>ana</td>" in first

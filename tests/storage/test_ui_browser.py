@@ -10,14 +10,22 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from core import Exchange, Role, Route
+from core import Exchange, Observation, Role, Route
 from core.outcome import PairOutcome, ReviewOutcome
 from storage.database import Database
 from storage.judgments import Judgment, add_judgments
 from storage.models import ReviewerRow, ReviewRow
 from storage.reviewers import add_reviewer
 from storage.ui_browser import BrowserFilter, BrowserPage, Cursor, browse, exchange_detail
-from tests.storage.ui_data import CANDIDATE, PRIMARY, T0, build_traffic, is_pair, store
+from tests.storage.ui_data import (
+    CANDIDATE,
+    OTHER_CANDIDATE,
+    PRIMARY,
+    T0,
+    build_traffic,
+    is_pair,
+    store,
+)
 
 
 def _traffic() -> list[Exchange]:
@@ -216,3 +224,35 @@ def _review(
         "decided_at": None if outcome is None else at,
         "created_at": at,
     }
+
+
+async def test_a_shadow_candidate_beside_the_named_one_has_its_own_pair(
+    database: Database,
+) -> None:
+    exchanges = _traffic()
+    base = next(e for e in exchanges if is_pair(e) and len(e.observations) == 2)
+    extra = Observation(OTHER_CANDIDATE, Role.SHADOW, "mistral", 200, 700.0, 90.0, text="Hi.")
+    both = dataclasses.replace(base, observations=(*base.observations, extra))
+    await store(database, [both])
+    await add_judgments(
+        database,
+        [
+            Judgment(both.id, CANDIDATE, "judge-1", "v1", PairOutcome.TIE, created_at=T0),
+            Judgment(both.id, OTHER_CANDIDATE, "judge-1", "v1", PairOutcome.PRIMARY, created_at=T0),
+        ],
+    )
+    await add_reviewer(database, "ana", "hash-ana", T0, T0 + timedelta(days=1))
+    async with database.engine.begin() as conn:
+        ana = (await conn.execute(select(ReviewerRow.id))).scalar_one()
+        review = _review(ana, both, ReviewOutcome.PRIMARY, 1, "the other one")
+        await conn.execute(insert(ReviewRow), [review | {"candidate": OTHER_CANDIDATE}])
+
+    named = await exchange_detail(database, both.id)
+    other = await exchange_detail(database, both.id, candidate=OTHER_CANDIDATE)
+    assert named is not None and other is not None
+    assert (named.candidate, other.candidate) == (CANDIDATE, OTHER_CANDIDATE)
+    assert named.primary_position == other.primary_position == 0
+    assert (named.candidate_position, other.candidate_position) == (1, 2)
+    assert [j.outcome for j in named.judgments] == [PairOutcome.TIE]
+    assert [j.outcome for j in other.judgments] == [PairOutcome.PRIMARY]
+    assert named.reviews == () and [r.note for r in other.reviews] == ["the other one"]

@@ -24,21 +24,27 @@ from storage.review_codes import judge_labels, merge_quality, pair_preferences, 
 from storage.window import ExchangeWindow
 
 
-async def compared_candidates(db: Database, window: ExchangeWindow) -> list[str]:
-    """The candidates with an arm in the window's exchanges: the exchanges' own, most
-    frequent first, then shadow candidates by name."""
+async def compared_candidates(
+    db: Database, window: ExchangeWindow, listed: Sequence[str] | None = None
+) -> list[str]:
+    """The exchanges' own candidates, most frequent first, then the shadow candidates.
+
+    ``listed`` names the shadow candidates; None finds them in the window's shadow
+    arms, which reads every one of them (seconds on a million exchanges).
+    """
     own = await candidates_in(db, window)
-    o, e = OBSERVATIONS.c, EXCHANGES.c
-    query = (
-        select(o.upstream)
-        .distinct()
-        .select_from(OBSERVATIONS.join(EXCHANGES, e.id == o.exchange_id))
-        .where(o.role == Role.SHADOW.value, *window.conditions())
-        .order_by(o.upstream)
-    )
-    async with db.engine.connect() as conn:
-        shadowed = [str(name) for (name,) in (await conn.execute(query)).all()]
-    return own + [name for name in shadowed if name not in own]
+    if listed is None:
+        o, e = OBSERVATIONS.c, EXCHANGES.c
+        query = (
+            select(o.upstream)
+            .distinct()
+            .select_from(OBSERVATIONS.join(EXCHANGES, e.id == o.exchange_id))
+            .where(o.role == Role.SHADOW.value, *window.conditions())
+            .order_by(o.upstream)
+        )
+        async with db.engine.connect() as conn:
+            listed = [str(name) for (name,) in (await conn.execute(query)).all()]
+    return own + [name for name in listed if name not in own]
 
 
 async def pair_outcomes(

@@ -2,14 +2,15 @@
 side, and their Bradley–Terry ranking.
 
 ``understudy report`` adds it to the report when more than one candidate has shadow
-pairs in the window (the rollout's candidate and the shadow candidates beside it).
-Each row is the candidate's own ``assess`` report, so a row and ``report --candidate
+pairs in the window: the candidates the exchanges name (the rollout's, now and before)
+and the configured shadow candidates. Each row is the candidate's own ``assess`` report, so a row and ``report --candidate
 NAME`` cannot disagree; the ranking is ``evaluation.ranking``'s on
 ``storage.pair_outcomes``, which the web UI can call as well.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -24,17 +25,26 @@ if TYPE_CHECKING:
 
 
 async def compare_candidates(
-    db: Database, request: ReportRequest, settings: Settings
+    db: Database, request: ReportRequest, settings: Settings, known: Mapping[str, Report]
 ) -> Lineup | None:
     """Each candidate with shadow pairs in the request's window, and the ranking; None when
-    fewer than two candidates have any."""
+    fewer than two candidates have any. ``known`` holds reports already built on the
+    request's window (a shadow-mode one is reused, not built again)."""
     from evaluation.columns import ComparisonMode
     from evaluation.lineup import lineup
     from evaluation.ranking import rank_candidates
 
     window = request.window(None)
+    # The configured shadow candidates: finding them in the data would read every arm.
+    listed = [c.name for c in settings.rollout.shadow_candidates]
+    names = await compared_candidates(db, window, listed)
+    if len(names) < 2:
+        return None
     reports: dict[str, Report] = {}
-    for name in await compared_candidates(db, window):
+    for name in names:
+        if (ready := known.get(name)) is not None and ready.mode is ComparisonMode.SHADOW:
+            reports[name] = ready
+            continue
         # The window and verdict rules are the request's; cost is priced per candidate.
         own = replace(
             request,

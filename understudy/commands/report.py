@@ -15,7 +15,7 @@ from core import ConfigError, Route
 from understudy.commands.common import Subparsers, add_config_option, settings_from_args, when
 from understudy.commands.db import fail, open_current, run_storage
 from understudy.lineup_report import compare_candidates
-from understudy.reporting import Ambiguous, NoData, ReportRequest, assess
+from understudy.reporting import Ambiguous, NoData, ReportRequest, assess, resolve_candidate
 from understudy.settings import Settings
 
 if TYPE_CHECKING:
@@ -156,7 +156,8 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
             return fail(f"no exchanges match: {exc}")
         except (Ambiguous, ConfigError) as exc:
             return fail(str(exc))
-        lineup = await compare_candidates(db, request, settings)
+        candidate = await resolve_candidate(db, request, settings)
+        lineup = await compare_candidates(db, request, settings, {candidate: report})
     sys.stdout.write(render(report, args.format, lineup))
     return 0
 

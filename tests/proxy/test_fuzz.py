@@ -219,7 +219,7 @@ def test_parser_on_any_bytes(route: Route, raw: bytes) -> None:
 
 
 @pytest.mark.slow
-@fuzz(3000)
+@fuzz(1200)
 @given(route=st.sampled_from(ROUTES), raw=raw_bodies)
 def test_parser_on_any_bytes_long(route: Route, raw: bytes) -> None:
     check_parse(route, raw)
@@ -244,7 +244,7 @@ def test_parser_and_translator_on_structured_bodies(route: Route, body: dict[str
 
 
 @pytest.mark.slow
-@fuzz(3000)
+@fuzz(1200)
 @given(route=st.sampled_from(ROUTES), body=bodies)
 def test_parser_and_translator_on_structured_bodies_long(
     route: Route, body: dict[str, Any]
@@ -279,7 +279,7 @@ def test_sse_splitting_does_not_depend_on_chunk_boundaries(stream: bytes, cuts: 
 
 
 @pytest.mark.slow
-@fuzz(2000)
+@fuzz(1200)
 @given(stream=sse_streams, cuts=st.lists(st.integers(0, 10_000), max_size=12))
 def test_sse_splitting_does_not_depend_on_chunk_boundaries_long(
     stream: bytes, cuts: list[int]

@@ -5,8 +5,10 @@ Capturing is just appending; parsing happens after the client has its answer.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from core import ErrorKind
 
@@ -18,6 +20,10 @@ class Capture:
     chunks: list[tuple[float, bytes]] = field(default_factory=list)
     ended: float | None = None
     error: ErrorKind | None = None
+    # Once the call has ended, its body joined and its JSON parsed are kept: the relay,
+    # the candidate's check and the observer each need them, and each would redo them.
+    _joined: bytes | None = None
+    _document: Any = None
 
     def __repr__(self) -> str:
         # Sizes only: the chunks are an upstream's answer.
@@ -41,4 +47,22 @@ class Capture:
         return None if self.ended is None else (self.ended - self.started) * 1000
 
     def body(self) -> bytes:
-        return b"".join(chunk for _, chunk in self.chunks)
+        if self._joined is not None:
+            return self._joined
+        joined = b"".join(chunk for _, chunk in self.chunks)
+        if self.ended is not None:
+            self._joined = joined
+        return joined
+
+    def document(self) -> Any:
+        """The body parsed as JSON (ValueError if it is not), parsed once the call has ended."""
+        if self._document is not None:
+            return self._document
+        parsed = json.loads(self.body())
+        if self.ended is not None:
+            self._document = parsed
+        return parsed
+
+    def keep_document(self, document: Any) -> None:
+        """The body's JSON, already parsed by whoever read the whole body first."""
+        self._document = document

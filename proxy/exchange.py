@@ -343,7 +343,10 @@ class ExchangeHandler:
                         first = await anext(chunks, None)
                     else:
                         whole = b"".join([chunk async for chunk in chunks])
-                        first = whole if _is_json_object(whole) else None
+                        document = _json_object(whole)
+                        if document is not None:
+                            first = whole
+                            arm.capture.keep_document(document)
             except UpstreamError as exc:
                 arm.capture.finish(exc.kind)
             except TimeoutError:
@@ -393,8 +396,9 @@ class Routed:
     held_back: str | None = None  # why the candidate is not called where the flag says so
 
 
-def _is_json_object(body: bytes) -> bool:
+def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
-        return isinstance(json.loads(body), dict)
+        document = json.loads(body)
     except ValueError:
-        return False
+        return None
+    return document if isinstance(document, dict) else None

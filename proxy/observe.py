@@ -47,7 +47,7 @@ def observe(
                 if not assembly.done and error is None:
                     error = ErrorKind.INCOMPLETE_STREAM
             elif capture.status < 400:
-                _read_body(json.loads(capture.body()), route, assembly)
+                _read_body(capture.document(), route, assembly)
         except (
             ValueError,
             TypeError,

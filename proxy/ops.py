@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +25,8 @@ class OpsHandlers:
         self._checks = list(checks)
         self._candidates = candidates
         self.shutting_down = False
+        # What /metrics shows: this registry's, unless the wiring adds other processes'.
+        self.exposition: Callable[[], Awaitable[bytes]] = self.own_metrics
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -40,7 +42,10 @@ class OpsHandlers:
             body["candidates"] = self._candidates()
         return web.json_response(body, status=503 if reasons else 200)
 
+    async def own_metrics(self) -> bytes:
+        """This process's metrics alone."""
+        return generate_latest(self._registry)
+
     async def metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        body = await self.exposition()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

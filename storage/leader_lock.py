@@ -1,13 +1,17 @@
-"""Leader election on PostgreSQL: a session-level advisory lock on a dedicated connection.
+"""Leader election: on PostgreSQL a session-level advisory lock on a dedicated connection.
 
 Whoever holds the lock leads. PostgreSQL releases it when the session ends, so a
 leader that dies or loses its connection loses the lead, and the next replica to
-try takes it. Each ``hold()`` first checks the connection is alive.
+try takes it. Each ``hold()`` first checks the connection is alive. On SQLite the
+processes of one host (``serve --workers N``) take turns by a file lock instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -76,3 +80,32 @@ class AdvisoryLeader:
                 await conn.close(timeout=1.0)
             except _ERRORS:
                 conn.terminate()
+
+
+class FileLeader:
+    """SQLite: processes on the host that share the database file take turns by a file lock.
+
+    The lock is an ``flock`` on ``<database>.controller.lock``; the kernel releases it
+    when the holder exits, however it exits.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    async def hold(self) -> bool:
+        if self._fd is not None:
+            return True
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    async def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing drops the lock

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
 
@@ -25,17 +25,14 @@ from prometheus_client import CollectorRegistry
 from core import Exchange
 from storage import codec
 from storage.backoff import Backoff
+from storage.batch_commit import commit_batch, count_dropped
 from storage.database import Database
-from storage.failures import is_transient
-from storage.inserts import insert_exchanges
 from storage.metrics import WriterMetrics
 from storage.privacy import PrivacyPolicy
-from storage.spill import REJECTED_PREFIX, Claim, SpillDir
+from storage.spill import Claim, SpillDir
 
 log = structlog.get_logger(__name__)
 
-WRITE_ATTEMPTS = 3  # quick retries before a batch is spilled
-RETRY = Backoff(base_s=0.05, cap_s=1.0)
 PROBE = Backoff(base_s=0.25, cap_s=5.0)  # how often a down database is tried again
 
 
@@ -67,6 +64,7 @@ class ExchangeWriter:
         batch_size: int = 256,
         linger_s: float = 0.2,
         registry: CollectorRegistry | None = None,
+        on_settled: Callable[[Sequence[Exchange]], None] | None = None,
     ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
@@ -79,6 +77,9 @@ class ExchangeWriter:
         # per batch: at a few hundred requests/s that is most of the writer's cost.
         self._linger_s = linger_s
         self._batch_full = asyncio.Event()
+        # Told of every exchange once it is committed, spilled, rejected or counted as
+        # dropped: from then on nothing in memory is needed to account for it.
+        self._on_settled = on_settled
         self.metrics = WriterMetrics(registry if registry is not None else CollectorRegistry())
 
         self._queue: deque[Exchange] = deque()
@@ -104,6 +105,7 @@ class ExchangeWriter:
         if self._closing:
             # Shutting down: the writer no longer takes from the queue.
             self._spill_now([exchange], prepared=False)
+            self._settled([exchange])
             return
         if len(self._queue) < self._queue_size:
             self._queue.append(exchange)
@@ -113,6 +115,11 @@ class ExchangeWriter:
         else:
             self._overflow.append(exchange)
             self._overflow_wake.set()
+
+    def replay_soon(self) -> None:
+        """Spill files appeared that another process wrote: replay them when idle."""
+        self._replay_needed = True
+        self._wake.set()
 
     def queue_depth(self) -> int:
         """Exchanges held in memory: waiting for the database, or for the spill disk."""
@@ -150,6 +157,7 @@ class ExchangeWriter:
             # A batch cut off mid-commit may also be in the database: replay dedups it.
             await asyncio.to_thread(self._spill_now, left, prepared=False)
             log.warning("writer stopped before draining; rest spilled", spilled=len(left))
+            self._settled(left)
         self._stopped = True
 
     async def wait_idle(self, timeout_s: float = 30.0) -> None:
@@ -192,14 +200,16 @@ class ExchangeWriter:
                 else:
                     await self._store_or_spill(batch)
                 self._in_flight = []
+                self._settled(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # A bug here must not stop the writer: keep the batch on disk and go on.
                 log.exception("exchange writer failed; spilling its batch")
                 if self._in_flight:
-                    await self._spill_async(self._in_flight, prepared=False)
-                    self._in_flight = []
+                    batch, self._in_flight = self._in_flight, []
+                    await self._spill_async(batch, prepared=False)
+                    self._settled(batch)
                 await asyncio.sleep(1.0)  # do not spin if the failure repeats
 
     async def _linger(self) -> None:
@@ -257,54 +267,12 @@ class ExchangeWriter:
         return prepared
 
     async def _store(self, prepared: list[Exchange], *, replay: bool) -> _Outcome:
-        """Commit a batch, retrying briefly; bad records are set aside one by one."""
-        counter = self.metrics.replayed if replay else self.metrics.written
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                async with self._db.engine.begin() as conn:
-                    await insert_exchanges(conn, prepared)
-            except Exception as exc:
-                if not is_transient(exc):
-                    return await self._store_one_by_one(prepared, replay=replay)
-                if attempt + 1 == WRITE_ATTEMPTS:
-                    self._enter_degraded(exc)
-                    return _Outcome.UNAVAILABLE
-                await asyncio.sleep(RETRY.delay(attempt))
-            else:
-                counter.inc(len(prepared))
-                self._probe_attempt = 0
-                return _Outcome.STORED
-        raise AssertionError("unreachable")
-
-    async def _store_one_by_one(self, prepared: list[Exchange], *, replay: bool) -> _Outcome:
-        counter = self.metrics.replayed if replay else self.metrics.written
-        for exchange in prepared:
-            try:
-                async with self._db.engine.begin() as conn:
-                    await insert_exchanges(conn, [exchange])
-            except Exception as exc:
-                if is_transient(exc):
-                    # Those stored already are skipped by the id when the batch comes back.
-                    self._enter_degraded(exc)
-                    return _Outcome.UNAVAILABLE
-                await asyncio.to_thread(self._reject, exchange, exc)
-            else:
-                counter.inc()
+        outage = await commit_batch(self._db, self._spill, self.metrics, prepared, replay=replay)
+        if outage is not None:
+            self._enter_degraded(outage)
+            return _Outcome.UNAVAILABLE
+        self._probe_attempt = 0
         return _Outcome.STORED
-
-    def _reject(self, exchange: Exchange, exc: Exception) -> None:
-        # Logged by id and error class only: the message could quote the record.
-        log.error(
-            "database refused an exchange; kept in a rejected file",
-            exchange_id=str(exchange.id),
-            error=type(exc).__name__,
-        )
-        try:
-            self._spill.append([codec.dumps(exchange)], prefix=REJECTED_PREFIX)
-        except OSError as disk:
-            self._count_dropped([exchange], disk)
-        else:
-            self.metrics.rejected.inc()
 
     # -- outage and recovery ----------------------------------------------------
 
@@ -398,10 +366,15 @@ class ExchangeWriter:
                 self._overflow_in_flight = batch
                 await self._spill_async(batch, prepared=False)
                 self._overflow_in_flight = []
+                self._settled(batch)
                 continue
             if self._closing:
                 return
             await self._overflow_wake.wait()
+
+    def _settled(self, batch: Sequence[Exchange]) -> None:
+        if self._on_settled is not None:
+            self._on_settled(batch)
 
     async def _spill_async(self, batch: Sequence[Exchange], *, prepared: bool) -> None:
         await asyncio.to_thread(self._spill_now, batch, prepared=prepared)
@@ -417,7 +390,7 @@ class ExchangeWriter:
                 record = exchange if prepared else self._privacy.apply(exchange)
                 lines.append(codec.dumps(record))
             except Exception as exc:  # a value JSON cannot hold: nowhere to keep it
-                self._count_dropped([exchange], exc)
+                count_dropped(self.metrics, [exchange], exc)
             else:
                 encoded.append(exchange)
         if not lines:
@@ -425,17 +398,7 @@ class ExchangeWriter:
         try:
             self._spill.append(lines)
         except OSError as exc:
-            self._count_dropped(encoded, exc)
+            count_dropped(self.metrics, encoded, exc)
         else:
             self.metrics.spilled.inc(len(lines))
             self._replay_needed = True
-
-    def _count_dropped(self, batch: Sequence[Exchange], exc: Exception) -> None:
-        self.metrics.dropped.inc(len(batch))
-        for exchange in batch:
-            log.error(
-                "exchange dropped: it could be neither stored nor spilled",
-                exchange_id=str(exchange.id),
-                error=type(exc).__name__,
-                errno=getattr(exc, "errno", None),
-            )

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -23,7 +24,7 @@ from rollout.plan import Stage
 from rollout.store import RolloutStore
 from rollout.trips import RecentTrips
 from storage.database import Database
-from storage.leader_lock import AdvisoryLeader
+from storage.leader_lock import AdvisoryLeader, FileLeader
 from storage.window_stamp import WindowStamp, window_stamp
 from understudy.plan_settings import stage_plan
 from understudy.reporting import NoData, ReportRequest, load_report_input
@@ -155,7 +156,12 @@ class StageReports:
 
 
 def leadership(db: Database) -> Leadership:
-    return AdvisoryLeader(db) if db.dialect == "postgresql" else SoleLeader()
+    if db.dialect == "postgresql":
+        return AdvisoryLeader(db)
+    database_file = db.url.database
+    if database_file and database_file != ":memory:":  # workers of one host share the file
+        return FileLeader(Path(f"{database_file}.controller.lock"))
+    return SoleLeader()
 
 
 def build_controller(

@@ -1,14 +1,16 @@
-"""Recording wiring: the database, its schema check and the batched writer as one lifecycle."""
+"""Recording wiring: the batched writer in this process, or the link to a recorder process."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from migrations import ensure_schema
 from storage.database import Database, is_sqlite
+from storage.recorder_link import RecorderLink
 from storage.writer import ExchangeWriter
 from understudy.settings import Settings
 
@@ -52,3 +54,28 @@ def build_writer(
             await database.dispose()
 
     return writer, lifecycle
+
+
+def build_link(
+    settings: Settings, registry: CollectorRegistry, socket_path: Path
+) -> tuple[RecorderLink, Lifecycle]:
+    """A link to the recorder process on ``socket_path``, and the cleanup context running it.
+
+    Start: check the schema (the recorder has brought an embedded database up to
+    date already), then connect. Stop: wait for the recorder to settle what it was
+    handed, spilling whatever it has not.
+    """
+    link = RecorderLink(
+        socket_path,
+        spill_dir=settings.storage.spill_dir,
+        privacy=settings.storage.privacy_policy(),
+        registry=registry,
+    )
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        await ensure_schema(settings.database_url, auto_upgrade=False)
+        await link.start()
+        yield
+        await link.stop(settings.shutdown_grace_s)
+
+    return link, lifecycle

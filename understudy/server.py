@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -309,10 +310,12 @@ async def start_site(
     *,
     shutdown_timeout: float = 10.0,
     limits: Limits | None = None,
+    reuse_port: bool = False,
 ) -> RunningSite:
     """Start serving ``app``; port 0 picks a free port. The URL has no trailing slash.
 
     ``limits`` bounds request heads (size, count, time); the defaults when not given.
+    ``reuse_port`` lets several processes listen on the same port (SO_REUSEPORT).
     """
     # Cancelling the handler when its client disconnects is what lets an
     # abandoned request cancel its upstream call at once.
@@ -324,7 +327,9 @@ async def start_site(
         handler_kwargs={"access_log": None},
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    site = web.TCPSite(
+        runner, host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port or None
+    )
     await site.start()
     bound_port = runner.addresses[0][1]
     return RunningSite(runner, f"http://{host}:{bound_port}")
@@ -337,6 +342,24 @@ async def wait_for_stop_signal() -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+async def wait_for_stop_or_parent() -> None:
+    """Return on SIGTERM or SIGINT, or when the parent closes our standard input or dies.
+
+    For child processes whose parent stops them by closing their stdin (the lifeline).
+    """
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    signals = asyncio.create_task(wait_for_stop_signal(), name="understudy-stop-signal")
+    lifeline = asyncio.create_task(reader.read(), name="understudy-lifeline")
+    try:
+        await asyncio.wait([signals, lifeline], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (signals, lifeline):
+            task.cancel()
+        await asyncio.gather(signals, lifeline, return_exceptions=True)
 
 
 async def _with_loop_exception_handler(main: Coroutine[Any, Any, int]) -> int:

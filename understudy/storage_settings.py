@@ -29,6 +29,9 @@ class StorageSettings(BaseModel):
     queue_size: int = Field(default=10_000, ge=1)
     batch_size: int = Field(default=256, ge=1, le=10_000)
     linger_s: float = Field(default=0.2, ge=0, le=10)  # how long a partial batch may wait
+    # "process": `understudy serve` records in a process of its own beside the proxy,
+    # which hands exchanges over a local socket; "inline": in the proxy's own process.
+    recorder: Literal["process", "inline"] = "process"
     retention: timedelta | None = None  # e.g. "30d"; None keeps records until purged
 
     @field_validator("retention", mode="before")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from core import ExchangeSink
 from core.memory_sink import DiscardingSink
-from proxy.app import create_proxy_app
+from proxy.app import OPS, create_proxy_app
 from proxy.config import BreakerConfig, Limits, ShadowCandidate, UpstreamConfig, WatchConfig
 from proxy.tasks import BackgroundTasks
 from proxy.upstream_set import UpstreamSet
@@ -22,11 +23,12 @@ from rollout.store import RolloutStore
 from rollout.trips import RecentTrips
 from storage.database import Database
 from storage.flags import FlagRecord
+from storage.recorder_link import RecorderLink
 from storage.redaction import SECRET_MARK, redact_secrets
 from storage.response_owners import ResponseOwnerRepository
 from understudy.admin_wiring import attach_admin
 from understudy.controller_wiring import ReportWorker, StageReports, build_controller
-from understudy.recording import Lifecycle, build_writer
+from understudy.recording import Lifecycle, build_link, build_writer
 from understudy.settings import CandidateSettings, LimitAction, Settings
 
 
@@ -200,20 +202,33 @@ def secret_redactor(settings: Settings) -> Callable[[str], str]:
     return redact
 
 
+RECORDER_LINK = web.AppKey("recorder_link", RecorderLink)
+
+
+async def _with_recorder(own: Callable[[], Awaitable[bytes]], link: RecorderLink) -> bytes:
+    return await own() + await link.recorder_metrics()
+
+
 def build_app(
     settings: Settings,
     *,
     sink: ExchangeSink | None = None,
     registry: CollectorRegistry | None = None,
+    recorder_socket: Path | None = None,
 ) -> web.Application:
     """The full server: proxy routes plus everything wired behind them.
 
-    Without an explicit ``sink``, exchanges are recorded in ``settings.database_url``.
+    Without an explicit ``sink``, exchanges are recorded in ``settings.database_url``:
+    by the recorder process listening on ``recorder_socket``, or else in this process.
     """
     registry = registry or CollectorRegistry()
     recording = None
+    link = None
     if sink is None and not settings.storage.enabled:
         sink = DiscardingSink()
+    elif sink is None and recorder_socket is not None:
+        link, recording = build_link(settings, registry, recorder_socket)
+        sink = link
     elif sink is None:
         writer, recording = build_writer(settings, registry)
         sink = writer
@@ -250,6 +265,9 @@ def build_app(
     )
     if responses_db is not None:
         app.on_cleanup.append(partial(_dispose, responses_db))  # after the proxy's last write
+    if link is not None:
+        app[RECORDER_LINK] = link
+        app[OPS].exposition = partial(_with_recorder, app[OPS].own_metrics, link)
     stored = partial(rollout_store, settings) if from_database else None
     attach_admin(app, settings, flags, stored, reports)
     # Before the proxy's own start-up: the flags are read before the first request.

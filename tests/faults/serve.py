@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,23 @@ class Proxy:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
+    def children(self, module: str) -> dict[int, list[str]]:
+        """The child processes ``understudy serve`` started running ``module``: pid -> argv."""
+        found = {}
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().decode().split("\0")
+                if module in argv:
+                    found[int(child)] = argv
+        return found
+
+    def recorder_pid(self) -> int:
+        """The recorder process ``understudy serve`` started beside the proxy."""
+        pids = list(self.children("understudy.recorder"))
+        if len(pids) != 1:
+            raise AssertionError(f"recorder processes under pid {self.process.pid}: {pids}")
+        return pids[0]
+
     def rss_bytes(self) -> int:
         """Resident memory of the process now (VmRSS in /proc/PID/status)."""
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -76,6 +93,7 @@ def start_proxy(
     *,
     env: Mapping[str, str] | None = None,
     log_level: str = "warning",
+    args: Sequence[str] = (),
 ) -> Proxy:
     """Start ``understudy serve`` in shadow mode in front of ``(primary, candidate)`` base URLs,
     and wait until it is ready. ``env`` adds or overrides ``UNDERSTUDY_*`` settings."""
@@ -98,7 +116,7 @@ def start_proxy(
     log = tmp_path / "proxy.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "understudy.cli", "serve"],
+            [sys.executable, "-m", "understudy.cli", "serve", *args],
             env=full_env,
             cwd=tmp_path,
             stdout=out,

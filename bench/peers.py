@@ -117,9 +117,16 @@ def floor(primary: str, mirror: str) -> Iterator[tuple[str, int]]:
 
 @contextlib.contextmanager
 def understudy(
-    primary: str, candidate: str, db_dir: str, *, mode: str = "shadow", record: bool = True
+    primary: str,
+    candidate: str,
+    db_dir: str,
+    *,
+    mode: str = "shadow",
+    record: bool = True,
+    workers: int = 1,
 ) -> Iterator[tuple[str, int]]:
-    """`understudy serve` mirroring every request, recording into SQLite unless told not to."""
+    """`understudy serve` mirroring every request, recording into SQLite unless told not to;
+    ``workers`` proxy processes on its port."""
     port = free_port()
     env = {
         "UNDERSTUDY_PORT": str(port),
@@ -136,7 +143,10 @@ def understudy(
     }
     if not record:
         env["UNDERSTUDY_STORAGE__ENABLED"] = "false"
-    with process([PY, "-m", "understudy.cli", "serve"], port, env) as proc:
+    cmd = [PY, "-m", "understudy.cli", "serve"]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
+    with process(cmd, port, env) as proc:
         yield f"http://127.0.0.1:{port}", proc.pid
 
 

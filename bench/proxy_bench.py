@@ -5,6 +5,9 @@ Three peers, each server in its own process, interleaved over several rounds:
   floor       a bare aiohttp pass-through that also mirrors every request (bench/mirror_floor.py)
   understudy  `understudy serve` in shadow mode at 100 %, recording into SQLite
 
+  --workers N   a fourth peer, "workers": the same `understudy serve` with N worker
+                processes, whose CPU per request is compared with one worker's
+
 Each round measures every peer at --rate req/s open loop (non-streaming, then streaming)
 and at --concurrency clients closed loop. The table gives medians over rounds with their
 range; "added" figures are a peer's minus direct's in the same round. CPU per request
@@ -52,27 +55,40 @@ def measure(url: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
         if kind == "plain":
             figures |= {k: run[k] for k in ("p50_ms", "p99_ms", "latency_samples_ms")}
         else:
-            figures |= {"ttft_p50_ms": run["ttft_p50_ms"], "ttft_samples_ms": run["ttft_samples_ms"]}
+            figures |= {
+                "ttft_p50_ms": run["ttft_p50_ms"],
+                "ttft_samples_ms": run["ttft_samples_ms"],
+            }
     closed = peers.load(url, "--closed", str(args.concurrency), "--duration", d)
     figures["max_rps"] = closed["rps"]
     figures["errors_closed"] = closed["errors"]
     return figures
 
 
+def peer_names(args: argparse.Namespace) -> tuple[str, ...]:
+    return (*PEERS, "workers") if args.workers > 1 else PEERS
+
+
 def run_round(args: argparse.Namespace, index: int) -> dict[str, dict[str, Any]]:
     """Every peer once against one fresh mock, in an order that rotates between rounds."""
     results: dict[str, dict[str, Any]] = {}
-    with peers.mock() as (mock, mock_pid), tempfile.TemporaryDirectory() as db_dir:
+    names = peer_names(args)
+    with (
+        peers.mock() as (mock, mock_pid),
+        tempfile.TemporaryDirectory() as one,
+        tempfile.TemporaryDirectory() as several,
+    ):
         starts: dict[str, Callable[[], contextlib.AbstractContextManager[tuple[str, int]]]] = {
             "direct": lambda: contextlib.nullcontext((mock, mock_pid)),
             "floor": lambda: peers.floor(mock, mock),
-            "understudy": lambda: peers.understudy(mock, mock, db_dir),
+            "understudy": lambda: peers.understudy(mock, mock, one),
+            "workers": lambda: peers.understudy(mock, mock, several, workers=args.workers),
         }
-        order = PEERS[index % 3 :] + PEERS[: index % 3]
-        for peer in order:
+        turn = index % len(names)
+        for peer in names[turn:] + names[:turn]:
             with starts[peer]() as (url, pid):
                 results[peer] = measure(url, pid, args)
-    return {peer: results[peer] for peer in PEERS}
+    return {peer: results[peer] for peer in names}
 
 
 def _added(rounds: list[dict[str, dict[str, Any]]], peer: str, key: str) -> list[float]:
@@ -86,7 +102,7 @@ def _spread(values: list[float]) -> dict[str, float]:
 def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
     """Per peer: medians and ranges of each figure over the rounds."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
-    for peer in PEERS:
+    for peer in rounds[0]:
         figures = {
             "added_p50_ms": _added(rounds, peer, "p50_ms"),
             "added_p99_ms": _added(rounds, peer, "p99_ms"),
@@ -138,15 +154,23 @@ def targets(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, tuple[
             m(u, "max_rps") >= 0.75 * m(f, "max_rps"),
         ),
     ]
+    if (w := summary.get("workers")) is not None:
+        for kind in ("plain", "stream"):
+            key = f"cpu_us_{kind}"
+            checks.append(
+                (
+                    f"CPU per request, {'non-streaming' if kind == 'plain' else 'streaming'}, "
+                    "several workers",
+                    f"<= 1.1x one worker's ({1.1 * m(u, key):.0f} µs)",
+                    m(w, key) <= 1.1 * m(u, key),
+                )
+            )
     return {name: (target, met) for name, target, met in checks}
 
 
 def _cell(s: dict[str, float], unit: str, signed: bool = False, digits: int = 2) -> str:
     fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
-    return (
-        f"{fmt.format(s['median'])}{unit} "
-        f"({fmt.format(s['min'])} to {fmt.format(s['max'])})"
-    )
+    return f"{fmt.format(s['median'])}{unit} ({fmt.format(s['min'])} to {fmt.format(s['max'])})"
 
 
 def render(summary: dict[str, dict[str, dict[str, float]]], args: argparse.Namespace) -> str:
@@ -175,6 +199,26 @@ def render(summary: dict[str, dict[str, dict[str, float]]], args: argparse.Names
             f"| {name} | {_cell(f[key], unit, signed, digits)} | "
             f"{_cell(u[key], unit, signed, digits)} | {ratio} | {target} | "
             f"{'met' if met else 'NOT MET'} |"
+        )
+    if (w := summary.get("workers")) is not None:
+        lines += [
+            "",
+            f"| with --workers {args.workers} | one worker | {args.workers} workers | "
+            f"{args.workers} ÷ one | target | met |",
+            "|---|---|---|---|---|---|",
+        ]
+        for kind, key in (("non-streaming", "cpu_us_plain"), ("streaming", "cpu_us_stream")):
+            name = f"CPU per request, {kind}, several workers"
+            target, met = checked[name]
+            lines.append(
+                f"| CPU per request, {kind} | {_cell(u[key], ' µs', False, 0)} | "
+                f"{_cell(w[key], ' µs', False, 0)} | {w[key]['median'] / u[key]['median']:.2f}x | "
+                f"{target} | {'met' if met else 'NOT MET'} |"
+            )
+        lines.append(
+            f"| max throughput, closed loop | {_cell(u['max_rps'], ' req/s', False, 0)} | "
+            f"{_cell(w['max_rps'], ' req/s', False, 0)} | "
+            f"{w['max_rps']['median'] / u['max_rps']['median']:.2f}x | | |"
         )
     lines += [
         "",
@@ -242,6 +286,9 @@ def main() -> None:
     parser.add_argument("--scenarios", action="store_true", help="also a slow and a hung candidate")
     parser.add_argument("--soak", action="store_true", help="only the soak")
     parser.add_argument("--soak-seconds", type=float, default=600.0)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="also understudy serve --workers N (N > 1)"
+    )
     args = parser.parse_args()
     from bench.plot import plot_distributions, plot_soak  # matplotlib loads only when run
 
@@ -262,7 +309,7 @@ def main() -> None:
         text += "\n\n" + render_scenarios(scenarios)
     with results_file("proxy_bench") as stem:
         stem.with_suffix(".json").write_text(json.dumps(payload))
-        plot_distributions(rounds, PEERS, stem.with_suffix(".png"))
+        plot_distributions(rounds, peer_names(args), stem.with_suffix(".png"))
     sys.stdout.write(text + f"\n\nwrote {stem}.json and .png\n")
 
 

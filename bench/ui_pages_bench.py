@@ -205,10 +205,11 @@ def _report(backend: str, results: dict[str, tuple[float, float]]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    first_paragraph = " ".join(__doc__.split("\n\n", 1)[0].split())
+    parser = argparse.ArgumentParser(description=first_paragraph)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="exchanges to fill")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5, help="timed fetches of each page")
     parser.add_argument(
         "--filled", type=Path, default=None, help="a copy of this filled database, not a new one"
     )

@@ -28,6 +28,7 @@ from storage.backoff import Backoff
 from storage.batch_commit import commit_batch, count_dropped
 from storage.database import Database
 from storage.metrics import WriterMetrics
+from storage.outage import Outage
 from storage.privacy import PrivacyPolicy
 from storage.spill import Claim, SpillDir
 
@@ -92,9 +93,7 @@ class ExchangeWriter:
         self._overflow_task: asyncio.Task[None] | None = None
         self._closing = False
         self._stopped = False
-        self._degraded = False
-        self._probe_at = 0.0
-        self._probe_attempt = 0
+        self._outage = Outage(PROBE)
         self._replay_needed = True  # files left by an earlier run
         self._replaying = False
 
@@ -173,7 +172,7 @@ class ExchangeWriter:
             or self._overflow
             or self._in_flight
             or self._overflow_in_flight
-            or self._degraded
+            or self._outage.down
             or self._replay_needed
             or self._replaying
         )
@@ -193,9 +192,9 @@ class ExchangeWriter:
                 size = min(self._batch_size, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(size)]
                 self._in_flight = batch
-                if self._degraded and loop.time() >= self._probe_at:
+                if self._outage.probe_due(loop.time()):
                     await self._probe(loop)
-                if self._degraded:
+                if self._outage.down:
                     await self._spill_async(batch, prepared=False)
                 else:
                     await self._store_or_spill(batch)
@@ -213,19 +212,19 @@ class ExchangeWriter:
                 await asyncio.sleep(1.0)  # do not spin if the failure repeats
 
     async def _linger(self) -> None:
-        """Give a partial batch up to ``linger_s`` to fill, unless stopping or degraded."""
-        if self._closing or self._degraded or len(self._queue) >= self._batch_size:
+        """Give a partial batch up to ``linger_s`` to fill, unless stopping or the database is down."""
+        if self._closing or self._outage.down or len(self._queue) >= self._batch_size:
             return
         self._batch_full.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._batch_full.wait(), self._linger_s)
 
     async def _when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._degraded:
-            if loop.time() >= self._probe_at:
+        if self._outage.down:
+            if self._outage.probe_due(loop.time()):
                 await self._probe(loop)
                 return
-            timeout: float | None = self._probe_at - loop.time()
+            timeout: float | None = self._outage.seconds_to_probe(loop.time())
         elif self._replay_needed:
             await self._replay()
             return
@@ -269,35 +268,30 @@ class ExchangeWriter:
     async def _store(self, prepared: list[Exchange], *, replay: bool) -> _Outcome:
         outage = await commit_batch(self._db, self._spill, self.metrics, prepared, replay=replay)
         if outage is not None:
-            self._enter_degraded(outage)
+            self._enter_outage(outage)
             return _Outcome.UNAVAILABLE
-        self._probe_attempt = 0
+        self._outage.stored()
         return _Outcome.STORED
 
     # -- outage and recovery ----------------------------------------------------
 
-    def _enter_degraded(self, exc: BaseException) -> None:
-        if not self._degraded:
+    def _enter_outage(self, exc: BaseException) -> None:
+        if self._outage.began(asyncio.get_running_loop().time()):
             log.warning(
                 "database unavailable; spilling exchanges to disk",
                 error=type(exc).__name__,
                 spill_dir=str(self._spill.directory),
             )
-        self._degraded = True
-        # The attempt count survives a probe that succeeds but a write that fails again.
-        self._probe_at = asyncio.get_running_loop().time() + PROBE.delay(self._probe_attempt)
-        self._probe_attempt += 1
 
     async def _probe(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
             await self._db.ping()
         except Exception as exc:
-            self._probe_at = loop.time() + PROBE.delay(self._probe_attempt)
-            self._probe_attempt += 1
+            self._outage.probe_failed(loop.time())
             log.debug("database still unavailable", error=type(exc).__name__)
             return
         log.info("database reachable again; replaying spilled exchanges")
-        self._degraded = False
+        self._outage.probe_succeeded()
         self._replay_needed = True
 
     async def _replay(self) -> None:
@@ -312,7 +306,7 @@ class ExchangeWriter:
 
     async def _replay_files(self) -> None:
         for path in await asyncio.to_thread(self._spill.files):
-            if self._closing or self._degraded:
+            if self._closing or self._outage.down:
                 self._replay_needed = True
                 return
             claim = await asyncio.to_thread(self._spill.claim, path)

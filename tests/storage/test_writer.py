@@ -278,7 +278,9 @@ async def test_recovery_is_noticed_without_new_traffic(
     batch = [simple_exchange(i) for i in range(50)]
     for e in batch:
         w.put(e)
-    await asyncio.sleep(0.5)
+    async with asyncio.timeout(20):  # spilled once the write is refused (slower under load)
+        while len(spill_records(spill_dir)) < 50:
+            await asyncio.sleep(0.05)
     assert len(spill_records(spill_dir)) == 50
     await asyncio.to_thread(pg_server.start)
     await w.wait_idle(timeout_s=60)  # no put after the restart

@@ -4,7 +4,9 @@ error shape."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -272,3 +274,72 @@ async def test_a_translated_stream_broken_at_its_first_chunk_falls_back(
     failed = exchange.arm(Role.FAILED_OVER)
     assert failed is not None and failed.error_kind is not None
     await client.close()
+
+
+async def test_a_follow_up_its_translating_holder_cannot_carry_is_refused(
+    make_rig: RigFactory,
+) -> None:
+    rig = await rig_for(make_rig, "translate", False, mode="cutover", reverse_shadow_rate=0.0)
+    client = rig.client()
+    first = await client.responses.create(model="gpt-4o-mini", input="Name a bread.")
+    await rig.exchanges(1)
+    asked = len(rig.candidate.requests)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.responses.create(
+            model="gpt-4o-mini",
+            input="Any news about it?",
+            previous_response_id=first.id,
+            tools=[{"type": "web_search"}],
+        )
+    assert refused.value.code == "unsupported_by_conversation_holder"
+    assert refused.value.param == "previous_response_id"
+    # Neither arm is asked: the primary does not hold the conversation either.
+    assert len(rig.candidate.requests) == asked and rig.primary.requests == []
+    labels = {"candidate": "local", "reason": "builtin_tool"}
+    assert rig.metric("understudy_responses_untranslatable_total", **labels) == 1
+    code = "unsupported_by_conversation_holder"
+    assert rig.metric("understudy_rejected_requests_total", route="responses", code=code) == 1
+    await client.close()
+
+
+async def test_a_follow_up_whose_holder_is_killed_continues_on_the_primarys_side(
+    make_rig: RigFactory, tmp_path: Path
+) -> None:
+    kill = tmp_path / "kill"
+    rig = await make_rig(
+        candidate={"responses": "native"},
+        rollout={
+            "mode": "cutover",
+            "candidate": "local",
+            "reverse_shadow_rate": 1.0,
+            "poll_interval_s": 0.05,
+        },
+        kill_file=str(kill),
+    )
+    client = rig.client()
+    first = await client.responses.create(model="gpt-4o-mini", input="Name a bread.")
+    await rig.exchanges(1)  # the primary's reverse shadow made its own side of the turn
+    [primary_first] = rig.primary.responses.stored
+    kill.touch()
+    await until_killed(rig)
+    asked = len(rig.candidate.requests)
+    raw = await client.responses.with_raw_response.create(
+        model="gpt-4o-mini", input="Where from?", previous_response_id=first.id
+    )
+    assert raw.headers["x-understudy-served-by"] == "openai" and raw.parse().output_text
+    sent = [r.body for r in rig.primary.requests if r.path == "/v1/responses"]
+    assert sent[-1]["previous_response_id"] == primary_first
+    assert len(rig.candidate.requests) == asked
+    _, follow_up = await rig.exchanges(2)
+    assert follow_up.served_by == "openai" and not follow_up.fallback
+    assert exchange_lines(rig)[-1]["candidate_held_back"] == "parent_holder_off"
+    await client.close()
+
+
+async def until_killed(rig: Rig, limit_s: float = 5.0) -> None:
+    """Until the proxy has seen the kill file."""
+    for _ in range(int(limit_s / 0.02)):
+        if rig.metric("understudy_rollout_kill_file_present") == 1:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the kill file was not seen")

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+# How long a response stays reachable by id: OpenAI keeps a stored response for 30 days.
+RESPONSE_TTL_S = 30 * 24 * 3600.0
+
 
 @dataclass(frozen=True, slots=True)
 class ResponseOwner:

@@ -44,7 +44,9 @@ async def purge_older_than(db: Database, spill_dir: Path, cutoff: datetime) -> P
     )
     async with db.engine.begin() as conn:
         result = await conn.execute(delete(ExchangeRow).where(ExchangeRow.created_at < cutoff))
-    await ResponseOwnerRepository(db).purge_expired()  # conversations past their own expiry
+    conversations = ResponseOwnerRepository(db)
+    await conversations.purge_expired()  # past their own expiry
+    await conversations.purge_turns_made_before(cutoff)  # prompts kept for translation
     return PurgeResult(exchanges=result.rowcount, spilled=spilled)
 
 

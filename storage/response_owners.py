@@ -6,14 +6,15 @@ once its twin is known. Expired rows are read as absent; ``understudy purge`` de
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-from core.responses import ResponseOwner, TranslatedTurn
+from core.responses import RESPONSE_TTL_S, ResponseOwner, TranslatedTurn
 from storage.database import Database
 from storage.models import ResponseOwnerRow, TranslatedTurnRow
 from storage.redaction import redact_secrets
@@ -41,24 +42,33 @@ def _upsert(dialect: str, table: Table, values: dict[str, Any]) -> Insert:
     raise ValueError(f"no upsert for dialect {dialect!r}")
 
 
-def _masked(value: Any) -> Any:
-    """``value`` with every secret in its text masked, as stored exchanges have them."""
+def _masked(value: Any, redact: Callable[[str], str]) -> Any:
+    """``value`` with ``redact`` applied to every text in it."""
     if isinstance(value, str):
-        return redact_secrets(value)
+        return redact(value)
     if isinstance(value, list):
-        return [_masked(v) for v in value]
+        return [_masked(v, redact) for v in value]
     if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
+        return {k: _masked(v, redact) for k, v in value.items()}
     return value
 
 
 class ResponseOwnerRepository:
-    """``keep_turns`` False (prompts are not stored): translated turns stay in the memory of
-    the replica that made them, and a follow-up elsewhere finds no parent."""
+    """``keep_turns`` False (prompts or answers are not stored): translated turns stay in the
+    memory of the replica that made them, and a follow-up elsewhere finds no parent.
+    ``redact`` is applied to every text of a stored turn, as the storage's privacy policy
+    applies it to stored exchanges (secrets are masked whatever it is)."""
 
-    def __init__(self, db: Database, *, keep_turns: bool = True) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        keep_turns: bool = True,
+        redact: Callable[[str], str] = redact_secrets,
+    ) -> None:
         self._db = db
         self._keep_turns = keep_turns
+        self._redact = redact
 
     async def save_owner(self, owner: ResponseOwner) -> None:
         values = {
@@ -86,8 +96,8 @@ class ResponseOwnerRepository:
             "upstream": turn.upstream,
             # A key pasted into a conversation is masked here too; a follow-up on another
             # replica sees the mask where the one that made the turn saw the key.
-            "messages": _masked(list(turn.messages)),
-            "response": _masked(dict(turn.response)),
+            "messages": _masked(list(turn.messages), self._redact),
+            "response": _masked(dict(turn.response), self._redact),
             "expires_at": turn.expires_at,
         }
         async with self._db.engine.begin() as conn:
@@ -108,6 +118,13 @@ class ResponseOwnerRepository:
         async with self._db.engine.begin() as conn:
             await conn.execute(delete(_OWNERS).where(_OWNERS.c.response_id == response_id))
             await conn.execute(delete(_TURNS).where(_TURNS.c.response_id == response_id))
+
+    async def purge_turns_made_before(self, cutoff: datetime) -> int:
+        """Delete the translated turns made before ``cutoff`` (each lives for the TTL)."""
+        made_by = cutoff + timedelta(seconds=RESPONSE_TTL_S)
+        async with self._db.engine.begin() as conn:
+            result = await conn.execute(delete(_TURNS).where(_TURNS.c.expires_at < made_by))
+        return result.rowcount or 0
 
     async def purge_expired(self, now: datetime | None = None) -> int:
         """Delete every expired owner and turn; the number of rows deleted."""

@@ -258,7 +258,13 @@ def build_app(
             ShadowCandidate(c.name, c.rate) for c in settings.rollout.shadow_candidates
         ),
         response_store=(
-            ResponseOwnerRepository(responses_db, keep_turns=settings.storage.store_prompts)
+            ResponseOwnerRepository(
+                responses_db,
+                # Turns hold prompts and answers: kept only where both are stored, and
+                # redacted as stored exchanges are.
+                keep_turns=settings.storage.store_prompts and settings.storage.store_responses,
+                redact=settings.storage.privacy_policy().redact_text,
+            )
             if responses_db
             else None
         ),

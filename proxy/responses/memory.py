@@ -17,13 +17,13 @@ from typing import Generic, TypeVar
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
-from core.responses import ResponseOwner, ResponseOwnerStore, TranslatedTurn
+from core.responses import RESPONSE_TTL_S, ResponseOwner, ResponseOwnerStore, TranslatedTurn
 from proxy.tasks import BackgroundTasks
 
 log = structlog.get_logger("understudy.responses")
 
 # OpenAI keeps a stored response 30 days; a follow-up after that fails there too.
-DEFAULT_TTL_S = 30 * 24 * 3600.0
+DEFAULT_TTL_S = RESPONSE_TTL_S
 # The newest entries kept in memory; older ones are read back from the store.
 DEFAULT_MEMORY_ENTRIES = 50_000
 # The longest a reply waits for its owner's write to reach the store.

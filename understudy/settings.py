@@ -103,6 +103,15 @@ class CandidateSettings(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _ollama_responses(self) -> Self:
+        if self.kind is UpstreamKind.OLLAMA and self.responses is ResponsesMode.NATIVE:
+            raise ValueError(
+                "Ollama's API has no /v1/responses here: its Responses requests are always "
+                "translated; leave responses unset or set it to translate"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _ollama_options(self) -> Self:
         if self.kind is not UpstreamKind.OLLAMA and (
             self.keep_alive is not None or self.think is not None

@@ -123,6 +123,10 @@ def chat_request(
         chat["tool_choice"] = _tool_choice(body["tool_choice"])
     if (fmt := _response_format(body.get("text"))) is not None:
         chat["response_format"] = fmt
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, Mapping) and reasoning.get("effort") is not None:
+        # Chat Completions' name for it; vLLM and Ollama's translation read it too.
+        chat["reasoning_effort"] = reasoning["effort"]
     if stream:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}

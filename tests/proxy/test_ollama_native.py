@@ -122,6 +122,13 @@ def test_ollama_options_belong_to_ollama_candidates() -> None:
     load_settings(candidates=[{**candidate, "kind": "ollama", "think": True}])
 
 
+def test_ollama_candidates_translate_the_responses_api() -> None:
+    candidate = {"name": "local", "base_url": "http://127.0.0.1:1", "kind": "ollama"}
+    with pytest.raises(ConfigError, match="always translated"):
+        load_settings(candidates=[{**candidate, "responses": "native"}])
+    load_settings(candidates=[{**candidate, "responses": "translate"}])
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_tool_calls_come_back_in_chat_completions_shape(
     make_rig: RigFactory, stream: bool

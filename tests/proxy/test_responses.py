@@ -262,6 +262,7 @@ async def test_a_tool_calls_output_continues_the_conversation(
         tools=[WEATHER_TOOL],
         temperature=0.2,
         top_p=0.9,
+        reasoning={"effort": "low"},
     )
     [item] = call.output
     assert item.type == "function_call"
@@ -278,6 +279,7 @@ async def test_a_tool_calls_output_continues_the_conversation(
         assert second["previous_response_id"] == call.id
     else:  # the whole conversation, the call and its output in Chat Completions' form
         assert (first["temperature"], first["top_p"]) == (0.2, 0.9)
+        assert first["reasoning_effort"] == "low"
         roles = [m["role"] for m in second["messages"]]
         assert roles == ["user", "assistant", "tool"]
         assert second["messages"][1]["tool_calls"][0]["id"] == item.call_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -9,6 +10,7 @@ from aiohttp import web
 from admin.auth import AdminTokens
 from admin.rollout_api import RolloutApi
 from dashboards.pages.overview_counts import OverviewCounts
+from evaluation.cost import SelfHosted
 from storage.database import Database
 from storage.ui_memo import OverviewMemo
 from storage.web_sessions import WebSession
@@ -24,6 +26,9 @@ class UiConfig:
     # None: the address the request was sent to.
     origin: str | None
     candidate: str | None  # whose pairs are reviewed; None: the one recorded most
+    # The GPU cost of each self-hosted candidate whose settings give one: the overview
+    # prices such a candidate by it instead of a list price.
+    self_hosted: Mapping[str, SelfHosted] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

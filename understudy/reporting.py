@@ -65,7 +65,8 @@ class ReportRequest:
     judge_model: str | None = None  # count only this LLM judge's judgments
     primary_model: str | None = None  # priced model of the primary (default: as recorded)
     candidate_model: str | None = None  # priced model of the candidate (default: as recorded)
-    self_hosted: SelfHosted | None = None  # a self-hosted candidate's GPU cost
+    # A self-hosted candidate's GPU cost (default: the candidate's settings, self_hosted_for).
+    self_hosted: SelfHosted | None = None
 
     def window(self, candidate: str | None) -> ExchangeWindow:
         return ExchangeWindow(
@@ -147,12 +148,26 @@ async def _load_columns(
     return await load_split_columns(db, window)
 
 
-def _cost(request: ReportRequest, names: SeenNames, primary: str, candidate: str) -> CostInput:
+def self_hosted_for(settings: Settings, candidate: str) -> SelfHosted | None:
+    """The candidate's GPU cost as its settings give it (``gpu_usd_per_hour``,
+    ``output_tokens_per_s``, ``gpus``); None when they give none or it is not configured."""
+    from evaluation.cost import SelfHosted
+
+    found = next((c for c in settings.candidates if c.name == candidate), None)
+    if found is None or found.gpu_usd_per_hour is None or found.output_tokens_per_s is None:
+        return None
+    return SelfHosted(found.gpu_usd_per_hour, found.output_tokens_per_s, gpus=found.gpus)
+
+
+def _cost(
+    request: ReportRequest, settings: Settings, names: SeenNames, primary: str, candidate: str
+) -> CostInput:
     from evaluation.report import CostInput
 
     primary_model = request.primary_model or names.primary_model or names.requested_model or primary
     candidate_model = request.candidate_model or names.candidate_model or candidate
-    return CostInput(primary_model, candidate_model, self_hosted=request.self_hosted)
+    hosted = request.self_hosted or self_hosted_for(settings, candidate)
+    return CostInput(primary_model, candidate_model, self_hosted=hosted)
 
 
 async def load_report_input(
@@ -188,7 +203,7 @@ async def load_report_input(
             shadow=loaded.columns,
             judgments=judgments,
             texts=TextSample(t.rows, t.candidate, t.primary, t.noise) if t.rows.size else None,
-            cost=_cost(request, sample.names, primary, candidate),
+            cost=_cost(request, settings, sample.names, primary, candidate),
             stage=request.stage,
         )
     primary = await split_primary_upstream(db, window) or settings.primary.name

@@ -86,6 +86,14 @@ class CandidateSettings(BaseModel):
     # when a request sets neither `think` nor `reasoning_effort`. Unset: Ollama's defaults.
     keep_alive: str | int | None = None
     think: bool | Literal["low", "medium", "high"] | None = None
+    # A self-hosted candidate's cost, which no list price gives: what one GPU costs per
+    # hour, the output tokens per second one replica serves at saturation (all concurrent
+    # requests together, e.g. from a load test), and the GPUs per replica. Set both or
+    # neither; they price the candidate in `report`, the controller's and the admin API's
+    # reports and the web UI's overview (`report --gpu-usd-per-hour` overrides them).
+    gpu_usd_per_hour: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    output_tokens_per_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    gpus: int = Field(default=1, ge=1)
 
     _url = field_validator("base_url")(_check_base_url)
 
@@ -117,6 +125,19 @@ class CandidateSettings(BaseModel):
             self.keep_alive is not None or self.think is not None
         ):
             raise ValueError("keep_alive and think are Ollama options: set them on kind ollama")
+        return self
+
+    @model_validator(mode="after")
+    def _gpu_cost_whole(self) -> Self:
+        if (self.gpu_usd_per_hour is None) != (self.output_tokens_per_s is None):
+            raise ValueError(
+                "gpu_usd_per_hour and output_tokens_per_s go together: set both to price "
+                "a self-hosted candidate, or neither"
+            )
+        if self.gpu_usd_per_hour is None and self.gpus != 1:
+            raise ValueError(
+                "gpus counts toward the GPU cost: set gpu_usd_per_hour and output_tokens_per_s too"
+            )
         return self
 
     def mapped_model(self, requested: str) -> str:

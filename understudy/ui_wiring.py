@@ -10,6 +10,7 @@ from dashboards.app import PREFIX as UI_PREFIX
 from dashboards.app import create_ui_app
 from dashboards.config import UiConfig, UiContext
 from storage.database import Database
+from understudy.reporting import self_hosted_for
 from understudy.settings import Settings
 
 __all__ = ["UI_PREFIX", "attach_ui", "ui_config"]
@@ -18,6 +19,8 @@ __all__ = ["UI_PREFIX", "attach_ui", "ui_config"]
 def ui_config(settings: Settings) -> UiConfig:
     ui = settings.ui
     only = settings.candidates[0].name if len(settings.candidates) == 1 else None
+    names = [c.name for c in settings.candidates]
+    hosted = {n: h for n in names if (h := self_hosted_for(settings, n)) is not None}
     return UiConfig(
         reviewers_per_pair=ui.reviewers_per_pair,
         session_lifetime_s=ui.session_lifetime_s,
@@ -25,6 +28,7 @@ def ui_config(settings: Settings) -> UiConfig:
         secure_cookies=ui.cookies_secure,
         origin=ui.public_url,
         candidate=settings.rollout.candidate or only,
+        self_hosted=hosted,
     )
 
 

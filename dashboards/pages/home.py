@@ -23,6 +23,7 @@ from dashboards.pages.overview_plots import plots, served_share
 from dashboards.pages.overview_range import RANGES, TimeRange, page_window, time_range
 from dashboards.pages.overview_verdict import verdict_view
 from dashboards.render import render
+from evaluation.cost import SelfHosted
 from evaluation.wording import fmt
 from storage.database import Database
 from storage.ui_memo import OverviewMemo
@@ -74,10 +75,13 @@ async def overview(request: web.Request) -> web.StreamResponse:
         except DatabaseUnavailable:
             state = None
     candidate = _candidate_of(state) or await reviewed_candidate(request)
+    hosted = ui.config.self_hosted.get(candidate) if candidate is not None else None
 
     async def count() -> dict[str, Any]:
         now = datetime.now(UTC)
-        return await overview_context(ui.db, ui.overview_memo, chosen, candidate, state, now)
+        return await overview_context(
+            ui.db, ui.overview_memo, chosen, candidate, state, now, hosted=hosted
+        )
 
     context = await ui.overview_counts.within((candidate, chosen.key), count)
     if context is None:  # a first count of this range since the server started
@@ -110,13 +114,16 @@ async def overview_context(
     candidate: str | None,
     state: dict[str, Any] | None,
     now: datetime,
+    *,
+    hosted: SelfHosted | None = None,
 ) -> dict[str, Any]:
-    """What ``overview.html`` shows: ``state`` as ``GET rollout`` gives it, if known."""
+    """What ``overview.html`` shows: ``state`` as ``GET rollout`` gives it, if known;
+    ``hosted``: the candidate's GPU cost, when it is self-hosted and its settings give one."""
     context = _outline(chosen, candidate, state)
     seen = await first_seen(db)
     if seen is not None and candidate is not None:
         window = page_window(chosen, candidate, now, seen)
-        figures = await overview_figures(db, memo, window, now)
+        figures = await overview_figures(db, memo, window, now, hosted=hosted)
         context |= {"figures": figures, "plots": plots(figures, now)}
     return context
 

@@ -4,7 +4,8 @@ The per-arm activity and the cost inputs come through the overview memo chunk by
 chunk (see ``overview_range``); the tallies, agreement and rollout history are
 small and read afresh. Cost is ``evaluation.cost``'s computation on the memo's
 token sums, priced by the models the window's newest pairs used, as the report
-prices them.
+prices them; a self-hosted candidate whose settings give its GPU cost is priced
+by that instead, as the report prices it too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dashboards.agreement import AgreementFigures, agreement_figures
 from dashboards.pages.overview_range import PageWindow
 from evaluation.cost import (
     CostSummary,
+    SelfHosted,
     TokenMeans,
     cost_from_means,
     load_price_table,
@@ -47,6 +49,7 @@ class CostFigures:
     candidate_model: str
     summary: CostSummary | None  # None: a model has no list price, or no pair has tokens
     note: str | None  # why there is no summary
+    self_hosted: SelfHosted | None = None  # the candidate's GPU cost, when it priced it
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,25 +105,34 @@ def _token_means(arm: ArmTokenMeans) -> TokenMeans:
 
 
 async def cost_figures(
-    db: Database, window: ExchangeWindow, aggregates: OverviewAggregates
+    db: Database,
+    window: ExchangeWindow,
+    aggregates: OverviewAggregates,
+    hosted: SelfHosted | None = None,
 ) -> CostFigures:
+    """The cost per arm and the projection; ``hosted``: the candidate's GPU cost, which
+    prices it instead of a list price (``aggregates`` then count pairs whose candidate
+    prompt tokens are unknown too, as its cost needs only the completion tokens)."""
     seen_primary, seen_candidate = await _recent_models(db, window)
     primary_model = seen_primary or "the primary's model"
     candidate_model = seen_candidate or window.named_candidate
     prices = load_price_table()
     primary_price = prices.price_for(primary_model)
-    candidate_price = prices.price_for(candidate_model)
+    candidate_price = hosted or prices.price_for(candidate_model)
     means = aggregates.tokens.means()
 
     def without(note: str) -> CostFigures:
-        return CostFigures(primary_model, candidate_model, None, note)
+        return CostFigures(primary_model, candidate_model, None, note, hosted)
 
     if means.n == 0:
         return without("no pair in this range recorded token counts on both arms")
     if primary_price is None:
         return without(f"no list price for {primary_model!r}")
     if candidate_price is None:
-        return without(f"no list price for {candidate_model!r}")
+        return without(
+            f"no list price for {candidate_model!r}, and no GPU cost in the candidate's "
+            "settings (gpu_usd_per_hour, output_tokens_per_s)"
+        )
     summary = cost_from_means(
         n=means.n,
         requests_per_s=observed_rate(means.pairs, means.first_s, means.last_s),
@@ -130,17 +142,29 @@ async def cost_figures(
         candidate_price=candidate_price,
         prices_as_of=prices.as_of,
     )
-    return CostFigures(primary_model, candidate_model, summary, None)
+    return CostFigures(primary_model, candidate_model, summary, None, hosted)
 
 
 async def counted(
-    db: Database, memo: OverviewMemo, window: PageWindow, now: datetime
+    db: Database,
+    memo: OverviewMemo,
+    window: PageWindow,
+    now: datetime,
+    *,
+    candidate_prompt_needed: bool = True,
 ) -> OverviewAggregates:
-    """The activity and cost inputs of every chunk, settled ones from the memo, merged."""
+    """The activity and cost inputs of every chunk, settled ones from the memo, merged.
+
+    ``candidate_prompt_needed``: the candidate is priced per token (a list price), so a
+    pair counts toward cost only with the candidate's prompt tokens known."""
     total: OverviewAggregates | None = None
     for chunk in window.chunks:
         part = await memo.aggregates(
-            db, chunk, bucket_s=window.bucket_s, candidate_prompt_needed=True, now=now
+            db,
+            chunk,
+            bucket_s=window.bucket_s,
+            candidate_prompt_needed=candidate_prompt_needed,
+            now=now,
         )
         total = part if total is None else total.merged(part)
     if total is None:
@@ -149,10 +173,16 @@ async def counted(
 
 
 async def overview_figures(
-    db: Database, memo: OverviewMemo, window: PageWindow, now: datetime
+    db: Database,
+    memo: OverviewMemo,
+    window: PageWindow,
+    now: datetime,
+    *,
+    hosted: SelfHosted | None = None,
 ) -> OverviewFigures:
+    """``hosted``: the candidate's GPU cost, when it is self-hosted and its settings give one."""
     whole = window.whole
-    aggregates = await counted(db, memo, window, now)
+    aggregates = await counted(db, memo, window, now, candidate_prompt_needed=hosted is None)
     return OverviewFigures(
         window=window,
         aggregates=aggregates,
@@ -160,5 +190,5 @@ async def overview_figures(
         people=await review_tally(db, whole),
         agreement=await agreement_figures(db, whole),
         history=await rollout_history(db, since=window.since),
-        cost=await cost_figures(db, whole, aggregates),
+        cost=await cost_figures(db, whole, aggregates, hosted),
     )

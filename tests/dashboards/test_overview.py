@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import math
 import re
 import uuid
 from dataclasses import dataclass, replace
@@ -294,6 +295,82 @@ async def test_the_overview_shows_the_seeded_figures(make_ui_rig: RigFactory) ->
     for metric in verdict["metrics"]:
         assert metric["reason"] in shown
         assert f"<b>{metric['label'].upper()}</b>" in shown
+
+
+# A self-hosted candidate: its model has no list price, its settings give its GPU cost.
+HOSTED_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+GPU = {"gpu_usd_per_hour": 2.5, "output_tokens_per_s": 400.0, "gpus": 2}
+
+
+def _hosted_pair(k: int, now: datetime) -> Exchange:
+    """Pair ``k`` answered by the self-hosted model; every fourth answer has no prompt count,
+    which a GPU cost does not need."""
+    pair = _pair(k, now)
+    primary, candidate, *rest = pair.observations
+    usage = candidate.usage
+    if k % 4 == 1 and candidate.status == 200:
+        usage = Usage(None, usage.completion_tokens)
+    hosted = replace(candidate, model=HOSTED_MODEL, usage=usage)
+    return replace(pair, observations=(primary, hosted, *rest))
+
+
+def _expected_hosted_cost(pairs: list[Exchange]) -> tuple[str, str, str, str, int, float]:
+    """Per 1,000 requests per arm, monthly savings, the candidate's monthly bill, replicas,
+    and the traffic (requests/s) at which one replica costs what the primary does."""
+    priced = [e for e in pairs if e.observations[1].usage.completion_tokens is not None]
+    p_mean = sum(_usd(e.observations[0].usage, PRIMARY_MODEL) for e in priced) / len(priced)
+    completion = [e.observations[1].usage.completion_tokens or 0 for e in priced]
+    busy_s = sum(completion) / len(completion) / GPU["output_tokens_per_s"]
+    usd_per_s = GPU["gpu_usd_per_hour"] * GPU["gpus"] / 3600
+    span = (pairs[-1].created_at - pairs[0].created_at).total_seconds()
+    rate = len(pairs) / span
+    replicas = max(1, math.ceil(rate * busy_s))
+    candidate_month = replicas * usd_per_s * SECONDS_PER_MONTH
+    return (
+        fmt(1000 * p_mean, "usd"),
+        fmt(1000 * busy_s * usd_per_s, "usd"),
+        fmt(rate * SECONDS_PER_MONTH * p_mean - candidate_month, "usd"),
+        fmt(candidate_month, "usd"),
+        replicas,
+        usd_per_s / p_mean,
+    )
+
+
+async def test_a_self_hosted_candidate_is_priced_by_its_gpu_settings(
+    make_ui_rig: RigFactory,
+) -> None:
+    rollout = {"mode": "shadow", "candidate": CANDIDATE, "controller": {"enabled": False}}
+    candidates = [{"name": CANDIDATE, "base_url": "http://127.0.0.1:9/v1", "kind": "vllm", **GPU}]
+    rig = await make_ui_rig(rollout=rollout, candidates=candidates)
+    _ui_app(rig)[UI].overview_counts.wait_s = 60.0
+    now = datetime.now(UTC)
+    pairs = [_hosted_pair(k, now) for k in range(PAIRS)]
+    await store_pairs(rig.db, pairs)
+    primary, candidate, savings, monthly, replicas, break_even = _expected_hosted_cost(pairs)
+
+    admin = await rig.admin()
+    status, page = await _get(admin, rig.url + "/ui/")
+    assert status == 200, page
+    assert 'id="cost-note"' not in page
+    assert _cells(page, "cost-primary")[1:3] == [PRIMARY_MODEL, primary]
+    assert _cells(page, "cost-candidate")[1:4] == [HOSTED_MODEL, candidate, monthly]
+    assert f"<b>{savings}</b>" in page
+    gpu = re.search(r'<p id="cost-gpu">(.*?)</p>', page, re.S)
+    assert gpu is not None
+    said = html.unescape(gpu.group(1))
+    assert "2 GPUs per replica at $2.50 an hour each, 400 output tokens/s per replica" in said
+    assert (
+        f"({replicas} needed," in said and f"breaks even above {break_even:.3g} requests/s" in said
+    )
+
+    # The admin API's report prices the candidate from the same settings.
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with admin.get(rig.url + "/admin/api/v1/rollout/report", headers=headers) as response:
+        body = await response.json()
+    assert body["status"] == "ready", body
+    cost = body["report"]["cost"]
+    assert fmt(1000 * cost["candidate_usd_per_request"], "usd") == candidate
+    assert cost["replicas_needed"] == replicas
 
 
 async def test_an_empty_database_says_there_is_no_traffic(make_ui_rig: RigFactory) -> None:

@@ -18,13 +18,16 @@ from typing import Any
 import pytest
 
 import migrations
-from core import Exchange, Role, RolloutMode, Usage
+from core import ConfigError, Exchange, Role, RolloutMode, Usage
+from evaluation.cost import SECONDS_PER_MONTH, SelfHosted
 from storage.database import Database
 from storage.inserts import insert_exchanges
 from storage.judgments import Judgment, add_judgments
 from tests.storage.conftest import db_url, pg_server, pg_url  # noqa: F401  (fixtures)
 from tests.storage.factories import T0, decision, full_exchange, noise_arm, served_arm, shadow_arm
 from understudy.cli import main
+from understudy.reporting import self_hosted_for
+from understudy.settings import load_settings
 
 Capture = pytest.CaptureFixture[str]
 
@@ -198,6 +201,94 @@ def test_window_route_and_cost_options(sqlite_url: str, capsys: Capture) -> None
 
     code, out, _ = report(capsys, "--format", "json", "--since", until, "--primary-model", "gpt-4o")
     assert code == 0 and json.loads(out)["n"] == 200
+
+
+HOSTED_TOML = f"""
+[[candidates]]
+name = "{CANDIDATE}"
+base_url = "http://127.0.0.1:8000/v1"
+kind = "vllm"
+gpu_usd_per_hour = 2.5
+output_tokens_per_s = 600
+gpus = 2
+"""
+
+
+def test_a_self_hosted_candidate_is_priced_from_its_settings(
+    sqlite_url: str, tmp_path: Path, capsys: Capture
+) -> None:
+    rng = random.Random(8)
+    seed(sqlite_url, [shadow_pair(i, rng, 1.0) for i in range(100)])
+    config = tmp_path / "understudy.toml"
+    config.write_text(HOSTED_TOML, encoding="utf-8")
+    code, out, err = report(capsys, "--format", "json", "--config", str(config))
+    assert code == 0, err
+    data = json.loads(out)
+    cost = data["cost"]
+    assert cost is not None, data["notes"]
+    usd_per_s = 2.5 * 2 / 3600  # two GPUs per replica
+    # 30 completion tokens at 600 tokens/s; one request a second needs one replica.
+    assert cost["n"] == 100 and cost["replicas_needed"] == 1
+    assert cost["candidate_usd_per_request"] == pytest.approx(30 / 600 * usd_per_s)
+    assert cost["replica_capacity_requests_per_s"] == pytest.approx(600 / 30)
+    assert cost["candidate_monthly_usd"] == pytest.approx(usd_per_s * SECONDS_PER_MONTH)
+    assert cost["break_even_requests_per_s"] == pytest.approx(
+        usd_per_s / cost["primary_usd_per_request"]
+    )
+    assert cost["monthly_savings_usd"] == pytest.approx(
+        cost["primary_monthly_usd"] - cost["candidate_monthly_usd"]
+    )
+    assert not any("no list price" in n for n in data["notes"])
+    code, text, _ = report(capsys, "--config", str(config))
+    assert code == 0 and "self-hosting breaks even above" in text
+
+    # The command's flags replace the settings' GPU cost as a whole (--gpus defaults to 1).
+    flags = ["--gpu-usd-per-hour", "1", "--output-tokens-per-s", "300"]
+    code, out, _ = report(capsys, "--format", "json", "--config", str(config), *flags)
+    assert code == 0
+    cost = json.loads(out)["cost"]
+    assert cost["candidate_usd_per_request"] == pytest.approx(30 / 300 * 1 / 3600)
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"gpu_usd_per_hour": 2.0}, "UNDERSTUDY_CANDIDATES__0: .*go together"),
+        ({"output_tokens_per_s": 500.0}, "UNDERSTUDY_CANDIDATES__0: .*go together"),
+        ({"gpus": 4}, "UNDERSTUDY_CANDIDATES__0: .*gpus counts toward the GPU cost"),
+        (
+            {"gpu_usd_per_hour": -1.0, "output_tokens_per_s": 500.0},
+            "UNDERSTUDY_CANDIDATES__0__GPU_USD_PER_HOUR: .*greater than or equal to 0",
+        ),
+        (
+            {"gpu_usd_per_hour": 2.0, "output_tokens_per_s": 0.0},
+            "UNDERSTUDY_CANDIDATES__0__OUTPUT_TOKENS_PER_S: .*greater than 0",
+        ),
+        (
+            {"gpu_usd_per_hour": 2.0, "output_tokens_per_s": 500.0, "gpus": 0},
+            "UNDERSTUDY_CANDIDATES__0__GPUS: .*greater than or equal to 1",
+        ),
+    ],
+)
+def test_a_gpu_cost_setting_is_checked(extra: dict[str, Any], problem: str) -> None:
+    candidate = {"name": CANDIDATE, "base_url": "http://127.0.0.1:8000/v1", **extra}
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(candidates=[candidate])
+
+
+def test_the_gpu_cost_settings_give_the_candidate_its_self_hosted_cost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hosted = {"gpu_usd_per_hour": 1.8, "output_tokens_per_s": 1200, "gpus": 4}
+    candidates = [
+        {"name": CANDIDATE, "base_url": "http://127.0.0.1:8000/v1", **hosted},
+        {"name": "listed", "base_url": "https://api.example.com/v1"},
+    ]
+    monkeypatch.setenv("UNDERSTUDY_CANDIDATES", json.dumps(candidates))
+    settings = load_settings()
+    assert self_hosted_for(settings, CANDIDATE) == SelfHosted(1.8, 1200.0, gpus=4)
+    assert self_hosted_for(settings, "listed") is None  # priced by its list price, if any
+    assert self_hosted_for(settings, "unconfigured") is None
 
 
 def test_judgments_count_in_the_quality_metric(

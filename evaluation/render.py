@@ -64,8 +64,6 @@ def _quality_lines(report: Report) -> list[str]:
             f"{ni.confidence:.0%} upper bound {fmt(ni.upper_bound, 'share')} vs limit "
             f"{fmt(ni.margin, 'share')}: {'non-inferior' if ni.non_inferior else 'not shown'}"
         )
-    for r in report.ratings:
-        lines.append(f"{r.name}: {r.elo:+.1f} Elo ({r.lower:+.1f} to {r.upper:+.1f})")
     return lines
 
 

@@ -35,7 +35,7 @@ from evaluation.cost import (
 from evaluation.metrics.registry import build_metrics
 from evaluation.metrics.scoring import score_pairs
 from evaluation.noise import NoiseFloor, noise_floor
-from evaluation.quality import NonInferiority, Rating, Tally, bradley_terry, non_inferiority, tally
+from evaluation.quality import NonInferiority, Tally, non_inferiority, tally
 from evaluation.split_stats import compare_split_errors, compare_split_latency
 from evaluation.stats import compare_paired_errors, compare_paired_latency, time_per_output_token
 from evaluation.verdict import evaluate_stage
@@ -72,14 +72,6 @@ class CostInput:
 
 
 @dataclass(frozen=True, slots=True)
-class Tournament:
-    """Pairwise tallies between several systems, for Bradley–Terry ratings."""
-
-    names: tuple[str, ...]
-    counts: IntArray  # (S, S, 3): wins, losses, ties of i against j, for i < j
-
-
-@dataclass(frozen=True, slots=True)
 class ReportInput:
     primary: str
     candidate: str
@@ -89,7 +81,6 @@ class ReportInput:
     judgments: Series = field(default_factory=Series)  # +1/-1/0 from the candidate's side
     texts: TextSample | None = None
     cost: CostInput | None = None
-    tournament: Tournament | None = None
     stage: str = ""
 
 
@@ -137,7 +128,6 @@ class Report:
     text_metrics: tuple[TextMetricSummary, ...]
     noise: tuple[NoiseFloor, ...]
     quality: QualitySummary | None
-    ratings: tuple[Rating, ...]  # Bradley–Terry, when several systems were compared
     cost: CostSummary | None
     notes: tuple[str, ...]
 
@@ -417,14 +407,6 @@ def build_report(data: ReportInput, config: EvaluationConfig | None = None) -> R
     if len(data.judgments):
         result = tally(data.judgments.values.astype(np.int64))
         quality = QualitySummary(result, _quality_bound(result, verdict, cfg))
-    ratings: tuple[Rating, ...] = ()
-    if data.tournament is not None:
-        ratings = bradley_terry(
-            data.tournament.names,
-            data.tournament.counts,
-            alpha=cfg.alpha,
-            rng=np.random.default_rng([cfg.seed, 300]),
-        )
 
     return Report(
         title=f"{data.candidate} vs {data.primary}",
@@ -436,7 +418,6 @@ def build_report(data: ReportInput, config: EvaluationConfig | None = None) -> R
         text_metrics=tuple(text_summaries),
         noise=tuple(noise_results),
         quality=quality,
-        ratings=ratings,
         cost=_cost(data, notes),
         notes=tuple(notes),
     )

@@ -7,7 +7,8 @@ import pytest
 
 from evaluation.agreement import cohen_kappa
 from evaluation.groupseq import obrien_fleming_bounds
-from evaluation.quality import Tally, bradley_terry, clopper_pearson, non_inferiority
+from evaluation.quality import Tally, clopper_pearson, non_inferiority
+from evaluation.ranking import rank_candidates
 
 
 def test_obrien_fleming_bounds_five_looks_two_sided_005() -> None:
@@ -28,7 +29,9 @@ def test_cohen_kappa_judge_by_human_table() -> None:
 
 
 def test_bradley_terry_two_systems_gap_in_elo() -> None:
-    counts = np.zeros((2, 2, 3), dtype=np.int64)
-    counts[0, 1] = (130, 110, 60)  # the first system won 130, lost 110, tied 60
-    first, second = bradley_terry(("a", "b"), counts, replicates=200)
-    assert round(first.elo - second.elo, 1) == 23.2
+    # The candidate won 130, lost 110 and tied 60 against the primary: a score of 160 of
+    # 300, so 400 * log10(160 / 140) = 23.2 Elo points above it.
+    outcomes = np.array([1] * 130 + [-1] * 110 + [0] * 60)
+    ranking = rank_candidates("a", {"b": outcomes}, draws=200)
+    rated = {s.name: s.rating for s in ranking.systems}
+    assert round(rated["b"] - rated["a"], 1) == 23.2

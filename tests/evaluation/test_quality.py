@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from evaluation.agreement import cohen_kappa, confusion_table
-from evaluation.quality import Tally, bradley_terry, clopper_pearson, non_inferiority, tally
+from evaluation.quality import Tally, clopper_pearson, non_inferiority, tally
 
 
 def test_tally_and_tie_rate() -> None:
@@ -34,28 +34,6 @@ def test_non_inferiority_is_decided_on_non_tied_judgments() -> None:
     assert not bad.non_inferior
     empty = non_inferiority(Tally(0, 0, 5))
     assert not empty.non_inferior
-
-
-def test_bradley_terry_recovers_the_order_of_three_systems() -> None:
-    rng = np.random.default_rng(1)
-    strength = np.log([1.0, 1.6, 0.5])
-    counts = np.zeros((3, 3, 3), dtype=np.int64)
-    for i in range(3):
-        for j in range(i + 1, 3):
-            p = 1 / (1 + np.exp(strength[j] - strength[i]))
-            wins = rng.binomial(400, p)
-            counts[i, j] = (wins, 400 - wins, 0)
-    ratings = bradley_terry(("a", "b", "c"), counts, replicates=300, rng=rng)
-    elo = {r.name: r for r in ratings}
-    assert elo["a"].elo == 0.0
-    assert elo["b"].lower > 0 > elo["c"].upper
-    true_b = 400 * np.log10(1.6)
-    assert elo["b"].lower < true_b < elo["b"].upper
-
-
-def test_bradley_terry_rejects_empty_input() -> None:
-    with pytest.raises(ValueError):
-        bradley_terry(("a", "b"), np.zeros((2, 2, 3), dtype=np.int64))
 
 
 def test_kappa_edge_cases_and_labels() -> None:

@@ -14,7 +14,7 @@ from evaluation.columns import ComparisonMode
 from evaluation.config import EvaluationConfig
 from evaluation.cost import SelfHosted
 from evaluation.render import render_json, render_markdown, render_text
-from evaluation.report import CostInput, ReportInput, TextSample, Tournament, build_report
+from evaluation.report import CostInput, ReportInput, TextSample, build_report
 from tests.evaluation.factories import good_judgments, shadow_input, split_input
 
 
@@ -111,27 +111,20 @@ def test_split_report_uses_user_level_statistics() -> None:
     assert report.cost is None
 
 
-def test_tournament_ratings_and_missing_prices_are_reported() -> None:
+def test_missing_prices_are_reported() -> None:
     base = _shadow_report_input(600)
-    counts = np.zeros((3, 3, 3), dtype=np.int64)
-    counts[0, 1] = (100, 140, 60)
-    counts[0, 2] = (150, 90, 60)
-    counts[1, 2] = (160, 80, 60)
     report = build_report(
         ReportInput(
             base.primary,
             base.candidate,
             base.mode,
             shadow=base.shadow,
-            tournament=Tournament(("openai", "llama", "qwen"), counts),
             cost=CostInput("gpt-5-preview", "llama"),
         )
     )
-    assert [r.name for r in report.ratings] == ["openai", "llama", "qwen"]
-    assert report.ratings[1].elo > 0 > report.ratings[2].elo
     assert report.quality is None
     assert report.cost is None and any("gpt-5-preview" in note for note in report.notes)
-    assert "Elo" in render_text(report)
+    assert "gpt-5-preview" in render_text(report)
 
 
 def test_text_sample_is_capped() -> None:

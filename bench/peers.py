@@ -140,6 +140,9 @@ def understudy(
         "UNDERSTUDY_DATABASE_URL": f"sqlite+aiosqlite:///{db_dir}/bench.db",
         "UNDERSTUDY_STORAGE__SPILL_DIR": f"{db_dir}/spill",
         "UNDERSTUDY_LOG_FORMAT": "json",
+        # The proxy's cost per request: the controller's periodic stage report (a worker
+        # process, every 5 s) is not per request and is timed by bench.report_db_bench.
+        "UNDERSTUDY_ROLLOUT__CONTROLLER__ENABLED": "false",
     }
     if not record:
         env["UNDERSTUDY_STORAGE__ENABLED"] = "false"

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from core import (
     ErrorKind,
     Exchange,
@@ -163,5 +165,20 @@ def dumps(exchange: Exchange) -> str:
     return json.dumps(exchange_to_json(exchange), ensure_ascii=True, separators=(",", ":"))
 
 
+def dump_bytes(exchange: Exchange) -> bytes:
+    """``dumps`` as UTF-8 bytes, by orjson where it can (several times faster): the
+    recorder hand-off's form. Lone surrogates or integers orjson cannot hold take
+    ``dumps``'s way."""
+    document = exchange_to_json(exchange)
+    try:
+        return orjson.dumps(document)
+    except orjson.JSONEncodeError:
+        return json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def loads(line: str | bytes) -> Exchange:
-    return exchange_from_json(json.loads(line))
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError:  # an escaped lone surrogate: only json reads it
+        document = json.loads(line)
+    return exchange_from_json(document)

@@ -29,6 +29,9 @@ log = structlog.get_logger(__name__)
 
 RECONNECT = Backoff(base_s=0.05, cap_s=1.0)
 METRICS_TIMEOUT_S = 1.0
+# Frames go out together every few milliseconds: one write to the socket (and one wake-up
+# of the recorder) per batch, not per exchange. Nothing waits on them.
+FLUSH_S = 0.005
 
 
 class RecorderLinkMetrics:
@@ -76,6 +79,8 @@ class RecorderLink:
         self._to_spill: list[Exchange] = []
         self._spill_wake = asyncio.Event()
         self._writer: asyncio.StreamWriter | None = None
+        self._pending: list[bytes] = []  # frames for the next write
+        self._flush_at: asyncio.TimerHandle | None = None
         self._metrics_reply: asyncio.Future[bytes] | None = None
         self._closing = False
         self._stopped = False
@@ -97,10 +102,19 @@ class RecorderLink:
         ):
             self._spill_later([exchange])
             return
+        line = codec.dump_bytes(exchange)
         self._seq += 1
         self._unsettled[self._seq] = exchange
         self._drained.clear()
-        writer.write(handoff.exchange_frame(self._seq, codec.dumps(exchange).encode("ascii")))
+        self._pending.append(handoff.exchange_frame(self._seq, line))
+        if self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().call_later(FLUSH_S, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_at = None
+        frames, self._pending = self._pending, []
+        if frames and self._writer is not None:
+            self._writer.write(b"".join(frames))
 
     def queue_depth(self) -> int:
         """Exchanges held here: not yet settled by the recorder, or waiting for the spill disk."""
@@ -118,6 +132,9 @@ class RecorderLink:
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Wait up to ``timeout_s`` for the recorder to settle what it holds; spill the rest."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drained.wait(), max(timeout_s, 0.0))
         self._closing = True
@@ -182,6 +199,7 @@ class RecorderLink:
     def _disconnected(self) -> None:
         """Whatever the recorder had not settled is spilled here; it replays it later."""
         writer, self._writer = self._writer, None
+        self._pending = []  # their exchanges are among the unsettled, spilled below
         self.metrics.connected.set(0)
         if writer is not None:
             writer.close()

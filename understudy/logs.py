@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import functools
 import itertools
 import logging
 import sys
@@ -44,6 +45,13 @@ DATA_LOGGERS = ("aiosqlite", "asyncpg", "sqlalchemy")
 # The redaction every logged string goes through: storage's secret patterns, plus the
 # configured upstream keys by value once serve or demo knows them.
 _redact: Callable[[str], str] = redact_secrets
+# Short strings (model names, statuses, event names) recur on every line: redacted once.
+_MEMO_CHARS = 128
+
+
+@functools.lru_cache(maxsize=4096)
+def _redact_short(text: str) -> str:
+    return _redact(text)
 
 # Tests watch every JSON line rendered in this process (see tests/conftest.py).
 _json_line_observers: list[LineObserver] = []
@@ -72,7 +80,7 @@ def safe_text(text: str) -> str:
             text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: UTF-8 (and orjson) cannot hold them
             text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _redact(text)
+    return _redact_short(text) if len(text) <= _MEMO_CHARS else _redact(text)
 
 
 def _printable(value: object) -> str:
@@ -371,6 +379,7 @@ def configure_logging(
     """
     global _redact
     _redact = redact
+    _redact_short.cache_clear()  # what was memoized was masked by the former policy
     stream = stream or sys.stderr
     is_tty = stream.isatty()
     use_json = fmt is LogFormat.JSON or (fmt is LogFormat.AUTO and not is_tty)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -214,3 +215,12 @@ def test_codec_lines_are_ascii_even_with_lone_surrogates() -> None:
     line = codec.dumps(exchange)
     assert line.isascii()
     assert codec.loads(line).observations[0].text == "bad \ud800 half"
+
+
+def test_the_hand_off_bytes_round_trip_whatever_the_text() -> None:
+    for text in ("plain", "naïve – 日本語 🙂", "bad \ud800 half", "\x00 nul"):
+        exchange = full_exchange(observations=(served_arm(text=text),))
+        data = codec.dump_bytes(exchange)
+        assert json.loads(data) == json.loads(codec.dumps(exchange))  # the same document
+        assert codec.loads(data) == exchange
+        assert codec.loads(codec.dumps(exchange)) == exchange

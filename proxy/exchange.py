@@ -251,7 +251,7 @@ class ExchangeHandler:
     async def _run_background(
         self, upstream: Upstream, request: UpstreamRequest, capture: Capture
     ) -> None:
-        gauge = self._metrics.shadows_in_flight.labels(upstream.name)
+        gauge = self._metrics.in_flight_of(upstream.name)
         gauge.inc()
         try:
             await call_to_end(upstream, request, capture)

@@ -95,6 +95,14 @@ class ProxyMetrics:
         )
 
         self._children: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
+        self._in_flight_children: dict[str, Any] = {}
+
+    def in_flight_of(self, upstream: str) -> Any:
+        """The shadows-in-flight gauge's child for ``upstream``, resolved once."""
+        child = self._in_flight_children.get(upstream)
+        if child is None:
+            child = self._in_flight_children[upstream] = self.shadows_in_flight.labels(upstream)
+        return child
 
     def watch_sink_depth(self, depth: Callable[[], int]) -> None:
         self.sink_queue_depth.set_function(lambda: float(depth()))

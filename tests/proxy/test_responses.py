@@ -139,12 +139,12 @@ async def test_relayed_byte_for_byte(make_rig: RigFactory, stream: bool) -> None
 
 
 @pytest.mark.parametrize(("mode", "has_api"), SETUPS, ids=SETUP_IDS)
-async def test_sync_sdk_tool_call_and_json_schema(
+async def test_sync_sdk_tool_call_json_schema_streamed_and_a_follow_up(
     make_rig: RigFactory, mode: str, has_api: bool
 ) -> None:
     rig = await rig_for(make_rig, mode, has_api)
 
-    def conversation() -> tuple[Any, Any]:
+    def conversation() -> tuple[Any, Any, str, Any]:
         with OpenAI(base_url=rig.base_url, api_key=CLIENT_KEY, max_retries=0) as client:
             call = client.responses.create(
                 model="gpt-4o-mini", input="What's the weather in Paris?", tools=[WEATHER_TOOL]
@@ -152,15 +152,32 @@ async def test_sync_sdk_tool_call_and_json_schema(
             recipe = client.responses.create(
                 model="gpt-4o-mini", input="A bread recipe, please.", text=RECIPE_FORMAT
             )
-            return call, recipe
+            events = client.responses.create(
+                model="gpt-4o-mini", input="Another one.", text=RECIPE_FORMAT, stream=True
+            )
+            streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+            follow_up = client.responses.create(
+                model="gpt-4o-mini", input="Shorter, please.", previous_response_id=recipe.id
+            )
+            return call, recipe, streamed, follow_up
 
     # The blocking client runs in a thread: this loop serves the proxy it calls.
-    call, recipe = await asyncio.to_thread(conversation)
+    call, recipe, streamed, follow_up = await asyncio.to_thread(conversation)
     [item] = call.output
     assert item.type == "function_call" and item.name == "get_weather"
     assert set(json.loads(item.arguments)) == {"city"}
     assert set(json.loads(recipe.output_text)) == {"title", "minutes"}
-    tool_exchange, recipe_exchange = await rig.exchanges(2)
+    assert set(json.loads(streamed)) == {"title", "minutes"}
+    assert follow_up.previous_response_id == recipe.id and follow_up.output_text
+    tool_exchange, recipe_exchange, streamed_exchange, follow_up_exchange = await rig.exchanges(4)
+    assert streamed_exchange.stream and follow_up_exchange.route is Route.RESPONSES
+    for exchange in (streamed_exchange, follow_up_exchange):
+        # The candidate shadowed the parent, so it holds it and shadows the follow-up too.
+        for role in (Role.SERVED, Role.SHADOW):
+            arm = exchange.arm(role)
+            assert arm is not None and arm.ok, (role, arm)
+    served = streamed_exchange.arm(Role.SERVED)
+    assert served is not None and served.text == streamed
     for arm in (tool_exchange.arm(Role.SERVED), tool_exchange.arm(Role.SHADOW)):
         assert arm is not None and arm.ok
         [recorded] = arm.tool_calls
@@ -168,7 +185,7 @@ async def test_sync_sdk_tool_call_and_json_schema(
     shadow = recipe_exchange.arm(Role.SHADOW)
     assert shadow is not None and shadow.text is not None
     assert set(json.loads(shadow.text)) == {"title", "minutes"}
-    tool_sent, recipe_sent = candidate_calls(rig, mode)
+    tool_sent, recipe_sent, _, follow_up_sent = candidate_calls(rig, mode)
     if mode == "translate":  # function tools and the schema in their Chat Completions form
         assert tool_sent["tools"] == [
             {
@@ -178,6 +195,10 @@ async def test_sync_sdk_tool_call_and_json_schema(
         ]
         assert recipe_sent["response_format"]["type"] == "json_schema"
         assert recipe_sent["response_format"]["json_schema"]["name"] == "recipe"
+        # The follow-up carries the whole conversation: the recipe's turn, then this one.
+        assert [m["role"] for m in follow_up_sent["messages"]] == ["user", "assistant", "user"]
+    else:
+        assert follow_up_sent["previous_response_id"] != recipe.id  # the candidate's own twin
 
 
 @pytest.mark.parametrize(("mode", "has_api"), SETUPS, ids=SETUP_IDS)

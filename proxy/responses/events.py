@@ -1,4 +1,11 @@
-"""A Chat Completions stream, chunk by chunk, as a Responses API event stream."""
+"""A Chat Completions stream, chunk by chunk, as a Responses API event stream.
+
+A reasoning model's thinking (a delta's ``reasoning_content`` or ``reasoning``) streams as a
+``reasoning`` item, as gpt-oss does on OpenAI's own Responses server:
+``response.output_item.added``, ``response.content_part.added`` (a ``reasoning_text``
+part), ``response.reasoning_text.delta`` events, then ``response.reasoning_text.done``,
+``response.content_part.done`` and ``response.output_item.done`` before the answer's item.
+"""
 
 from __future__ import annotations
 
@@ -53,6 +60,9 @@ class EventStream:
                 continue
             delta = choice.get("delta")
             delta = delta if isinstance(delta, Mapping) else {}
+            thinking = shapes.reasoning_of(delta)
+            if thinking:
+                out += self._reasoning(thinking)
             content = delta.get("content")
             if isinstance(content, str) and content:
                 out += self._text(content)
@@ -62,6 +72,35 @@ class EventStream:
             if isinstance(choice.get("finish_reason"), str):
                 self.finish_reason = choice["finish_reason"]
         return out
+
+    def _reasoning(self, piece: str) -> bytes:
+        out = b""
+        current = self.output[self._open] if self._open is not None else None
+        if current is None or current["type"] != "reasoning":
+            out += self._close()
+            index = len(self.output)
+            item = shapes.reasoning_item(shapes.new_id("rs"), None, "in_progress")
+            self.output.append(item)
+            self._open = index
+            out += self._event("response.output_item.added", output_index=index, item=item)
+            out += self._event(
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                part=shapes.reasoning_part(""),
+            )
+            item["content"].append(shapes.reasoning_part(""))
+        assert self._open is not None  # a reasoning item was open or has just been opened
+        item = self.output[self._open]
+        item["content"][0]["text"] += piece
+        return out + self._event(
+            "response.reasoning_text.delta",
+            item_id=item["id"],
+            output_index=self._open,
+            content_index=0,
+            delta=piece,
+        )
 
     def _text(self, piece: str) -> bytes:
         out = b""
@@ -141,6 +180,11 @@ class EventStream:
             out += self._event(
                 "response.output_text.done", **common, text=part["text"], logprobs=[]
             )
+            out += self._event("response.content_part.done", **common, part=part)
+        elif item["type"] == "reasoning":
+            part = item["content"][0]
+            common = {"item_id": item["id"], "output_index": index, "content_index": 0}
+            out += self._event("response.reasoning_text.done", **common, text=part["text"])
             out += self._event("response.content_part.done", **common, part=part)
         else:
             out += self._event(

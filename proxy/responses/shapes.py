@@ -1,8 +1,11 @@
 """Responses API objects and events, built from what a Chat Completions server answered.
 
 Shapes follow the official SDK's types (``openai.types.responses``): a ``Response`` with
-``message`` and ``function_call`` output items, and the event stream from
-``response.created`` to ``response.completed`` (or ``response.incomplete``).
+``reasoning``, ``message`` and ``function_call`` output items, and the event stream from
+``response.created`` to ``response.completed`` (or ``response.incomplete``). A reasoning
+model's thinking (vLLM's ``reasoning_content``, newer vLLM's ``reasoning``; Ollama's
+``thinking`` comes as ``reasoning_content`` from its adapter) becomes a ``reasoning`` item
+with ``reasoning_text`` content, as gpt-oss answers on OpenAI's own Responses server.
 """
 
 from __future__ import annotations
@@ -64,6 +67,24 @@ def message_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
     }
 
 
+def reasoning_part(text: str) -> dict[str, Any]:
+    return {"type": "reasoning_text", "text": text}
+
+
+def reasoning_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
+    content = [] if text is None else [reasoning_part(text)]
+    return {"id": item_id, "type": "reasoning", "status": status, "summary": [], "content": content}
+
+
+def reasoning_of(message: Mapping[str, Any]) -> str:
+    """A chat message's or delta's reasoning: ``reasoning_content``, else ``reasoning``."""
+    for name in ("reasoning_content", "reasoning"):
+        value = message.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
 def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
     return {
         "id": item_id,
@@ -120,7 +141,8 @@ def response(
 
 
 def assistant_message(output: list[dict[str, Any]]) -> dict[str, Any]:
-    """The chat message an answer's output items stand for, to continue the conversation."""
+    """The chat message an answer's output items stand for, to continue the conversation:
+    its text and tool calls; its reasoning items are left out, as a chat server expects."""
     text = "".join(
         part["text"] for item in output if item["type"] == "message" for part in item["content"]
     )
@@ -140,8 +162,12 @@ def assistant_message(output: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def output_of_chat(message: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A chat completion's message as output items: its text, then its tool calls."""
+    """A chat completion's message as output items: its reasoning, its text, then its tool
+    calls."""
     output: list[dict[str, Any]] = []
+    thinking = reasoning_of(message)
+    if thinking:
+        output.append(reasoning_item(new_id("rs"), thinking, "completed"))
     content = message.get("content")
     if isinstance(content, str) and content:
         output.append(message_item(new_id("msg"), content, "completed"))

@@ -3,7 +3,9 @@
 The request becomes a chat request (after the conversation so far, which such a server
 does not keep: it is remembered here, under the response's id), and the chat answer
 becomes a Response object or event stream, so the proxy records and relays it like a
-native one.
+native one. A reasoning model's thinking becomes a ``reasoning`` item ahead of the answer
+(see ``shapes`` and ``events``); the remembered turn keeps only the answer and its tool
+calls, as a chat server expects the conversation back.
 """
 
 from __future__ import annotations

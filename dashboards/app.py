@@ -30,6 +30,7 @@ PAGE_MODULES = (
     "dashboards.pages.review",
     "dashboards.pages.reviewers",
     "dashboards.pages.exchanges",
+    "dashboards.pages.candidates",
     "dashboards.pages.rollout",
 )
 
@@ -56,6 +57,7 @@ def create_ui_app(context: UiContext) -> web.Application:
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         yield
         await context.overview_counts.close()
+        await context.lineup_builds.close()
         await context.db.dispose()
 
     app.cleanup_ctx.append(lifecycle)

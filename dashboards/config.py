@@ -9,6 +9,7 @@ from aiohttp import web
 
 from admin.auth import AdminTokens
 from admin.rollout_api import RolloutApi
+from dashboards.pages.lineup_builds import LineupBuilds, LineupSource
 from dashboards.pages.overview_counts import OverviewCounts
 from evaluation.cost import SelfHosted
 from storage.database import Database
@@ -42,6 +43,9 @@ class UiContext:
     # The overview's settled counts, kept for this process (a range is a few windows each).
     overview_memo: OverviewMemo = field(default_factory=lambda: OverviewMemo(entries=64))
     overview_counts: OverviewCounts = field(default_factory=OverviewCounts)  # cold ranges
+    # Every candidate against the primary, for the candidates page; None: not offered.
+    lineup: LineupSource | None = None
+    lineup_builds: LineupBuilds = field(default_factory=LineupBuilds)  # kept a minute per range
 
 
 UI = web.AppKey("ui", UiContext)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from admin.auth import AdminTokens
@@ -10,8 +13,12 @@ from dashboards.app import PREFIX as UI_PREFIX
 from dashboards.app import create_ui_app
 from dashboards.config import UiConfig, UiContext
 from storage.database import Database
+from understudy.lineup_report import lineup_since
 from understudy.reporting import self_hosted_for
 from understudy.settings import Settings
+
+if TYPE_CHECKING:
+    from evaluation.lineup import Lineup
 
 __all__ = ["UI_PREFIX", "attach_ui", "ui_config"]
 
@@ -36,10 +43,16 @@ def attach_ui(root: web.Application, settings: Settings, rollout: RolloutApi) ->
     """Mount the UI on ``root``, the app that serves the admin API; it has its own
     connection pool to ``settings.database_url``, closed when the app stops. ``rollout``
     is the admin API's, so a change from the UI is the API's change."""
+    db = Database(settings.database_url)
+
+    async def lineup(since: datetime | None) -> Lineup | None:
+        return await lineup_since(db, settings, since)
+
     context = UiContext(
         ui_config(settings),
-        Database(settings.database_url),
+        db,
         AdminTokens(settings.admin_token_names()),
         rollout,
+        lineup=lineup,
     )
     root.add_subapp(UI_PREFIX, create_ui_app(context))

@@ -24,10 +24,12 @@ WAIT_S = 0.25  # how long a page waits for its count before saying it is countin
 
 class OverviewCounts:
     """One count at a time per key; every task is kept until its result is taken or
-    ``close`` cancels it."""
+    ``close`` cancels it. ``what`` names the tasks (the candidates page builds lineups
+    this way too)."""
 
-    def __init__(self, wait_s: float = WAIT_S) -> None:
+    def __init__(self, wait_s: float = WAIT_S, *, what: str = "overview count") -> None:
         self.wait_s = wait_s
+        self.what = what
         self._running: dict[Hashable, asyncio.Task[Any]] = {}
 
     async def within(self, key: Hashable, count: Callable[[], Awaitable[T]]) -> T | None:
@@ -47,7 +49,7 @@ class OverviewCounts:
         async def counted() -> T:
             return await count()
 
-        task = asyncio.create_task(counted(), name=f"overview count {key}")
+        task = asyncio.create_task(counted(), name=f"{self.what} {key}")
         # Kept before waiting: a page that goes away meanwhile leaves it tracked here.
         self._running[key] = task
         done, _ = await asyncio.wait({task}, timeout=self.wait_s)
@@ -71,4 +73,4 @@ class OverviewCounts:
                 try:
                     await task
                 except Exception as exc:  # nobody is left to show it to
-                    log.warning("overview_count_failed", error=type(exc).__name__)
+                    log.warning("overview_count_failed", what=self.what, error=type(exc).__name__)

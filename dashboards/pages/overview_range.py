@@ -68,6 +68,14 @@ def everything_bucket(first_seen: datetime | None, now: datetime) -> int:
     return next((b for b in BUCKET_LADDER if span / b <= MAX_BUCKETS), BUCKET_LADDER[-1])
 
 
+def range_start(chosen: TimeRange, now: datetime) -> datetime | None:
+    """Where the range starts at ``now``, as ``page_window`` counts it: the start of the
+    chunk holding ``now - span``; None for everything recorded."""
+    if chosen.span_s is None:
+        return None
+    return _at(math.floor((now.timestamp() - chosen.span_s) / chosen.chunk_s) * chosen.chunk_s)
+
+
 def page_window(
     chosen: TimeRange, candidate: str, now: datetime, first_seen: datetime | None
 ) -> PageWindow:

@@ -62,14 +62,14 @@ async def run(path: Path, reviews: int, repeat: int) -> dict[str, float]:
         # Reviews spread over the people, as a team would leave them.
         for k in range(reviews):
             who = people[k % len(people)]
-            item = await next_item(db, who, CANDIDATE, PER_PAIR, rng)
+            item = await next_item(db, who, [CANDIDATE], PER_PAIR, rng)
             assert item is not None
             outcome = rng.choice([ReviewOutcome.CANDIDATE, ReviewOutcome.PRIMARY])
             await decide(db, who, item.token, outcome, None, datetime.now(UTC))
         fresh = await _reviewer(db, "newcomer")
 
         async def review_page() -> None:
-            item = await next_item(db, fresh, CANDIDATE, PER_PAIR, rng)
+            item = await next_item(db, fresh, [CANDIDATE], PER_PAIR, rng)
             assert item is not None
             await decided_count(db, fresh)
             await count_waiting(

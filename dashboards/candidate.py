@@ -1,4 +1,5 @@
-"""Whose pairs people review: the configured candidate, else the one recorded most."""
+"""Whose pairs people review: the configured candidate, else the one recorded most, and the
+shadow candidates mirrored beside it."""
 
 from __future__ import annotations
 
@@ -15,3 +16,10 @@ async def reviewed_candidate(request: web.Request) -> str | None:
         return ui.config.candidate
     seen = await candidates_in(ui.db, ExchangeWindow())
     return seen[0] if seen else None
+
+
+async def reviewed_candidates(request: web.Request) -> list[str]:
+    """Every candidate whose pairs the review queue offers, the rollout's first."""
+    main = await reviewed_candidate(request)
+    shadows = request.app[UI].config.shadow_candidates
+    return list(dict.fromkeys([*([main] if main else []), *shadows]))

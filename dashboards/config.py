@@ -27,6 +27,9 @@ class UiConfig:
     # None: the address the request was sent to.
     origin: str | None
     candidate: str | None  # whose pairs are reviewed; None: the one recorded most
+    # Mirrored beside it (rollout.shadow_candidates): their pairs are reviewed too, so
+    # people's preferences rank every candidate, not the judge's alone.
+    shadow_candidates: tuple[str, ...] = ()
     # The GPU cost of each self-hosted candidate whose settings give one: the overview
     # prices such a candidate by it instead of a list price.
     self_hosted: Mapping[str, SelfHosted] = field(default_factory=dict)

@@ -11,7 +11,6 @@ been shown least, so a busy route does not crowd out the others.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from core import Route
@@ -44,19 +43,19 @@ def dispute(pair: EligiblePair) -> float:
     return 1.0 - similar if pair.judge is PairOutcome.TIE else similar
 
 
-def most_disputed(pool: Sequence[EligiblePair]) -> EligiblePair:
-    """The most disputed pair; among equals the newest (the pool is newest first)."""
-    return max(pool, key=dispute)
-
-
 async def next_item(
     db: Database,
     reviewer_id: int,
-    candidate: str,
+    candidates: list[str],
     per_pair: int,
     rng: random.Random,
 ) -> PendingItem | None:
-    """The reviewer's pending pair, else a new one shown to them now; None when none is left."""
+    """The reviewer's pending pair, else a new one shown to them now; None when none is left.
+
+    Each candidate's pairs with the primary compete in one pool per route, so people's
+    time goes to the most disputed pair whoever the candidate is; nothing on the page
+    says which it was.
+    """
     for _ in range(3):  # another tab of the same reviewer may take the chosen pair first
         pending = await pending_item(db, reviewer_id)
         if pending is not None:
@@ -64,15 +63,21 @@ async def next_item(
         seen = await routes_reviewed(db, reviewer_id)
         pair = None
         for route in sorted(REVIEWED_ROUTES, key=lambda r: (seen.get(r, 0), r)):
-            pool = await eligible_pairs(
-                db, reviewer_id, candidate, route, per_pair=per_pair, limit=POOL
-            )
+            pool = [
+                (candidate, found)
+                for candidate in candidates
+                for found in await eligible_pairs(
+                    db, reviewer_id, candidate, route, per_pair=per_pair, limit=POOL
+                )
+            ]
             if pool:
-                pair = most_disputed(pool)
+                # The most disputed; among equals the first candidate's newest (each
+                # candidate's pool is newest first).
+                pair = max(pool, key=lambda entry: dispute(entry[1]))
                 break
         if pair is None:
             return None
         # The order is drawn per reviewer and pair, and stored with the review.
         order = rng.choice((CANDIDATE_FIRST, PRIMARY_FIRST))
-        await show_pair(db, reviewer_id, candidate, pair, order, datetime.now(UTC))
+        await show_pair(db, reviewer_id, pair[0], pair[1], order, datetime.now(UTC))
     return await pending_item(db, reviewer_id)

@@ -61,8 +61,10 @@ def _qualifying(
     """The ids of the qualifying pairs on ``route``, newest first, and the two arms'
     tables (primary, shadow) to add columns from.
 
-    Qualifying: both arms answered with text, not yet shown to this reviewer, and
-    decided by fewer than ``per_pair`` people.
+    Qualifying: both arms answered with text, the exchange not yet shown to this reviewer
+    (for any candidate: the same conversation and primary answer seen twice would hint
+    that the other answer changed hands), and this candidate's pair decided by fewer
+    than ``per_pair`` people.
     """
     e = EXCHANGES
     r = REVIEWS.alias("r")
@@ -71,7 +73,7 @@ def _qualifying(
     decided = (
         select(func.count())
         .select_from(REVIEWS)
-        .where(REVIEWS.c.exchange_id == e.c.id, _counted())
+        .where(REVIEWS.c.exchange_id == e.c.id, REVIEWS.c.candidate == candidate, _counted())
         .scalar_subquery()
     )
     query = (

@@ -35,6 +35,7 @@ def ui_config(settings: Settings) -> UiConfig:
         secure_cookies=ui.cookies_secure,
         origin=ui.public_url,
         candidate=settings.rollout.candidate or only,
+        shadow_candidates=tuple(c.name for c in settings.rollout.shadow_candidates),
         self_hosted=hosted,
     )
 

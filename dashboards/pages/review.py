@@ -18,7 +18,7 @@ from aiohttp import web
 from core.outcome import ReviewOutcome
 from core.turns import responses_turns
 from dashboards.access import reviewer_id, reviewers, see_other
-from dashboards.candidate import reviewed_candidate
+from dashboards.candidate import reviewed_candidates
 from dashboards.config import UI
 from dashboards.markdown import safe_markdown
 from dashboards.queue import REVIEWED_ROUTES, next_item
@@ -93,12 +93,12 @@ class Progress:
 async def _current(request: web.Request) -> tuple[PendingItem | None, Progress]:
     ui = request.app[UI]
     reviewer = reviewer_id(request)
-    candidate = await reviewed_candidate(request)
+    candidates = await reviewed_candidates(request)
     per_pair = ui.config.reviewers_per_pair
-    item, waiting = None, 0
-    if candidate is not None:
-        item = await next_item(ui.db, reviewer, candidate, per_pair, _order_rng)
-        waiting = await count_waiting(
+    item = await next_item(ui.db, reviewer, candidates, per_pair, _order_rng)
+    waiting = 0
+    for candidate in candidates:
+        waiting += await count_waiting(
             ui.db, reviewer, candidate, REVIEWED_ROUTES, per_pair=per_pair, cap=WAITING_CAP
         )
     return item, Progress(await decided_count(ui.db, reviewer), waiting)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -217,3 +218,43 @@ async def test_a_decision_on_someone_elses_item_changes_nothing(make_ui_rig) -> 
     assert (await rig.post(bob, "/ui/review/decide", data)).status == 303
     mine = [r for r in await _reviews(rig) if r.item_token == item.group(1)]
     assert mine[0].outcome is None
+
+
+def _shadowed_by(exchange, name: str):
+    """``exchange`` with a second shadow candidate ``name`` answering beside "local"."""
+    extra = dataclasses.replace(
+        exchange.observations[1], upstream=name, text="Another answer entirely."
+    )
+    return dataclasses.replace(exchange, observations=(*exchange.observations, extra))
+
+
+async def test_shadow_candidates_pairs_are_reviewed_too_and_stay_blind(make_ui_rig) -> None:
+    rig: UiRig = await make_ui_rig(
+        candidates=[
+            {"name": "local", "base_url": "http://127.0.0.1:9/v1"},
+            {"name": "tgi-mistral", "base_url": "http://127.0.0.1:9/v1"},
+        ],
+        rollout={"candidate": "local", "shadow_candidates": [{"name": "tgi-mistral"}]},
+        ui={"reviewers_per_pair": 1},
+    )
+    await store_pairs(rig.db, [_shadowed_by(pair(n), "tgi-mistral") for n in range(3)])
+    pages = []
+    for name in ("alice", "bob"):
+        client = await rig.reviewer(name)
+        async with client.get(rig.url + "/ui/api/review/current") as response:
+            # Three exchanges, each with two pairs: one conversation per reviewer once.
+            assert (await response.json())["waiting"] == 2 * 3 - 2 if name == "alice" else 2
+        for _ in range(3):
+            async with client.get(rig.url + "/ui/review") as response:
+                pages.append(await response.text())
+            await _choose(rig, client, "a")
+    reviews = await _reviews(rig)
+    assert sorted(r.candidate for r in reviews) == ["local"] * 3 + ["tgi-mistral"] * 3
+    for who in {r.reviewer_id for r in reviews}:  # each conversation once per reviewer
+        seen = [r.exchange_id for r in reviews if r.reviewer_id == who]
+        assert len(seen) == len(set(seen)) == 3
+    for page in pages:  # which candidate answered never reaches the page
+        assert "tgi-mistral" not in page and not re.search(r"\blocal\b", page)
+    carol = await rig.reviewer("carol")
+    async with carol.get(rig.url + "/ui/api/review/current") as response:
+        assert (await response.json())["item"] is None  # every pair has its one review

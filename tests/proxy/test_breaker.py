@@ -150,13 +150,18 @@ async def until(check: Callable[[], bool], limit_s: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+COOL_DOWN_S = 3.0
+
+
 async def test_a_failing_candidate_stops_costing_requests_and_recovers(
     make_rig: RigFactory, figure: Callable[[str], None]
 ) -> None:
     rig = await make_rig(
         rollout={"mode": "cutover", "candidate": "local"},
         candidate={"timeout_s": 0.3},
-        breaker={"consecutive_failures": 3, "cooldown_s": 1.0},
+        # A cool-down well past the ten open requests below (about 0.5 s, more on a busy
+        # machine): a half-open probe among them would be a request to the candidate.
+        breaker={"consecutive_failures": 3, "cooldown_s": COOL_DOWN_S},
     )
     assert (await timed(rig))[1] == "local"
     rig.candidate.fault = Fault.HANG  # every attempt costs its full timeout
@@ -187,7 +192,7 @@ async def test_a_failing_candidate_stops_costing_requests_and_recovers(
     assert trips == 1
 
     rig.candidate.fault = None  # recovered: after the cool-down one probe closes it
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(COOL_DOWN_S)
     assert (await timed(rig))[1] == "local"
     await until(lambda: rig.metric("understudy_breaker_state", candidate="local") == 0)
     assert [(await timed(rig))[1] for _ in range(3)] == ["local"] * 3

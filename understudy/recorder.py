@@ -21,9 +21,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from migrations import ensure_schema
 from storage.database import Database, is_sqlite
 from storage.recorder_service import RecorderService
-from storage.writer import ExchangeWriter
 from understudy.commands.common import settings_from_args
 from understudy.logs import configure_logging
+from understudy.recording import writer_for
 from understudy.server import run, wait_for_stop_or_parent
 from understudy.settings import Settings
 from understudy.wiring import secret_redactor
@@ -34,7 +34,6 @@ EXIT_CANNOT_START = 3
 
 
 async def record(settings: Settings, socket_path: Path) -> int:
-    storage = settings.storage
     try:
         await ensure_schema(settings.database_url, auto_upgrade=is_sqlite(settings.database_url))
     except Exception as exc:
@@ -43,16 +42,7 @@ async def record(settings: Settings, socket_path: Path) -> int:
     registry = CollectorRegistry()
     service = RecorderService(lambda: generate_latest(registry))
     database = Database(settings.database_url)
-    writer = ExchangeWriter(
-        database,
-        spill_dir=storage.spill_dir,
-        privacy=storage.privacy_policy(),
-        queue_size=storage.queue_size,
-        batch_size=storage.batch_size,
-        linger_s=storage.linger_s,
-        registry=registry,
-        on_settled=service.settled,
-    )
+    writer = writer_for(settings, database, registry, on_settled=service.settled)
     await writer.start()
     try:
         await service.serve(writer, socket_path)

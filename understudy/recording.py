@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from core import Exchange
 from migrations import ensure_schema
 from storage.database import Database, is_sqlite
 from storage.recorder_link import RecorderLink
@@ -15,6 +16,26 @@ from storage.writer import ExchangeWriter
 from understudy.settings import Settings
 
 Lifecycle = Callable[[web.Application], AsyncIterator[None]]
+
+
+def writer_for(
+    settings: Settings,
+    database: Database,
+    registry: CollectorRegistry,
+    on_settled: Callable[[Sequence[Exchange]], None] | None = None,
+) -> ExchangeWriter:
+    """The ExchangeWriter the storage settings describe, in this process or the recorder's."""
+    storage = settings.storage
+    return ExchangeWriter(
+        database,
+        spill_dir=storage.spill_dir,
+        privacy=storage.privacy_policy(),
+        queue_size=storage.queue_size,
+        batch_size=storage.batch_size,
+        linger_s=storage.linger_s,
+        registry=registry,
+        on_settled=on_settled,
+    )
 
 
 def build_writer(
@@ -27,16 +48,7 @@ def build_writer(
     Stop: drain the queue to the database, spilling what is left.
     """
     database = Database(settings.database_url)
-    storage = settings.storage
-    writer = ExchangeWriter(
-        database,
-        spill_dir=storage.spill_dir,
-        privacy=storage.privacy_policy(),
-        queue_size=storage.queue_size,
-        batch_size=storage.batch_size,
-        linger_s=storage.linger_s,
-        registry=registry,
-    )
+    writer = writer_for(settings, database, registry)
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         try:

@@ -9,10 +9,36 @@ part), ``response.reasoning_text.delta`` events, then ``response.reasoning_text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.responses import shapes
+
+
+@dataclass(frozen=True, slots=True)
+class _ContentKind:
+    """An output item whose text streams as deltas: a message's answer, or reasoning."""
+
+    item_type: str
+    id_prefix: str
+    new_item: Callable[[str, str | None, str], dict[str, Any]]
+    new_part: Callable[[str], dict[str, Any]]
+    delta_event: str
+    delta_extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+_MESSAGE = _ContentKind(
+    "message",
+    "msg",
+    shapes.message_item,
+    shapes.text_part,
+    "response.output_text.delta",
+    {"logprobs": []},
+)
+_REASONING = _ContentKind(
+    "reasoning", "rs", shapes.reasoning_item, shapes.reasoning_part, "response.reasoning_text.delta"
+)
 
 
 class EventStream:
@@ -74,41 +100,19 @@ class EventStream:
         return out
 
     def _reasoning(self, piece: str) -> bytes:
-        out = b""
-        current = self.output[self._open] if self._open is not None else None
-        if current is None or current["type"] != "reasoning":
-            out += self._close()
-            index = len(self.output)
-            item = shapes.reasoning_item(shapes.new_id("rs"), None, "in_progress")
-            self.output.append(item)
-            self._open = index
-            out += self._event("response.output_item.added", output_index=index, item=item)
-            out += self._event(
-                "response.content_part.added",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                part=shapes.reasoning_part(""),
-            )
-            item["content"].append(shapes.reasoning_part(""))
-        assert self._open is not None  # a reasoning item was open or has just been opened
-        item = self.output[self._open]
-        item["content"][0]["text"] += piece
-        return out + self._event(
-            "response.reasoning_text.delta",
-            item_id=item["id"],
-            output_index=self._open,
-            content_index=0,
-            delta=piece,
-        )
+        return self._content(piece, _REASONING)
 
     def _text(self, piece: str) -> bytes:
+        return self._content(piece, _MESSAGE)
+
+    def _content(self, piece: str, kind: _ContentKind) -> bytes:
+        """``piece`` appended to the open item of ``kind``, opened first if another is open."""
         out = b""
         current = self.output[self._open] if self._open is not None else None
-        if current is None or current["type"] != "message":
+        if current is None or current["type"] != kind.item_type:
             out += self._close()
             index = len(self.output)
-            item = shapes.message_item(shapes.new_id("msg"), None, "in_progress")
+            item = kind.new_item(shapes.new_id(kind.id_prefix), None, "in_progress")
             self.output.append(item)
             self._open = index
             out += self._event("response.output_item.added", output_index=index, item=item)
@@ -117,19 +121,19 @@ class EventStream:
                 item_id=item["id"],
                 output_index=index,
                 content_index=0,
-                part=shapes.text_part(""),
+                part=kind.new_part(""),
             )
-            item["content"].append(shapes.text_part(""))
-        assert self._open is not None  # a message item was open or has just been opened
+            item["content"].append(kind.new_part(""))
+        assert self._open is not None  # an item of this kind was open or has just been opened
         item = self.output[self._open]
         item["content"][0]["text"] += piece
         return out + self._event(
-            "response.output_text.delta",
+            kind.delta_event,
             item_id=item["id"],
             output_index=self._open,
             content_index=0,
             delta=piece,
-            logprobs=[],
+            **kind.delta_extra,
         )
 
     def _call(self, call: Mapping[str, Any]) -> bytes:

@@ -8,7 +8,7 @@ under ``/ui/api/`` answers 401; with the wrong role, 403.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypeVar
@@ -129,3 +129,9 @@ async def database_outage(request: web.Request, handler: Handler) -> web.StreamR
         )
         response.headers["Retry-After"] = "5"
         return response
+
+
+def bad_range(request: web.Request, known: Iterable[str]) -> web.StreamResponse:
+    """The 400 page for a ``range`` the page does not offer."""
+    choices = ", ".join(known)
+    return refuse(request, 400, f"Unknown time range: choose one of {choices}.", "bad_range")

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from core import ConfigError
-from dashboards.access import admins, refuse
+from dashboards.access import admins, bad_range
 from dashboards.config import UI
 from dashboards.pages.home import duration_words
 from dashboards.pages.lineup_builds import BuiltLineup
@@ -36,8 +36,7 @@ RANKING_NUMBERS = frozenset({0, 2, 4, 5})  # rank, rating, pairs, won/lost/tied
 async def candidates_page(request: web.Request) -> web.StreamResponse:
     chosen = time_range(request.query.get("range"))
     if chosen is None:
-        known = ", ".join(r.key for r in RANGES)
-        return refuse(request, 400, f"Unknown time range: choose one of {known}.", "bad_range")
+        return bad_range(request, (r.key for r in RANGES))
     ui = request.app[UI]
     context: dict[str, Any] = {
         "ranges": RANGES,

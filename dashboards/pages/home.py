@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from admin.rollout_api import DatabaseUnavailable
-from dashboards.access import admins, refuse, see_other, session_of, signed_in
+from dashboards.access import admins, bad_range, see_other, session_of, signed_in
 from dashboards.candidate import reviewed_candidate
 from dashboards.config import UI
 from dashboards.pages.overview_figures import first_seen, overview_figures
@@ -65,8 +65,7 @@ async def home(request: web.Request) -> web.StreamResponse:
 async def overview(request: web.Request) -> web.StreamResponse:
     chosen = time_range(request.query.get("range"))
     if chosen is None:
-        known = ", ".join(r.key for r in RANGES)
-        return refuse(request, 400, f"Unknown time range: choose one of {known}.", "bad_range")
+        return bad_range(request, (r.key for r in RANGES))
     ui = request.app[UI]
     state = None
     if ui.rollout is not None:

@@ -5,12 +5,12 @@ Capturing is just appending; parsing happens after the client has its answer.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from core import ErrorKind
+from proxy import jsonfast
 
 
 @dataclass(slots=True, repr=False)
@@ -58,7 +58,7 @@ class Capture:
         """The body parsed as JSON (ValueError if it is not), parsed once the call has ended."""
         if self._document is not None:
             return self._document
-        parsed = json.loads(self.body())
+        parsed = jsonfast.loads(self.body())
         if self.ended is not None:
             self._document = parsed
         return parsed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -34,6 +33,7 @@ from proxy.capture import Capture
 from proxy.config import Limits, ShadowCandidate
 from proxy.errors import RequestError
 from proxy.health import CandidateHealth
+from proxy.jsonfast import loads as json_loads
 from proxy.load import RequestLoad
 from proxy.metrics import ProxyMetrics
 from proxy.record import Arm, ExchangeRecord, ExchangeRecorder
@@ -398,7 +398,7 @@ class Routed:
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
-        document = json.loads(body)
+        document = json_loads(body)
     except ValueError:
         return None
     return document if isinstance(document, dict) else None

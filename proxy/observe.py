@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from core import ErrorKind, Observation, Role, Route, ToolCall, Usage
+from proxy import jsonfast
 from proxy.capture import Capture
 from proxy.sse import DONE, data_events
 
@@ -158,7 +158,7 @@ def _read_stream(capture: Capture, route: Route, assembly: _Assembly) -> None:
         if data.strip() == DONE:
             assembly.done = True
             continue
-        event = json.loads(data)
+        event = jsonfast.loads(data)
         if event.get("usage"):
             assembly.usage = _usage(event["usage"])
         for choice in event.get("choices") or ():

@@ -34,7 +34,7 @@ def data_events(chunks: Iterable[tuple[float, bytes]]) -> Iterator[tuple[float, 
 def _lf_events(chunks: list[tuple[float, bytes]]) -> Iterator[tuple[float, bytes]]:
     buffer = b""
     for at, chunk in chunks:
-        buffer += chunk
+        buffer = buffer + chunk if buffer else chunk
         if b"\n\n" not in buffer:
             continue
         *complete, buffer = buffer.split(b"\n\n")
@@ -54,6 +54,9 @@ def _event_end(buffer: bytes) -> tuple[int, int] | None:
 
 
 def _data_of(raw: bytes) -> bytes | None:
+    if raw.startswith(b"data:") and b"\n" not in raw and b"\r" not in raw:
+        # One line, one field: what a server sends for nearly every event.
+        return raw[6:] if raw.startswith(b" ", 5) else raw[5:]
     parts = []
     for line in raw.splitlines():
         if line.startswith(b"data:"):

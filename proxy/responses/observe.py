@@ -7,12 +7,12 @@ response's status, with the reason when it ended incomplete.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from core import ErrorKind, Observation, Role, ToolCall, Usage
+from proxy import jsonfast
 from proxy.capture import Capture
 from proxy.sse import data_events
 
@@ -48,7 +48,7 @@ def observe_responses(
                 if reading.final is None and error is None:
                     error = ErrorKind.INCOMPLETE_STREAM
             else:
-                body = json.loads(capture.body())
+                body = jsonfast.loads(capture.body())
                 reading.final = body if isinstance(body, Mapping) else None
                 if reading.final is None:
                     error = error or ErrorKind.INVALID_RESPONSE
@@ -102,7 +102,7 @@ def _ttfts(capture: Capture, reading: _Reading, stream: bool) -> tuple[float | N
 
 def _read_stream(capture: Capture, reading: _Reading) -> None:
     for at, data in data_events(capture.chunks):
-        event = json.loads(data)
+        event = jsonfast.loads(data)
         kind = event.get("type")
         if kind in _ANSWER_DELTAS:
             reading.first_token_at = reading.first_token_at or at

@@ -96,6 +96,13 @@ def _mask_value(match: re.Match[str]) -> str:
 
 
 _ANY_CASE = frozenset({"bearer", "key", "secret", "pass", "token", "auth"})
+# Every trigger at once, in one scan each: most text has none, and is then done.
+_ANY_TRIGGER_EXACT = re.compile(
+    "|".join(
+        re.escape(t) for triggers, _ in _SECRET_PATTERNS for t in triggers if t not in _ANY_CASE
+    )
+)
+_ANY_TRIGGER_LOWERED = re.compile("|".join(re.escape(t) for t in sorted(_ANY_CASE)))
 
 
 def redact_secrets(text: str) -> str:
@@ -103,6 +110,8 @@ def redact_secrets(text: str) -> str:
     # Lowered once: a mask never adds a trigger that a later pattern's match
     # would need, so the triggers of the text as it came are enough.
     lowered = text.lower()
+    if _ANY_TRIGGER_EXACT.search(text) is None and _ANY_TRIGGER_LOWERED.search(lowered) is None:
+        return text
     for triggers, pattern in _SECRET_PATTERNS:
         if any(t in (lowered if t in _ANY_CASE else text) for t in triggers):
             text = pattern.sub(_mask_value if pattern.groups else SECRET_MARK, text)

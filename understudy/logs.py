@@ -45,13 +45,11 @@ DATA_LOGGERS = ("aiosqlite", "asyncpg", "sqlalchemy")
 # The redaction every logged string goes through: storage's secret patterns, plus the
 # configured upstream keys by value once serve or demo knows them.
 _redact: Callable[[str], str] = redact_secrets
-# Short strings (model names, statuses, event names) recur on every line: redacted once.
+# Short strings (model names, statuses, event names) recur on every line: made safe once.
 _MEMO_CHARS = 128
-
-
-@functools.lru_cache(maxsize=4096)
-def _redact_short(text: str) -> str:
-    return _redact(text)
+# Field names recur even more: each one's safe name, and whether it names a secret.
+_KEYS: dict[str, tuple[str, bool]] = {}
+_MAX_KEYS = 4096
 
 # Tests watch every JSON line rendered in this process (see tests/conftest.py).
 _json_line_observers: list[LineObserver] = []
@@ -73,14 +71,36 @@ def is_secret_key(key: str) -> bool:
 
 def safe_text(text: str) -> str:
     """Bounded, encodable and redacted: what any logged string becomes."""
+    if len(text) <= _MEMO_CHARS:
+        return _safe_short(text)
     if len(text) > MAX_FIELD_CHARS:
         text = f"{text[:MAX_FIELD_CHARS]}…[truncated {len(text) - MAX_FIELD_CHARS} chars]"
+    return _redact(_encodable(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _safe_short(text: str) -> str:
+    return _redact(_encodable(text))
+
+
+def _encodable(text: str) -> str:
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: UTF-8 (and orjson) cannot hold them
             text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _redact_short(text) if len(text) <= _MEMO_CHARS else _redact(text)
+    return text
+
+
+def _safe_key(key: str) -> tuple[str, bool]:
+    """A field name made safe, and whether it names a credential; remembered."""
+    known = _KEYS.get(key)
+    if known is None:
+        name = safe_text(key)
+        known = (name, is_secret_key(name))
+        if len(key) <= _MEMO_CHARS and len(_KEYS) < _MAX_KEYS:
+            _KEYS[key] = known
+    return known
 
 
 def _printable(value: object) -> str:
@@ -126,8 +146,17 @@ def safe_value(value: Any, depth: int = 0) -> Any:
 def _safe_mapping(value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, item in itertools.islice(value.items(), MAX_ITEMS):
-        name = safe_text(key if type(key) is str else _printable(key))
-        out[name] = REDACTED if is_secret_key(name) else safe_value(item, depth + 1)
+        name, secret = _safe_key(key if type(key) is str else _printable(key))
+        kind = type(item)
+        # safe_value's first cases inline: most fields of a line are these.
+        if secret:
+            out[name] = REDACTED
+        elif kind is str:
+            out[name] = safe_text(item)
+        elif item is None or kind is bool or kind is float:
+            out[name] = item
+        else:
+            out[name] = safe_value(item, depth + 1)
     if len(value) > MAX_ITEMS:
         out["[more]"] = f"[{len(value) - MAX_ITEMS} more items]"
     return out
@@ -203,7 +232,9 @@ def make_safe(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
         safe = _safe_mapping(ordered, 0)
     except Exception as exc:  # keep the line, say why its fields are gone
         safe = {"event": "log_fields_unrenderable", "error": type(exc).__qualname__}
-    return {**safe, **meta}
+    if meta:
+        safe.update(meta)
+    return safe
 
 
 def drop_formatter_meta(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
@@ -379,7 +410,9 @@ def configure_logging(
     """
     global _redact
     _redact = redact
-    _redact_short.cache_clear()  # what was memoized was masked by the former policy
+    # What was remembered was masked by the former policy.
+    _safe_short.cache_clear()
+    _KEYS.clear()
     stream = stream or sys.stderr
     is_tty = stream.isatty()
     use_json = fmt is LogFormat.JSON or (fmt is LogFormat.AUTO and not is_tty)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Generator, Mapping, Sequence
@@ -10,7 +11,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from core import Exchange, Observation, ToolCall
-from storage.redaction import BUILTIN_REDACTORS, SECRET_MARK, Redactor, pieces, redact_secrets
+from storage.redaction import (
+    BUILTIN_REDACTORS,
+    PIECE_CHARS,
+    SECRET_MARK,
+    Redactor,
+    pieces,
+    redact_secrets,
+)
 
 # Request fields whose value is a credential, whatever it looks like.
 SECRET_FIELDS = frozenset(
@@ -71,13 +79,25 @@ def run_steps(steps: Generator[int, None, T]) -> T:
 
 def is_secret_field(key: object) -> bool:
     """Whether a field of this name holds a credential, whatever its value looks like."""
-    return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_FIELDS
+    return isinstance(key, str) and _is_secret_name(key)
+
+
+@functools.lru_cache(maxsize=1024)  # the same few field names, in every request
+def _is_secret_name(key: str) -> bool:
+    return key.lower().replace("-", "_") in SECRET_FIELDS
+
+
+def _is_scalar(value: Any) -> bool:
+    """Neither text nor a container: stored as it is (``_value`` returns it unchanged)."""
+    return not isinstance(value, str | Mapping | list | tuple)
 
 
 def _storable(text: str) -> str:
     # PostgreSQL text cannot hold NUL, and UTF-8 cannot hold lone surrogates.
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
+    if text.isascii():  # a flag of the string, no scan: most text is done here
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -137,6 +157,10 @@ class PrivacyPolicy:
         if len(text) < 6:  # shorter than anything a pattern can match ("a@b.io")
             yield len(text)
             return _storable(text)
+        if len(text) <= PIECE_CHARS:  # one piece: what ``pieces`` would yield
+            redacted = self._redact_piece(_storable(text))
+            yield len(text)
+            return redacted
         out: list[str] = []
         for piece in pieces(text):
             out.append(self._redact_piece(_storable(piece)))
@@ -179,13 +203,16 @@ class PrivacyPolicy:
         if isinstance(value, Mapping):
             cleaned: dict[str, Any] = {}
             for key, item in value.items():
-                cleaned[_storable(str(key))] = (
-                    REDACTED if is_secret_field(key) else (yield from self._value(item, depth + 1))
-                )
+                if is_secret_field(key):
+                    cleaned[_storable(str(key))] = REDACTED
+                elif _is_scalar(item):  # no generator for what has nothing to redact
+                    cleaned[_storable(str(key))] = item
+                else:
+                    cleaned[_storable(str(key))] = yield from self._value(item, depth + 1)
             return cleaned
         items = []
         for item in value:
-            items.append((yield from self._value(item, depth + 1)))
+            items.append(item if _is_scalar(item) else (yield from self._value(item, depth + 1)))
         return items
 
     def _observation(self, obs: Observation) -> Generator[int, None, Observation]:
@@ -201,7 +228,17 @@ class PrivacyPolicy:
         tool_calls = []
         for call in obs.tool_calls:
             arguments = yield from self.redact_text_steps(call.arguments)
-            tool_calls.append(dataclasses.replace(call, arguments=arguments))
+            tool_calls.append(
+                call
+                if arguments == call.arguments
+                else dataclasses.replace(call, arguments=arguments)
+            )
+        if (
+            text == obs.text
+            and reasoning == obs.reasoning_text
+            and all(new is old for new, old in zip(tool_calls, obs.tool_calls, strict=True))
+        ):
+            return obs  # nothing masked: the observation as it came (it is immutable)
         return dataclasses.replace(
             obs, text=text, reasoning_text=reasoning, tool_calls=tuple(tool_calls)
         )

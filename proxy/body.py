@@ -21,6 +21,8 @@ async def read_body(request: web.Request, limits: Limits) -> bytes:
     if request.content_length is not None and request.content_length > limits.max_body_bytes:
         raise _too_large(limits.max_body_bytes)
     try:
+        if request.content.is_eof():  # all of it has arrived: reading cannot wait
+            return await request.read()
         async with asyncio.timeout(limits.body_timeout_s):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:

@@ -39,7 +39,7 @@ async def relay(
     answer's header values and body go through ``redact`` first.
     """
     capture = arm.capture
-    chunks = _chunks(first, rest)
+    chunks = rest if first is None else _chunks(first, rest)  # no wrapper when nothing is ahead
     headers = {
         **redacted_upstream_headers(upstream.status, upstream.headers, redact),
         EXCHANGE_ID_HEADER: str(record.id),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import ClassVar
 
 import aiohttp
@@ -52,26 +52,38 @@ def map_client_error(exc: BaseException, upstream: str) -> UpstreamError:
 
 
 async def body_chunks(
-    response: aiohttp.ClientResponse, upstream: str, idle_timeout_s: float
+    response: aiohttp.ClientResponse,
+    upstream: str,
+    idle_timeout_s: float,
+    ended: Callable[[], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """The response body as it arrives; a silence longer than ``idle_timeout_s`` ends it.
 
     The session's total timeout bounds the whole call; this bounds each wait, so a
     stream that stalls halfway is cut long before the total runs out. The error is
     ``INCOMPLETE_STREAM`` once a byte arrived, ``TIMEOUT`` before. The caller closes
-    the response, which closes its connection.
+    the response, which closes its connection. ``ended`` is called once the whole
+    body has been read.
     """
-    chunks = response.content.iter_any().__aiter__()
+    content = response.content
+    chunks = content.iter_any().__aiter__()
     received = False
     while True:
-        idle = asyncio.timeout(idle_timeout_s)
+        # Once the whole body is here no read can wait, so no deadline is armed for it
+        # (a short answer usually arrives with its headers).
+        idle = None if content.is_eof() else asyncio.timeout(idle_timeout_s)
         try:
-            async with idle:
+            if idle is None:
                 chunk = await anext(chunks)
+            else:
+                async with idle:
+                    chunk = await anext(chunks)
         except StopAsyncIteration:
+            if ended is not None:
+                ended()
             return
         except (TimeoutError, aiohttp.ClientError) as exc:
-            if not idle.expired():
+            if idle is None or not idle.expired():
                 raise map_client_error(exc, upstream) from exc
             kind = ErrorKind.INCOMPLETE_STREAM if received else ErrorKind.TIMEOUT
             raise UpstreamError(kind, f"{upstream}: no data for {idle_timeout_s:g} s") from exc
@@ -240,9 +252,11 @@ class AiohttpBody:
         self.headers = headers
         self._complete = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in body_chunks(self._response, self._upstream, self._idle_timeout_s):
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        # The body's own generator, not one wrapped around it: one layer less per chunk.
+        return body_chunks(self._response, self._upstream, self._idle_timeout_s, self._ended)
+
+    def _ended(self) -> None:
         self._complete = True
 
     async def aclose(self) -> None:

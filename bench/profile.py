@@ -3,7 +3,9 @@
 Starts a mock upstream and ``understudy serve`` shadowing 100 % with SQLite recording,
 drives it at --rate req/s (streaming and not, alternating runs), and samples every
 process of the server (the proxy and its recorder) with py-spy. The flame graph (SVG)
-goes to bench/results/. Run: python -m bench.profile [--duration 20] [--rate 200]
+goes to bench/results/; ``--format raw`` writes collapsed stacks (one line per stack
+and its sample count: easier to sum up by function) and ``--format speedscope`` a file
+for speedscope.app. Run: python -m bench.profile [--duration 20] [--rate 200]
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from pathlib import Path
 
 from bench import peers
 from bench.proxy_bench import RESULTS
+
+# py-spy's output formats and the file each is written to.
+_SUFFIXES = {"flamegraph": ".svg", "raw": ".txt", "speedscope": ".speedscope.json"}
 
 
 def _py_spy() -> str:
@@ -36,10 +41,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds sampled")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests per second")
     parser.add_argument("--stream", action="store_true", help="streaming requests only")
+    parser.add_argument(
+        "--format",
+        choices=sorted(_SUFFIXES),
+        default="flamegraph",
+        help="py-spy's output: an SVG flame graph, collapsed stacks, or speedscope JSON",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     kind = "stream" if args.stream else "plain"
-    out = RESULTS / f"flame-{kind}-{time.strftime('%Y%m%d-%H%M%S')}.svg"
+    out = RESULTS / f"flame-{kind}-{time.strftime('%Y%m%d-%H%M%S')}{_SUFFIXES[args.format]}"
     with (
         peers.mock() as (mock, _),
         tempfile.TemporaryDirectory() as db_dir,
@@ -59,7 +70,7 @@ def main() -> None:
                 "250",
                 "--nonblocking",
                 "--format",
-                "flamegraph",
+                args.format,
                 "--output",
                 str(out),
             ],
@@ -74,7 +85,7 @@ def main() -> None:
         sys.exit(f"py-spy failed: {errors.strip()}")
     sys.stdout.write(
         f"{run['requests']} requests at {args.rate:g} req/s, p50 {run['p50_ms']:.2f} ms; "
-        f"flame graph: {out}\n"
+        f"profile: {out}\n"
     )
 
 

@@ -114,7 +114,9 @@ async def test_candidate_stalling_after_first_chunk_is_never_replaced_by_the_pri
     """Cutover: the client got the candidate's first bytes, so it gets a cut stream,
     not a second answer spliced in from the primary."""
     rig = await make_rig(
-        rollout={"mode": "cutover", "candidate": "local"}, candidate=CANDIDATE_IDLE
+        # No reverse shadow (5 % by default): the primary must see no request at all.
+        rollout={"mode": "cutover", "candidate": "local", "reverse_shadow_rate": 0.0},
+        candidate=CANDIDATE_IDLE,
     )
     rig.candidate.fault = Fault.STALL
     rig.candidate.stall_after_chunks = 2

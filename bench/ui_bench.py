@@ -1,8 +1,9 @@
 """Time every query a web UI page runs, on 1,000,000 exchanges, on SQLite and PostgreSQL.
 
 SQLite is filled the way the report bench fills it (``bench.report_db_bench.fill``:
-shadow pairs at 20 requests/s, 10 % with a noise call, 5,000 judged); PostgreSQL
-gets the same rows copied over with COPY, then VACUUM ANALYZE. Both get a rollout
+shadow pairs at 20 requests/s, 10 % with a noise call, 5,000 judged, then the
+overview's rollups counted as the migration that adds them counts them); PostgreSQL
+gets the same rows (rollups too) copied over with COPY, then VACUUM ANALYZE. Both get a rollout
 history of 40 transitions. Each page's queries run ``--repeat`` times and the median
 is reported; the budget is 300 ms per page. The overview page is also timed whole, as
 its handler builds and renders it, for each time range. ``--index`` also times every page with
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import math
 import shutil
 import sqlite3
 import statistics
@@ -38,13 +38,19 @@ from bench.report_db_bench import CANDIDATE, fill
 from core import Route
 from dashboards.app import TEMPLATES_DIR
 from dashboards.pages.home import overview_context
-from dashboards.pages.overview_range import TimeRange, time_range
+from dashboards.pages.overview_range import TimeRange, range_start, time_range
 from storage.database import Database
 from storage.flags import AuditNote, FlagRecord, append_flag, seed_flags
-from storage.models import ExchangeRow, JudgmentRow, ObservationRow
+from storage.models import (
+    ActivityRollupRow,
+    ExchangeRow,
+    JudgmentRow,
+    ObservationRow,
+    PairRollupRow,
+)
 from storage.types import UTCDateTime
 from storage.ui_browser import BrowserFilter, Cursor, browse, exchange_detail
-from storage.ui_memo import GRAIN_S, SETTLE_S, OverviewMemo, overview_aggregates
+from storage.ui_memo import JudgeTallyMemo, overview_aggregates
 from storage.ui_outcomes import judge_tally, review_tally, rollout_history
 from storage.ui_overview import exact_latency_quantiles
 from storage.window import ExchangeWindow
@@ -100,7 +106,7 @@ async def copy_to_postgresql(path: Path, url: str) -> None:
     await migrations.upgrade(url)
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
-        for model in (ExchangeRow, ObservationRow, JudgmentRow):
+        for model in (ExchangeRow, ObservationRow, JudgmentRow, ActivityRollupRow, PairRollupRow):
             table: Any = model.__table__
             for names, rows in _sqlite_rows(path, table):
                 await conn.copy_records_to_table(table.name, records=rows, columns=names)
@@ -153,71 +159,42 @@ async def _page_100_cursor(db: Database) -> Cursor | None:
     return after
 
 
-def _overview(
-    db: Database, window: ExchangeWindow, counts: Query, memo: OverviewMemo | None = None
-) -> dict[str, Query]:
-    """The overview page's queries: ``counts`` for the plots and cost, then the rest."""
+def _overview(db: Database, window: ExchangeWindow, bucket_s: int) -> dict[str, Query]:
+    """The overview page's queries: the rollups for the plots and cost, then the rest."""
     return {
-        "counts (activity, cost)": counts,
-        "judge_tally": (lambda: judge_tally(db, window))
-        if memo is None
-        else (lambda: memo.judge_tally(db, window)),
+        "counts (activity, cost)": lambda: overview_aggregates(
+            db, window, bucket_s=bucket_s, candidate_prompt_needed=True
+        ),
+        "judge_tally": lambda: judge_tally(db, window),
         "review_tally": lambda: review_tally(db, window),
         "rollout_history": lambda: rollout_history(db, since=window.since),
     }
 
 
 async def overview_pages(db: Database, repeat: int) -> dict[str, dict[str, float]]:
-    """Median milliseconds of each overview query: counted afresh (one run for the whole
-    table: seconds each) and through a warm memo whose unsettled part is the most a page counts."""
+    """Median milliseconds of each overview query, over everything and the last hour."""
     last = await _last_created(db)
     everything = ExchangeWindow(candidate=CANDIDATE)
+    # The last hour as the page counts it: from the start of its quarter hour.
+    hour = ExchangeWindow(candidate=CANDIDATE, since=range_start(_range("1h"), last))
     results: dict[str, dict[str, float]] = {}
-
-    def fresh(w: ExchangeWindow, b: int) -> Query:
-        return lambda: overview_aggregates(db, w, bucket_s=b, candidate_prompt_needed=True)
-
     rows = f"all {await _count(db):,}"
-    results[f"overview, {rows}, counted afresh"] = {
-        n: await _median_ms(q, 1)
-        for n, q in _overview(db, everything, fresh(everything, 900)).items()
-    }
-    hour = ExchangeWindow(candidate=CANDIDATE, since=last - timedelta(hours=1))
-    results["overview, last hour, counted afresh"] = {
-        n: await _median_ms(q, repeat) for n, q in _overview(db, hour, fresh(hour, 60)).items()
-    }
+    for label, window, bucket_s in ((rows, everything, 900), ("last hour", hour, 60)):
+        queries = _overview(db, window, bucket_s)
+        results[f"overview, {label}"] = {n: await _median_ms(q, repeat) for n, q in queries.items()}
     if db.dialect == "postgresql":
         results[f"exact p50/p95 (percentile_cont), {rows}"] = {
             "exact_latency_quantiles": await _median_ms(
                 lambda: exact_latency_quantiles(db, everything, bucket_s=900), 1
             )
         }
-    # Live traffic ends at "now"; settled time ends SETTLE_S before, to GRAIN_S, so each
-    # page counts at most SETTLE_S + GRAIN_S of traffic. Settle later here to count that much.
-    settled_until = math.floor((last.timestamp() - SETTLE_S - GRAIN_S) / GRAIN_S) * GRAIN_S
-    memo = OverviewMemo(settle_s=last.timestamp() - settled_until)
-    now = last
-    started = time.perf_counter()
-    await memo.aggregates(db, everything, bucket_s=900, candidate_prompt_needed=True, now=now)
-    results["overview memo: first count of settled time"] = {
-        "settled count": (time.perf_counter() - started) * 1000.0
-    }
-
-    def warm() -> Awaitable[Any]:
-        return memo.aggregates(db, everything, bucket_s=900, candidate_prompt_needed=True, now=now)
-
-    unsettled = f"{(last.timestamp() - settled_until) / 60:.1f} min unsettled"
-    await memo.judge_tally(db, everything)
-    warm_page = _overview(db, everything, warm, memo)
-    results[f"overview, {rows}, warm memo ({unsettled})"] = {
-        n: await _median_ms(q, repeat) for n, q in warm_page.items()
-    }
-    # The page that falls due for the settled range's stamp check (once per RECHECK_S).
-    memo.recheck_s = 0.0
-    results[f"overview, {rows}, warm memo + stamp check"] = {
-        n: await _median_ms(q, repeat) for n, q in warm_page.items()
-    }
     return results
+
+
+def _range(key: str) -> TimeRange:
+    chosen = time_range(key)
+    assert chosen is not None
+    return chosen
 
 
 async def browser_pages(db: Database, repeat: int) -> dict[str, dict[str, float]]:
@@ -249,37 +226,30 @@ def _overview_template() -> jinja2.Template:
 
 
 async def overview_rendered(db: Database, repeat: int) -> dict[str, dict[str, float]]:
-    """The overview page as its handler builds it (``overview_context``: every count through
-    the process's memo, the plots' JSON), then rendered: per range, the first page after
-    start (the memo counts the range's settled time), warm pages, and warm pages due for
-    the settled chunks' stamp checks (once a minute)."""
+    """The overview page as its handler builds it (``overview_context``: the rollups, the
+    tallies, the plots' JSON), then rendered: per range, the first page after start (the
+    judge's tally counted) and later pages (the tally kept until judgments change)."""
     template = _overview_template()
     # Live traffic ends now; the page is drawn a second after the last exchange.
     now = await _last_created(db) + timedelta(seconds=1)
-    memo = OverviewMemo(entries=64)
+    tallies = JudgeTallyMemo()
     page = {"session": None, "csrf_token": "", "csrf_field": lambda: ""}
     results: dict[str, dict[str, float]] = {}
-    for key in ("1h", "24h", "all"):
-        chosen = time_range(key)
-        assert chosen is not None
+    for key in ("1h", "24h", "7d", "all"):
+        chosen = _range(key)
 
         async def one(chosen: TimeRange = chosen) -> int:
-            context = await overview_context(db, memo, chosen, CANDIDATE, None, now)
+            context = await overview_context(db, tallies, chosen, CANDIDATE, None, now)
             return len(template.render(page | context))
 
         first, first_cpu = await _wall_and_cpu_ms(one, 1)
-        memo.recheck_s = 3600.0
-        warm, warm_cpu = await _wall_and_cpu_ms(one, repeat)
-        memo.recheck_s = 0.0
-        checked, checked_cpu = await _wall_and_cpu_ms(one, repeat)
+        later, later_cpu = await _wall_and_cpu_ms(one, repeat)
         name = f"overview page rendered, range {key}"
         results[f"{name}: first after start"] = {"wall": first}
-        results[f"{name}: warm"] = {"wall": warm}
-        results[f"{name}: warm + stamp checks"] = {"wall": checked}
+        results[f"{name}: later"] = {"wall": later}
         if db.dialect == "sqlite":  # the database works in this process: its CPU is counted
             results[f"{name}: first after start, CPU"] = {"cpu": first_cpu}
-            results[f"{name}: warm, CPU"] = {"cpu": warm_cpu}
-            results[f"{name}: warm + stamp checks, CPU"] = {"cpu": checked_cpu}
+            results[f"{name}: later, CPU"] = {"cpu": later_cpu}
     return results
 
 

@@ -56,7 +56,6 @@ def create_ui_app(context: UiContext) -> web.Application:
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         yield
-        await context.overview_counts.close()
         await context.lineup_builds.close()
         await context.db.dispose()
 

@@ -10,10 +10,9 @@ from aiohttp import web
 from admin.auth import AdminTokens
 from admin.rollout_api import RolloutApi
 from dashboards.pages.lineup_builds import LineupBuilds, LineupSource
-from dashboards.pages.overview_counts import OverviewCounts
 from evaluation.cost import SelfHosted
 from storage.database import Database
-from storage.ui_memo import OverviewMemo
+from storage.ui_memo import JudgeTallyMemo
 from storage.web_sessions import WebSession
 
 
@@ -43,9 +42,8 @@ class UiContext:
     db: Database
     admin_tokens: AdminTokens
     rollout: RolloutApi | None = None  # the admin API's own: the rollout page changes through it
-    # The overview's settled counts, kept for this process (a range is a few windows each).
-    overview_memo: OverviewMemo = field(default_factory=lambda: OverviewMemo(entries=64))
-    overview_counts: OverviewCounts = field(default_factory=OverviewCounts)  # cold ranges
+    # The judge's tally per overview range, kept until the candidate's judgments change.
+    judge_tallies: JudgeTallyMemo = field(default_factory=JudgeTallyMemo)
     # Every candidate against the primary, for the candidates page; None: not offered.
     lineup: LineupSource | None = None
     lineup_builds: LineupBuilds = field(default_factory=LineupBuilds)  # kept a minute per range

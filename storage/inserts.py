@@ -12,6 +12,7 @@ from sqlalchemy.sql.dml import Insert
 
 from core import Exchange
 from storage.models import ExchangeRow, ObservationRow
+from storage.rollups import add_exchanges
 from storage.rows import exchange_row, observation_rows
 
 _EXCHANGES: Table = ExchangeRow.__table__  # type: ignore[assignment]
@@ -33,14 +34,18 @@ STATEMENT_ROWS = 8
 
 
 async def insert_exchanges(conn: AsyncConnection, exchanges: Sequence[Exchange]) -> None:
-    """Insert exchanges with their observations inside the caller's transaction."""
+    """Insert exchanges with their observations inside the caller's transaction, and add
+    those that were new to the rollups the overview reads."""
+    inserted: list[uuid.UUID] = []
     for start in range(0, len(exchanges), STATEMENT_ROWS):
-        await _insert_chunk(conn, exchanges[start : start + STATEMENT_ROWS])
+        inserted += await _insert_chunk(conn, exchanges[start : start + STATEMENT_ROWS])
+    await add_exchanges(conn, inserted)
 
 
-async def _insert_chunk(conn: AsyncConnection, exchanges: Sequence[Exchange]) -> None:
+async def _insert_chunk(conn: AsyncConnection, exchanges: Sequence[Exchange]) -> list[uuid.UUID]:
+    """The ids that were new: an id already stored is skipped whole."""
     if not exchanges:
-        return
+        return []
     dialect = conn.dialect.name
     # The first copy of an id wins whole, within a batch as across batches.
     first: dict[uuid.UUID, Exchange] = {}
@@ -55,3 +60,4 @@ async def _insert_chunk(conn: AsyncConnection, exchanges: Sequence[Exchange]) ->
     obs = [row for e in unique if e.id in inserted for row in observation_rows(e)]
     if obs:
         await conn.execute(insert_ignoring_duplicates(dialect, _OBSERVATIONS), obs)
+    return [e.id for e in unique if e.id in inserted]

@@ -357,3 +357,51 @@ class TranslatedTurnRow(Base):
     messages: Mapped[list[dict[str, Any]]] = mapped_column(_JSON)
     response: Mapped[dict[str, Any]] = mapped_column(_JSON)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ActivityRollupRow(Base):
+    """Calls per time period, counted as exchanges are written (``storage.rollups``): the
+    overview's latency and TTFT distributions and error and fallback rates read these
+    instead of every observation. ``measure`` says which duration ``bin`` is of (-1: no
+    bin, a failed call or one without the duration)."""
+
+    __tablename__ = "activity_rollups"
+
+    grain_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period: Mapped[int] = mapped_column(Integer, primary_key=True)  # floor(epoch / grain_s)
+    route: Mapped[str] = mapped_column(String(32), primary_key=True)
+    candidate: Mapped[str] = mapped_column(String, primary_key=True)  # the exchange's; '' none
+    upstream: Mapped[str] = mapped_column(String, primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    failed: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fallback: Mapped[int] = mapped_column(Integer, primary_key=True)
+    measure: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bin: Mapped[int] = mapped_column(Integer, primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer)
+
+
+class PairRollupRow(Base):
+    """Token sums of the primary-candidate pairs per time period and candidate, counted as
+    exchanges are written: the overview's cost inputs. ``n`` and the sums cover the pairs
+    whose token counts are known; ``candidate_prompt_known`` splits them by whether the
+    candidate reported its prompt tokens (a per-token price needs them)."""
+
+    __tablename__ = "pair_rollups"
+
+    grain_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period: Mapped[int] = mapped_column(Integer, primary_key=True)
+    route: Mapped[str] = mapped_column(String(32), primary_key=True)
+    candidate: Mapped[str] = mapped_column(String, primary_key=True)  # the candidate arm's
+    candidate_prompt_known: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pairs: Mapped[int] = mapped_column(Integer)
+    first_s: Mapped[float] = mapped_column(Float)  # epoch seconds of the first pair
+    last_s: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    primary_prompt: Mapped[float] = mapped_column(Float)
+    primary_cached: Mapped[float] = mapped_column(Float)
+    primary_uncached: Mapped[float] = mapped_column(Float)
+    primary_completion: Mapped[float] = mapped_column(Float)
+    candidate_prompt: Mapped[float] = mapped_column(Float)
+    candidate_cached: Mapped[float] = mapped_column(Float)
+    candidate_uncached: Mapped[float] = mapped_column(Float)
+    candidate_completion: Mapped[float] = mapped_column(Float)

@@ -15,13 +15,14 @@ from storage.codec import to_utc
 from storage.database import Database
 from storage.models import ExchangeRow
 from storage.response_owners import ResponseOwnerRepository
+from storage.rollups import subtract_exchanges
 from storage.spill import SpillDir
 
 
 @dataclass(frozen=True, slots=True)
 class PurgeResult:
     # Rows deleted from the exchanges table; their observations, judgments and reviews go
-    # with them (ON DELETE CASCADE).
+    # with them (ON DELETE CASCADE), and their counts leave the overview's rollups.
     exchanges: int
     spilled: int  # records removed from spill and rejected files
 
@@ -42,8 +43,10 @@ async def purge_older_than(db: Database, spill_dir: Path, cutoff: datetime) -> P
     spilled = await asyncio.to_thread(
         SpillDir(spill_dir).remove_records, lambda r: _created_before(r, cutoff)
     )
+    doomed = [ExchangeRow.created_at < cutoff]
     async with db.engine.begin() as conn:
-        result = await conn.execute(delete(ExchangeRow).where(ExchangeRow.created_at < cutoff))
+        await subtract_exchanges(conn, doomed)
+        result = await conn.execute(delete(ExchangeRow).where(*doomed))
     conversations = ResponseOwnerRepository(db)
     await conversations.purge_expired()  # past their own expiry
     await conversations.purge_turns_made_before(cutoff)  # prompts kept for translation
@@ -56,6 +59,8 @@ async def purge_exchange(db: Database, spill_dir: Path, exchange_id: uuid.UUID) 
     spilled = await asyncio.to_thread(
         SpillDir(spill_dir).remove_records, lambda r: r is not None and r.get("id") == wanted
     )
+    doomed = [ExchangeRow.id == exchange_id]
     async with db.engine.begin() as conn:
-        result = await conn.execute(delete(ExchangeRow).where(ExchangeRow.id == exchange_id))
+        await subtract_exchanges(conn, doomed)
+        result = await conn.execute(delete(ExchangeRow).where(*doomed))
     return PurgeResult(exchanges=result.rowcount, spilled=spilled)

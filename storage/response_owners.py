@@ -135,4 +135,3 @@ class ResponseOwnerRepository:
                 result = await conn.execute(delete(table).where(table.c.expires_at <= at))
                 deleted += result.rowcount or 0
         return deleted
-

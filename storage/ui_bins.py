@@ -2,7 +2,8 @@
 
 A bin is ``floor(BINS_PER_DECADE * log10(max(ms, 1)))``: twenty bins per factor of
 ten, so each spans a factor of ``BIN_RATIO`` (about 12 %) and a quantile read from the
-counts lies within one bin of the exact one. Everything under 1 ms shares bin 0.
+counts lies within one bin of the exact one. Everything under 1 ms shares bin 0, and
+everything from ``LONGEST_MS`` on (an infinite or NaN duration too) shares ``LAST_BIN``.
 SQLite (3.35+, built with its math functions, as Python's is) and PostgreSQL both
 have ``log10`` and ``floor``, so both count the same bins.
 """
@@ -14,14 +15,18 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Integer, cast, func
+from sqlalchemy import ColumnElement, Float, Integer, case, cast, func
 
 BINS_PER_DECADE = 20
 BIN_RATIO = 10.0 ** (1.0 / BINS_PER_DECADE)
+LONGEST_MS = 1e9  # eleven days: no call lasts longer, but a stored float may be infinite
+LAST_BIN = 9 * BINS_PER_DECADE
 
 
 def bin_of(ms: float) -> int:
     """The bin of one duration, as the SQL expression computes it."""
+    if not ms < LONGEST_MS:
+        return LAST_BIN
     return math.floor(BINS_PER_DECADE * math.log10(max(ms, 1.0)))
 
 
@@ -43,14 +48,23 @@ def bin_middle(index: int) -> float:
 def bin_expression(dialect: str, ms: ColumnElement[Any]) -> ColumnElement[int]:
     at_least_one = func.max(ms, 1.0) if dialect == "sqlite" else func.greatest(ms, 1.0)
     scaled = BINS_PER_DECADE * func.log10(cast(at_least_one, Float))
-    return cast(func.floor(scaled), Integer)
+    # SQLAlchemy gives SQLite a ``floor`` written in Python, which raises on NULL and on
+    # infinity: a duration not recorded has no bin, one too long (PostgreSQL's NaN too,
+    # which it orders above every number) has the last, and CASE never calls it on either.
+    return case(
+        (ms.is_(None), None),
+        (ms < LONGEST_MS, cast(func.floor(scaled), Integer)),
+        else_=LAST_BIN,
+    )
 
 
-def bucket_expression(dialect: str, at: ColumnElement[Any], width_s: int) -> ColumnElement[int]:
-    """The time bucket a row falls in: ``floor(epoch / width)``, buckets aligned to the epoch.
+def period_expression(
+    dialect: str, at: ColumnElement[Any], width_s: int | ColumnElement[int]
+) -> ColumnElement[int]:
+    """The time period a row falls in: ``floor(epoch / width)``, periods aligned to the epoch.
 
     Exact arithmetic on both: a float epoch (julianday on SQLite) puts a row stamped
-    on a bucket's first instant in the bucket before.
+    on a period's first instant in the period before.
     """
     if dialect == "sqlite":
         whole_seconds = cast(func.strftime("%s", at), Integer)

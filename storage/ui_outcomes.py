@@ -12,13 +12,13 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Select, Table, and_, case, func, or_, select
-from sqlalchemy.sql.selectable import FromClause
+from sqlalchemy import ColumnElement, Select, Table, func, or_, select
 
 from core.outcome import PairOutcome, ReviewOutcome
 from storage.database import Database
 from storage.models import AuditRow, FlagRow, ReviewRow
-from storage.report_sql import EXCHANGES, JUDGMENTS, epoch_seconds, pair_join, pairs_where
+from storage.report_sql import EXCHANGES, JUDGMENTS, pair_join, pairs_where
+from storage.rollups import PAIR_SUMS, PAIRS, grain_for, periods_of
 from storage.window import ExchangeWindow
 
 REVIEWS: Table = ReviewRow.__table__  # type: ignore[assignment]
@@ -177,45 +177,6 @@ class PairTokenSums:
         )
 
 
-def _sum_tokens(arm: FromClause, known: ColumnElement[bool]) -> list[ColumnElement[Any]]:
-    cached = func.coalesce(arm.c.cached_tokens, 0)
-    uncached = case((arm.c.prompt_tokens > cached, arm.c.prompt_tokens - cached), else_=0)
-    prompt = func.coalesce(arm.c.prompt_tokens, 0)
-    return [
-        func.sum(case((known, value), else_=0))
-        for value in (prompt, cached, uncached, arm.c.completion_tokens)
-    ]
-
-
-def _cost_query(
-    dialect: str, window: ExchangeWindow, *, candidate_prompt_needed: bool
-) -> Select[Any]:
-    # Outer, with the pair test inside the aggregates: see storage.ui_overview._arms_of.
-    joined, primary, shadow = pair_join(window.named_candidate, outer=True)
-    pair = and_(primary.c.exchange_id.is_not(None), shadow.c.exchange_id.is_not(None))
-    known = and_(
-        pair,
-        primary.c.prompt_tokens.is_not(None),
-        primary.c.completion_tokens.is_not(None),
-        shadow.c.completion_tokens.is_not(None),
-    )
-    if candidate_prompt_needed:
-        known = and_(known, shadow.c.prompt_tokens.is_not(None))
-    epoch = case((pair, epoch_seconds(dialect, EXCHANGES.c.created_at)), else_=None)
-    return (
-        select(
-            func.sum(case((pair, 1), else_=0)),
-            func.min(epoch),
-            func.max(epoch),
-            func.sum(case((known, 1), else_=0)),
-            *_sum_tokens(primary, known),
-            *_sum_tokens(shadow, known),
-        )
-        .select_from(joined)
-        .where(*pairs_where(window))
-    )
-
-
 def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
@@ -223,25 +184,45 @@ def _number(value: Any) -> float:
 async def pair_token_sums(
     db: Database, window: ExchangeWindow, *, candidate_prompt_needed: bool
 ) -> PairTokenSums:
-    """Token sums over the window's pairs for the cost projection (``.means()``).
+    """Token sums over the window's pairs for the cost projection (``.means()``), read from
+    the rollups (``storage.rollups``): the window's bounds are whole minutes.
 
     ``candidate_prompt_needed``: True when the candidate is priced per token (an
     API list price), where a request with no prompt count has no known cost; a
     self-hosted candidate's cost needs only its completion count.
     """
-    query = _cost_query(db.dialect, window, candidate_prompt_needed=candidate_prompt_needed)
-    async with db.engine.connect() as conn:
-        row = (await conn.execute(query)).one()
-    pairs, first, last, n, *sums = row
-    p0, p1, p2, p3, c0, c1, c2, c3 = (_number(v) if v is not None else 0.0 for v in sums)
-    return PairTokenSums(
-        pairs=int(pairs or 0),
-        first_s=_number(first),
-        last_s=_number(last),
-        n=int(n or 0),
-        primary=(p0, p1, p2, p3),
-        candidate=(c0, c1, c2, c3),
+    r = PAIRS.c
+    grain = grain_for(window)
+    query = (
+        select(
+            r.candidate_prompt_known,
+            func.sum(r.pairs),
+            func.min(r.first_s),
+            func.max(r.last_s),
+            func.sum(r.n),
+            *(func.sum(r[name]) for name in PAIR_SUMS),
+        )
+        .where(*periods_of(window, PAIRS, grain), r.candidate == window.named_candidate)
+        .group_by(r.candidate_prompt_known)
     )
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    none = (0.0, 0.0, 0.0, 0.0)
+    total = PairTokenSums(0, math.nan, math.nan, 0, none, none)
+    for prompt_known, pairs, first, last, n, *sums in rows:
+        counted = not candidate_prompt_needed or bool(prompt_known)
+        p0, p1, p2, p3, c0, c1, c2, c3 = (_number(v) if counted else 0.0 for v in sums)
+        total = total.merged(
+            PairTokenSums(
+                pairs=int(pairs),
+                first_s=_number(first),
+                last_s=_number(last),
+                n=int(n) if counted else 0,
+                primary=(p0, p1, p2, p3),
+                candidate=(c0, c1, c2, c3),
+            )
+        )
+    return total
 
 
 # ---- rollout history --------------------------------------------------------------------------

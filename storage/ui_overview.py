@@ -1,13 +1,13 @@
-"""The overview's plots of each arm over a window, as SQL aggregates on SQLite and PostgreSQL.
+"""The overview's plots of each arm over a window, read from the rollups on SQLite and PostgreSQL.
 
 An arm is the candidate (any observation of the named candidate upstream) or the
 primary (any other upstream, but for shadows of other candidates, which are only
-watched). Calls made to measure noise are left out: they would count the primary twice. One grouped scan counts, per time bucket and arm, every
-observation by role, failure, fallback and latency bin; a second counts time to
-first token bins. The distributions, the error and fallback rates over time and
-the p50 and p95 over time all come from those counts, which add up over buckets
-(``storage.ui_memo`` keeps settled buckets). PostgreSQL can also give the
-quantiles exactly with ``percentile_cont``.
+watched). Calls made to measure noise are left out: they would count the primary
+twice. The rollups (``storage.rollups``) count, per period and arm, every call by
+role, failure, fallback and latency and TTFT bin as exchanges are written; the
+distributions, the error and fallback rates over time and the p50 and p95 over
+time all come from those counts. PostgreSQL can also give the quantiles exactly
+from the rows with ``percentile_cont``.
 """
 
 from __future__ import annotations
@@ -26,17 +26,9 @@ from sqlalchemy.sql.selectable import FromClause
 from core import Role
 from storage.database import Database
 from storage.report_sql import EXCHANGES, OBSERVATIONS, failed_flag
-from storage.ui_bins import (
-    BIN_RATIO,
-    bin_expression,
-    bucket_expression,
-    bucket_start,
-    quantile_from_bins,
-)
+from storage.rollups import ACTIVITY, ARM_ROLES, NO_BIN, TTFT, grain_for, periods_of
+from storage.ui_bins import BIN_RATIO, bucket_start, period_expression, quantile_from_bins
 from storage.window import ExchangeWindow
-
-# The roles that are an arm answering (or failing) a client's request; NOISE is not one.
-ARM_ROLES = (Role.SERVED, Role.SHADOW, Role.REVERSE_SHADOW, Role.FAILED_OVER)
 
 
 class Arm(StrEnum):
@@ -216,70 +208,64 @@ def _arms_of(window: ExchangeWindow) -> tuple[FromClause, FromClause, list[Colum
     return joined, o, where
 
 
-def _activity_query(dialect: str, window: ExchangeWindow, bucket_s: int) -> Select[Any]:
-    joined, o, where = _arms_of(window)
-    e = EXCHANGES.c
-    bucket = bucket_expression(dialect, e.created_at, bucket_s)
-    arm = _arm(window.named_candidate, o)
-    failed = failed_flag(o)
-    # Failed calls are counted without a bin: a timeout's latency is the timeout's.
-    latency_bin = case((failed == 0, bin_expression(dialect, o.c.latency_ms)), else_=None)
-    keys = (bucket, arm, o.c.role, failed, e.fallback, latency_bin)
-    return select(*keys, func.count()).select_from(joined).where(*where).group_by(*keys)
-
-
-def _ttft_query(dialect: str, window: ExchangeWindow, bucket_s: int) -> Select[Any]:
-    joined, o, where = _arms_of(window)
-    bucket = bucket_expression(dialect, EXCHANGES.c.created_at, bucket_s)
-    arm = _arm(window.named_candidate, o)
-    # NULL for calls that failed, recorded no first token or are no arm (see _arms_of).
-    ok = and_(failed_flag(o) == 0, o.c.ttft_ms.is_not(None))
-    ttft_bin = case((ok, bin_expression(dialect, o.c.ttft_ms)), else_=None)
-    keys: tuple[ColumnElement[Any], ...] = (bucket, arm, ttft_bin)
-    return select(*keys, func.count()).select_from(joined).where(*where).group_by(*keys)
-
-
-def _is_candidate(arm: Any) -> bool:
-    return str(arm) == Arm.CANDIDATE.value
+def _activity_query(window: ExchangeWindow, bucket_s: int) -> Select[Any]:
+    r = ACTIVITY.c
+    grain = grain_for(window, bucket_s)
+    candidate = window.named_candidate
+    arm = case((r.upstream == candidate, Arm.CANDIDATE.value), else_=Arm.PRIMARY.value)
+    # Time buckets are whole periods of the grain (grain_for), so integer division places them.
+    bucket = r.period * grain // bucket_s
+    keys = (bucket, arm, r.role, r.failed, r.fallback, r.measure, r.bin)
+    return (
+        select(*keys, func.sum(r.calls))
+        .where(
+            *periods_of(window, ACTIVITY, grain),
+            # A split exchange the primary served names no candidate: it belongs too.
+            r.candidate.in_((candidate, "")),
+            r.role.in_([role.value for role in ARM_ROLES]),
+            # A shadow of another candidate (one only watched beside the rollout's) is no arm.
+            or_(r.role != Role.SHADOW.value, r.upstream == candidate),
+        )
+        .group_by(*keys)
+    )
 
 
 async def arm_activity(db: Database, window: ExchangeWindow, *, bucket_s: int) -> ArmActivity:
-    """Latency and TTFT distributions and error and fallback counts per bucket and arm."""
+    """Latency and TTFT distributions and error and fallback counts per bucket and arm,
+    read from the rollups (``storage.rollups``): the window's bounds and ``bucket_s`` are
+    whole minutes."""
     if bucket_s <= 0:
         raise ValueError("a time bucket lasts at least a second")
     async with db.engine.connect() as conn:
-        rows = (await conn.execute(_activity_query(db.dialect, window, bucket_s))).all()
-        ttft_rows = (await conn.execute(_ttft_query(db.dialect, window, bucket_s))).all()
+        rows = (await conn.execute(_activity_query(window, bucket_s))).all()
     bins: dict[tuple[int, Arm], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    ttft: dict[tuple[int, Arm], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     calls: dict[tuple[int, Arm], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for bucket, arm_value, role, failed, fallback, latency_bin, count in rows:
-        if role is None:
-            continue  # an exchange with no arm in these roles
-        arm = Arm(arm_value)
-        counts = calls[(int(bucket), arm)]
+    for bucket, arm_value, role, failed, fallback, measure, index, count in rows:
+        arm, key, count = Arm(arm_value), (int(bucket), Arm(arm_value)), int(count)
+        if measure == TTFT:
+            ttft[key][int(index)] += count
+            continue
+        counts = calls[key]
         counts[0] += count
         counts[1] += count if failed else 0
-        if role == Role.SERVED.value and (_is_candidate(arm) or fallback):
+        if role == Role.SERVED.value and (arm is Arm.CANDIDATE or fallback):
             # The exchange's served arm stands for the exchange: once per exchange.
             calls[(int(bucket), Arm.CANDIDATE)][2] += count
             calls[(int(bucket), Arm.CANDIDATE)][3] += count if fallback else 0
-        if latency_bin is not None:
-            bins[(int(bucket), arm)][int(latency_bin)] += count
-    ttft: dict[tuple[int, Arm], dict[int, int]] = defaultdict(dict)
-    for bucket, arm_value, ttft_bin, count in ttft_rows:
-        if ttft_bin is not None:
-            ttft[(int(bucket), Arm(arm_value))][int(ttft_bin)] = int(count)
+        if index != NO_BIN:
+            bins[key][int(index)] += count
     return ArmActivity(
         bucket_s,
         {key: dict(value) for key, value in bins.items()},
-        dict(ttft),
+        {key: dict(value) for key, value in ttft.items()},
         {key: (c[0], c[1], c[2], c[3]) for key, c in calls.items()},
     )
 
 
 def _percentile_query(window: ExchangeWindow, bucket_s: int) -> Select[Any]:
     joined, o, where = _arms_of(window)
-    bucket = bucket_expression("postgresql", EXCHANGES.c.created_at, bucket_s)
+    bucket = period_expression("postgresql", EXCHANGES.c.created_at, bucket_s)
     arm = _arm(window.named_candidate, o)
     latency = o.c.latency_ms
     return (

@@ -3,8 +3,7 @@
 The overview shows the rollout now, the current stage's verdict (loaded into the
 page by htmx from ``/ui/overview/verdict``: the report may be rebuilding, and the
 page should not wait for it), the plots of the chosen time range and its tallies,
-cost and agreement. A range's first count since the server started may take seconds:
-the page then says so and reloads (``overview_counts``).
+cost and agreement, read from the rollups the writer keeps (``storage.rollups``).
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from dashboards.render import render
 from evaluation.cost import SelfHosted
 from evaluation.wording import fmt
 from storage.database import Database
-from storage.ui_memo import OverviewMemo
+from storage.ui_memo import JudgeTallyMemo
 
 routes = web.RouteTableDef()
 
@@ -76,15 +75,10 @@ async def overview(request: web.Request) -> web.StreamResponse:
     candidate = _candidate_of(state) or await reviewed_candidate(request)
     hosted = ui.config.self_hosted.get(candidate) if candidate is not None else None
 
-    async def count() -> dict[str, Any]:
-        now = datetime.now(UTC)
-        return await overview_context(
-            ui.db, ui.overview_memo, chosen, candidate, state, now, hosted=hosted
-        )
-
-    context = await ui.overview_counts.within((candidate, chosen.key), count)
-    if context is None:  # a first count of this range since the server started
-        context = _outline(chosen, candidate, state) | {"counting": True}
+    now = datetime.now(UTC)
+    context = await overview_context(
+        ui.db, ui.judge_tallies, chosen, candidate, state, now, hosted=hosted
+    )
     return render("overview.html", request, context)
 
 
@@ -99,7 +93,6 @@ def _outline(
         "candidate": candidate,
         "figures": None,
         "plots": None,
-        "counting": False,
         "fmt": fmt,
         "duration_words": duration_words,
         "served": served_share,
@@ -108,7 +101,7 @@ def _outline(
 
 async def overview_context(
     db: Database,
-    memo: OverviewMemo,
+    judge_tallies: JudgeTallyMemo,
     chosen: TimeRange,
     candidate: str | None,
     state: dict[str, Any] | None,
@@ -122,7 +115,7 @@ async def overview_context(
     seen = await first_seen(db)
     if seen is not None and candidate is not None:
         window = page_window(chosen, candidate, now, seen)
-        figures = await overview_figures(db, memo, window, now, hosted=hosted)
+        figures = await overview_figures(db, judge_tallies, window, hosted=hosted)
         context |= {"figures": figures, "plots": plots(figures, now)}
     return context
 

@@ -2,7 +2,7 @@
 
 A lineup runs every candidate's report on the range (seconds on a large database), so,
 as the overview does with a range's first count, the page does not wait for it: the
-build runs on as a tracked task (``OverviewCounts``: one build per range at a time,
+build runs on as a tracked task (``BackgroundCounts``: one build per range at a time,
 shared by the pages asking meanwhile, cancelled when the UI stops) and the page says it
 is counting and reloads. A finished lineup is kept ``keep_s`` per range: the reload,
 and every page in that time, shows it without building it again.
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from dashboards.pages.overview_counts import WAIT_S, OverviewCounts
+from dashboards.pages.background_counts import WAIT_S, BackgroundCounts
 from evaluation.lineup import Lineup
 
 # Builds the lineup of the exchanges since a time (None: all of them); None when no
@@ -41,7 +41,7 @@ class LineupBuilds:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keep_s = keep_s
-        self.builds = OverviewCounts(wait_s, what="lineup build")
+        self.builds = BackgroundCounts(wait_s, what="lineup build")
         self._clock = clock
         self._kept: dict[str, tuple[float, BuiltLineup]] = {}
 

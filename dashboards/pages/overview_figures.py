@@ -1,8 +1,8 @@
 """Everything the overview counts over its window, from the storage layer's aggregates.
 
-The per-arm activity and the cost inputs come through the overview memo chunk by
-chunk (see ``overview_range``); the tallies, agreement and rollout history are
-small and read afresh. Cost is ``evaluation.cost``'s computation on the memo's
+The per-arm activity and the cost inputs are read from the rollups
+(``storage.rollups``); the judge's tally is kept until the candidate's judgments
+change; people's tallies, agreement and rollout history are small and read afresh. Cost is ``evaluation.cost``'s computation on the memo's
 token sums, priced by the models the window's newest pairs used, as the report
 prices them; a self-hosted candidate whose settings give its GPU cost is priced
 by that instead, as the report prices it too.
@@ -28,7 +28,7 @@ from evaluation.cost import (
 )
 from storage.database import Database
 from storage.report_sql import EXCHANGES, pair_join, pairs_where
-from storage.ui_memo import OverviewAggregates, OverviewMemo
+from storage.ui_memo import JudgeTallyMemo, OverviewAggregates, overview_aggregates
 from storage.ui_outcomes import (
     ArmTokenMeans,
     JudgeTally,
@@ -145,44 +145,19 @@ async def cost_figures(
     return CostFigures(primary_model, candidate_model, summary, None, hosted)
 
 
-async def counted(
-    db: Database,
-    memo: OverviewMemo,
-    window: PageWindow,
-    now: datetime,
-    *,
-    candidate_prompt_needed: bool = True,
-) -> OverviewAggregates:
-    """The activity and cost inputs of every chunk, settled ones from the memo, merged.
-
-    ``candidate_prompt_needed``: the candidate is priced per token (a list price), so a
-    pair counts toward cost only with the candidate's prompt tokens known."""
-    total: OverviewAggregates | None = None
-    for chunk in window.chunks:
-        part = await memo.aggregates(
-            db,
-            chunk,
-            bucket_s=window.bucket_s,
-            candidate_prompt_needed=candidate_prompt_needed,
-            now=now,
-        )
-        total = part if total is None else total.merged(part)
-    if total is None:
-        raise ValueError("a page window holds at least one chunk")
-    return total
-
-
 async def overview_figures(
     db: Database,
-    memo: OverviewMemo,
+    memo: JudgeTallyMemo,
     window: PageWindow,
-    now: datetime,
     *,
     hosted: SelfHosted | None = None,
 ) -> OverviewFigures:
-    """``hosted``: the candidate's GPU cost, when it is self-hosted and its settings give one."""
+    """``hosted``: the candidate's GPU cost, when it is self-hosted and its settings give one
+    (a pair then counts toward cost without the candidate's prompt tokens)."""
     whole = window.whole
-    aggregates = await counted(db, memo, window, now, candidate_prompt_needed=hosted is None)
+    aggregates = await overview_aggregates(
+        db, whole, bucket_s=window.bucket_s, candidate_prompt_needed=hosted is None
+    )
     return OverviewFigures(
         window=window,
         aggregates=aggregates,

@@ -1,11 +1,9 @@
-"""The overview's time ranges, and the fixed windows each is counted in.
+"""The overview's time ranges, and the window each is counted over.
 
-A range ending now moves every second, and the overview memo keeps settled time
-per window: a moving window would be counted afresh each time. So a range is
-the union of fixed chunks (``chunk_s`` long, aligned to the epoch), each a window
-of its own that the memo settles once; the range starts at the chunk holding
-``now - span``, so it covers at least its span and at most one chunk more. The
-page says where it starts.
+A range starts at the start of the block (``chunk_s`` long, aligned to the epoch)
+holding ``now - span``, so it covers at least its span and at most one block more,
+its start moves in steps the page can name, and it falls on the rollups' periods
+(``storage.rollups``), which its buckets are made of. The page says where it starts.
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from storage.rollups import GRAINS
 from storage.window import ExchangeWindow
 
 
@@ -34,8 +33,8 @@ RANGES = (
 )
 DEFAULT_RANGE = "24h"
 # Buckets for everything recorded: the first that draws the whole span in at most
-# MAX_BUCKETS; the choice changes (and the span is counted again) only at a step.
-BUCKET_LADDER = (60, 300, 900, 3600, 6 * 3600, 86_400, 7 * 86_400)
+# MAX_BUCKETS. The rollups' grains, so a bucket is one period read; then weeks of days.
+BUCKET_LADDER = (*GRAINS, 7 * 86_400)
 MAX_BUCKETS = 240
 
 
@@ -49,14 +48,13 @@ def time_range(key: str | None) -> TimeRange | None:
 class PageWindow:
     """What one overview counts: from ``since`` (None: the first exchange) to now."""
 
+    candidate: str
     since: datetime | None
     bucket_s: int
-    chunks: tuple[ExchangeWindow, ...]  # fixed windows whose union is the range
 
     @property
     def whole(self) -> ExchangeWindow:
-        """The range as one window, for the queries that are not memoised by chunk."""
-        return ExchangeWindow(self.chunks[0].candidate, since=self.since)
+        return ExchangeWindow(self.candidate, since=self.since)
 
 
 def _at(epoch_s: float) -> datetime:
@@ -80,13 +78,5 @@ def page_window(
     chosen: TimeRange, candidate: str, now: datetime, first_seen: datetime | None
 ) -> PageWindow:
     if chosen.span_s is None:
-        bucket = everything_bucket(first_seen, now)
-        return PageWindow(None, bucket, (ExchangeWindow(candidate),))
-    length = chosen.chunk_s
-    first = math.floor((now.timestamp() - chosen.span_s) / length)
-    last = math.floor(now.timestamp() / length)
-    chunks = tuple(
-        ExchangeWindow(candidate, since=_at(k * length), until=_at((k + 1) * length))
-        for k in range(first, last + 1)
-    )
-    return PageWindow(_at(first * length), chosen.bucket_s, chunks)
+        return PageWindow(candidate, None, everything_bucket(first_seen, now))
+    return PageWindow(candidate, range_start(chosen, now), chosen.bucket_s)

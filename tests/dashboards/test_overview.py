@@ -7,7 +7,6 @@ draws the page.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 import math
@@ -24,8 +23,6 @@ from sqlalchemy import insert, select
 
 from core import ErrorKind, Exchange, Role, RolloutMode, Usage
 from core.outcome import PairOutcome
-from dashboards.config import UI
-from dashboards.pages.overview_counts import OverviewCounts
 from evaluation.cost import SECONDS_PER_MONTH
 from evaluation.wording import fmt
 from storage.database import Database
@@ -196,8 +193,6 @@ async def seeded_rig(make_ui_rig: RigFactory) -> tuple[UiRig, Expected]:
     # No controller: it would act on the seeded stage and add transitions of its own.
     rollout = {"mode": "shadow", "candidate": CANDIDATE, "controller": {"enabled": False}}
     rig = await make_ui_rig(rollout=rollout)
-    # Pages wait for their counts, however busy the machine: the figures are the point here.
-    _ui_app(rig)[UI].overview_counts.wait_s = 60.0
     now = datetime.now(UTC)
     pairs = [_pair(k, now) for k in range(PAIRS)]
     await store_pairs(rig.db, pairs)
@@ -342,7 +337,6 @@ async def test_a_self_hosted_candidate_is_priced_by_its_gpu_settings(
     rollout = {"mode": "shadow", "candidate": CANDIDATE, "controller": {"enabled": False}}
     candidates = [{"name": CANDIDATE, "base_url": "http://127.0.0.1:9/v1", "kind": "vllm", **GPU}]
     rig = await make_ui_rig(rollout=rollout, candidates=candidates)
-    _ui_app(rig)[UI].overview_counts.wait_s = 60.0
     now = datetime.now(UTC)
     pairs = [_hosted_pair(k, now) for k in range(PAIRS)]
     await store_pairs(rig.db, pairs)
@@ -375,7 +369,6 @@ async def test_a_self_hosted_candidate_is_priced_by_its_gpu_settings(
 
 async def test_an_empty_database_says_there_is_no_traffic(make_ui_rig: RigFactory) -> None:
     rig = await make_ui_rig()
-    _ui_app(rig)[UI].overview_counts.wait_s = 60.0
     admin = await rig.admin()
     for query in ("", "?range=1h", "?range=7d", "?range=all"):
         status, page = await _get(admin, rig.url + "/ui/" + query)
@@ -411,61 +404,3 @@ def _ui_app(rig: UiRig) -> web.Application:
             found: web.Application = info["app"]
             return found
     raise AssertionError("the UI is not mounted at /ui")
-
-
-async def test_a_range_still_being_counted_says_so_and_reloads(make_ui_rig: RigFactory) -> None:
-    rig, expected = await seeded_rig(make_ui_rig)
-    # As on a large database, where a range's first count outlasts the page's wait.
-    _ui_app(rig)[UI].overview_counts.wait_s = 0.0
-    admin = await rig.admin()
-    status, page = await _get(admin, rig.url + "/ui/?range=7d")
-    assert status == 200 and 'id="counting"' in page
-    assert '<meta http-equiv="refresh" content="3">' in page
-    assert "overview-data" not in page and 'id="rollout-now"' in page
-    _ui_app(rig)[UI].overview_counts.wait_s = 60.0
-    for _ in range(50):  # the reload finds the count done and draws the range
-        status, page = await _get(admin, rig.url + "/ui/?range=7d")
-        if 'id="counting"' not in page:
-            break
-        await asyncio.sleep(0.1)
-    assert status == 200 and "overview-data" in page
-    assert _cells(page, "outcomes-judge")[1:4] == [str(n) for n in expected.judge]
-    assert _ui_app(rig)[UI].overview_counts.running == 0
-
-
-async def test_counts_are_shared_kept_until_taken_and_cancelled_on_close() -> None:
-    counts = OverviewCounts(wait_s=0.05)
-    started: list[int] = []
-    release = asyncio.Event()
-
-    async def slow() -> int:
-        started.append(1)
-        await release.wait()
-        return len(started)
-
-    assert await counts.within("24h", slow) is None  # still counting
-    assert await counts.within("24h", slow) is None  # shared, not started again
-    assert started == [1] and counts.running == 1
-    release.set()
-    await asyncio.sleep(0)
-    assert await counts.within("24h", slow) == 2  # the finished one taken, a fresh one made
-    assert counts.running == 0
-
-    async def failing() -> int:
-        await asyncio.sleep(0.1)
-        raise OSError("the database went away")
-
-    assert await counts.within("1h", failing) is None
-    await asyncio.sleep(0.2)
-    with pytest.raises(OSError, match="went away"):
-        await counts.within("1h", failing)  # the next page sees the failure
-
-    never = asyncio.Event()
-
-    async def hung() -> int:
-        await never.wait()
-        return 0
-
-    assert await counts.within("7d", hung) is None
-    await counts.close()
-    assert counts.running == 0

@@ -68,8 +68,9 @@ class Replicas:
             )
         for replica in range(len(self.sites)):
             await until(
-                lambda r=replica: self.metric(r, "understudy_rollout_percent", route="responses")
-                == percent
+                lambda r=replica: (
+                    self.metric(r, "understudy_rollout_percent", route="responses") == percent
+                )
             )
 
 

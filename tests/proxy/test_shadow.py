@@ -78,7 +78,10 @@ async def test_hung_candidate_does_not_move_the_primarys_latency(make_rig: RigFa
     # must still come back at the primary's own pace.
     assert max(hung) < 30 + 500
     assert statistics.median(hung) < statistics.median(healthy) + 10
-    assert rig.metric("understudy_shadows_skipped_total", upstream="local", reason="at_capacity") == 30 - 8
+    assert (
+        rig.metric("understudy_shadows_skipped_total", upstream="local", reason="at_capacity")
+        == 30 - 8
+    )
     assert rig.metric("understudy_shadows_in_flight", upstream="local") == 8
     await client.close()
 
@@ -163,7 +166,9 @@ async def test_one_canonical_log_line_per_exchange_and_no_keys(make_rig: RigFact
     await client.close()
 
 
-async def test_shutdown_records_exchanges_whose_shadow_is_still_running(make_rig: RigFactory) -> None:
+async def test_shutdown_records_exchanges_whose_shadow_is_still_running(
+    make_rig: RigFactory,
+) -> None:
     rig = await make_rig(candidate={"timeout_s": 30})
     rig.candidate.fault = Fault.HANG
     client = rig.client()

@@ -37,6 +37,8 @@ TABLES = {
     "replay_results",
     "response_owners",
     "translated_turns",
+    "activity_rollups",
+    "pair_rollups",
 }
 
 

@@ -8,9 +8,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from understudy.metrics_merge import merge
 
 
-def worker(requests: int, in_flight: int, healthy: int, staleness: float, latencies: list[float]) -> bytes:
+def worker(
+    requests: int, in_flight: int, healthy: int, staleness: float, latencies: list[float]
+) -> bytes:
     registry = CollectorRegistry()
-    Counter("understudy_requests", "calls", ["arm"], registry=registry).labels("served").inc(requests)
+    Counter("understudy_requests", "calls", ["arm"], registry=registry).labels("served").inc(
+        requests
+    )
     Gauge("understudy_requests_in_flight", "now", registry=registry).set(in_flight)
     health = Gauge("understudy_candidate_healthy", "1 ok", ["candidate"], registry=registry)
     health.labels("local").set(healthy)

@@ -1,9 +1,9 @@
-"""Overview counts that may outlast their page.
+"""Counts that may outlast their page.
 
-A range's first view after the server starts counts all its settled time once (seconds
-on a million exchanges). Rather than hold the page that long, the count runs on as a
-tracked task and the page says so and reloads; the count fills the memo, so the view
-after it is quick. Two pages asking at once share one count.
+Building the candidates page's lineup can take seconds on a million exchanges.
+Rather than hold the page that long, the count runs on as a tracked task and the
+page says so and reloads; the reload takes the finished result. Two pages asking at
+once share one count.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ log = structlog.get_logger("understudy.ui")
 WAIT_S = 0.25  # how long a page waits for its count before saying it is counting
 
 
-class OverviewCounts:
+class BackgroundCounts:
     """One count at a time per key; every task is kept until its result is taken or
     ``close`` cancels it. ``what`` names the tasks (the candidates page builds lineups
     this way too)."""
 
-    def __init__(self, wait_s: float = WAIT_S, *, what: str = "overview count") -> None:
+    def __init__(self, wait_s: float = WAIT_S, *, what: str = "count") -> None:
         self.wait_s = wait_s
         self.what = what
         self._running: dict[Hashable, asyncio.Task[Any]] = {}
@@ -37,7 +37,7 @@ class OverviewCounts:
 
         A count already running for ``key`` is not started again (None at once). One that
         finished since is taken away (its errors raised here), and a fresh count made:
-        the memo it filled makes that one quick, and it is as of now.
+        it is as of now.
         """
         running = self._running.get(key)
         if running is not None:
@@ -73,4 +73,4 @@ class OverviewCounts:
                 try:
                     await task
                 except Exception as exc:  # nobody is left to show it to
-                    log.warning("overview_count_failed", what=self.what, error=type(exc).__name__)
+                    log.warning("background_count_failed", what=self.what, error=type(exc).__name__)

@@ -281,6 +281,9 @@ def rebuild_rollups(conn: Connection) -> None:
         conn.execute(table.insert().from_select([c.name for c in table.columns], added(coarser)))
 
 
+_TIME = {"grain_s", "period"}  # the key columns that place a row in time
+
+
 def _from_finest(table: Table, grains: Sequence[int]) -> tuple[FromClause, list[Any]]:
     """The finest grain's rows joined to each coarser grain, and the keys that place each
     row in a coarser period (every grain is a whole number of the finest's periods)."""
@@ -289,9 +292,6 @@ def _from_finest(table: Table, grains: Sequence[int]) -> tuple[FromClause, list[
     period = table.c.period * GRAINS[0] // g.c.grain_s
     keys = [g.c.grain_s, period, *(c for c in table.primary_key if c.name not in _TIME)]
     return joined, keys
-
-
-_TIME = {"grain_s", "period"}
 
 
 def _activity_coarser(grains: Sequence[int]) -> Select[Any]:

@@ -212,7 +212,7 @@ def _activity_query(window: ExchangeWindow, bucket_s: int) -> Select[Any]:
     r = ACTIVITY.c
     grain = grain_for(window, bucket_s)
     candidate = window.named_candidate
-    arm = case((r.upstream == candidate, Arm.CANDIDATE.value), else_=Arm.PRIMARY.value)
+    arm = _arm(candidate, ACTIVITY)
     # Time buckets are whole periods of the grain (grain_for), so integer division places them.
     bucket = r.period * grain // bucket_s
     keys = (bucket, arm, r.role, r.failed, r.fallback, r.measure, r.bin)

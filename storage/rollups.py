@@ -16,6 +16,7 @@ a pair are the same expressions the reports use.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -79,6 +81,12 @@ def _grains(grains: Sequence[int]) -> FromClause:
     return union_all(*rows).subquery("g")
 
 
+def _role(arm: FromClause) -> ColumnElement[str]:
+    # `|| ''`: without statistics SQLite looks a batch's arms up through the role index,
+    # a scan of every stored arm of that role, instead of by the batch's exchange ids.
+    return arm.c.role.concat("")
+
+
 def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return case((condition, 1), else_=0)
 
@@ -102,7 +110,7 @@ def _activity_rows(
         o.c.role,
     )
     joined = e.join(o, o.c.exchange_id == e.c.id).join(g, true())
-    is_arm = o.c.role.in_([r.value for r in ARM_ROLES])
+    is_arm = _role(o).in_([r.value for r in ARM_ROLES])
     # Failed calls get no latency bin: a timeout's latency is the timeout's.
     latency_bin = func.coalesce(
         case((failed == 0, bin_expression(dialect, o.c.latency_ms)), else_=None), NO_BIN
@@ -149,13 +157,13 @@ def _pair_rows(
     primary, shadow = OBSERVATIONS.alias("p"), OBSERVATIONS.alias("c")
     on_shadow = and_(
         shadow.c.exchange_id == e.c.id,
-        shadow.c.role.in_((Role.SHADOW.value, Role.SERVED.value)),
+        _role(shadow).in_((Role.SHADOW.value, Role.SERVED.value)),
     )
     on_primary = and_(
         primary.c.exchange_id == e.c.id,
         or_(
-            and_(primary.c.role == Role.SERVED.value, primary.c.upstream != shadow.c.upstream),
-            primary.c.role == Role.REVERSE_SHADOW.value,
+            and_(_role(primary) == Role.SERVED.value, primary.c.upstream != shadow.c.upstream),
+            _role(primary) == Role.REVERSE_SHADOW.value,
         ),
     )
     joined = e.join(shadow, on_shadow).join(primary, on_primary).join(g, true())
@@ -250,13 +258,20 @@ def rollup_statements(
     return activity, pairs
 
 
+@functools.cache
+def _adding_batch(dialect: str) -> tuple[Insert, Insert]:
+    """The statements that add the exchanges whose ids are bound as ``ids``: built once,
+    so each batch reuses their compiled form instead of building and keying them anew."""
+    return rollup_statements(dialect, [EXCHANGES.c.id.in_(bindparam("ids", expanding=True))])
+
+
 async def add_exchanges(conn: AsyncConnection, ids: Iterable[uuid.UUID]) -> None:
     """Add the exchanges just inserted (by id) to the rollups, in the caller's transaction."""
     wanted = list(ids)
     if not wanted:
         return
-    for statement in rollup_statements(conn.dialect.name, [EXCHANGES.c.id.in_(wanted)]):
-        await conn.execute(statement)
+    for statement in _adding_batch(conn.dialect.name):
+        await conn.execute(statement, {"ids": wanted})
 
 
 async def subtract_exchanges(conn: AsyncConnection, where: Sequence[ColumnElement[bool]]) -> None:

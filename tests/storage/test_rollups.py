@@ -16,7 +16,16 @@ from sqlalchemy import select
 from core import Route
 from storage.database import Database
 from storage.purge import purge_exchange, purge_older_than
-from storage.rollups import ACTIVITY, NO_BIN, PAIRS, grain_for, rebuild_rollups
+from migrations import ensure_schema
+from storage.rollups import (
+    ACTIVITY,
+    NO_BIN,
+    PAIRS,
+    grain_for,
+    rebuild_rollups,
+    rollup_statements,
+)
+from storage.report_sql import EXCHANGES
 from storage.ui_bins import LAST_BIN
 from storage.window import ExchangeWindow
 from tests.storage.ui_data import CANDIDATE, T0, build_traffic, store
@@ -119,3 +128,26 @@ async def test_a_duration_too_long_to_bin_lands_in_the_last_bin(database: Databa
         bins = set((await conn.execute(select(ACTIVITY.c.bin).distinct())).scalars())
     assert bins <= {LAST_BIN, NO_BIN} and LAST_BIN in bins
     assert await _contents(database) == await _recounted(database)
+
+
+async def test_adding_a_batch_looks_its_arms_up_by_exchange_id(tmp_path: Path) -> None:
+    """On SQLite without statistics, a role index would make every batch scan all stored
+    arms of a role: writes would slow down as the database grows."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/plan.db")
+    await ensure_schema(db.url, auto_upgrade=True)
+    try:
+        traffic = build_traffic(200, seed=5)
+        await store(db, traffic)
+        ids = [e.id for e in traffic[:20]]
+        async with db.engine.connect() as conn:
+            for statement in rollup_statements("sqlite", [EXCHANGES.c.id.in_(ids)]):
+                compiled = statement.compile(
+                    dialect=conn.dialect, compile_kwargs={"literal_binds": True}
+                )
+                sql = str(compiled).replace("%", "%%")
+                plan = [row[-1] for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+                searches = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
+                assert not any("role" in step for step in searches), plan
+                assert any(s.startswith("SEARCH exchanges USING INDEX") for s in searches), plan
+    finally:
+        await db.dispose()

@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from core import Route
+from migrations import ensure_schema
 from storage.database import Database
 from storage.purge import purge_exchange, purge_older_than
-from migrations import ensure_schema
+from storage.report_sql import EXCHANGES
 from storage.rollups import (
     ACTIVITY,
     NO_BIN,
@@ -25,7 +26,6 @@ from storage.rollups import (
     rebuild_rollups,
     rollup_statements,
 )
-from storage.report_sql import EXCHANGES
 from storage.ui_bins import LAST_BIN
 from storage.window import ExchangeWindow
 from tests.storage.ui_data import CANDIDATE, T0, build_traffic, store

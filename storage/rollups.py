@@ -42,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.selectable import FromClause
+from sqlalchemy.sql.selectable import CompoundSelect, FromClause
 
 from core import Role
 from storage.models import ActivityRollupRow, PairRollupRow
@@ -95,11 +95,10 @@ def _text(value: str) -> ColumnElement[str]:
     return literal_column(f"'{value}'", String)
 
 
-def _activity_rows(
-    dialect: str, where: Sequence[ColumnElement[bool]], sign: int, grains: Sequence[int]
-) -> Select[Any]:
-    """Per grain and period, the rows' arms counted (times ``sign``) as ACTIVITY holds them."""
-    e, o, g = EXCHANGES, OBSERVATIONS.alias("o"), _grains(grains)
+def _activity_rows(dialect: str, where: Sequence[ColumnElement[bool]], sign: int) -> CompoundSelect[Any]:
+    """Per period of the finest grain, the rows' arms counted (times ``sign``) as ACTIVITY
+    holds them."""
+    e, o, g = EXCHANGES, OBSERVATIONS.alias("o"), _grains(GRAINS[:1])
     failed = failed_flag(o)
     common = (
         g.c.grain_s,
@@ -131,7 +130,7 @@ def _activity_rows(
         .where(is_arm, failed == 0, o.c.ttft_ms.is_not(None), *where)
         .group_by(*common, ttft_bin)
     )
-    return _in_key_order(union_all(latency, ttft), len(ACTIVITY.primary_key))
+    return union_all(latency, ttft)
 
 
 def _named(table: Table, values: Sequence[ColumnElement[Any]]) -> Select[Any]:
@@ -147,13 +146,11 @@ def _in_key_order(rows: Any, keys: int) -> Select[Any]:
     return select(*columns).order_by(*columns[:keys])
 
 
-def _pair_rows(
-    dialect: str, where: Sequence[ColumnElement[bool]], sign: int, grains: Sequence[int]
-) -> Select[Any]:
-    """Per grain, period and candidate, the pairs' token sums (times ``sign``) as PAIRS
-    holds them. A pair is as ``storage.report_sql.pair_join`` has it: the candidate's arm
+def _pair_rows(dialect: str, where: Sequence[ColumnElement[bool]], sign: int) -> Select[Any]:
+    """Per period of the finest grain and candidate, the pairs' token sums (times ``sign``)
+    as PAIRS holds them. A pair is as ``storage.report_sql.pair_join`` has it: the candidate's arm
     (a shadow, or what served) and the primary's (what served, or its reverse shadow)."""
-    e, g = EXCHANGES, _grains(grains)
+    e, g = EXCHANGES, _grains(GRAINS[:1])
     primary, shadow = OBSERVATIONS.alias("p"), OBSERVATIONS.alias("c")
     on_shadow = and_(
         shadow.c.exchange_id == e.c.id,
@@ -185,7 +182,7 @@ def _pair_rows(
         for arm in (primary, shadow)
         for value in _token_values(arm)
     ]
-    query = (
+    return (
         _named(
             PAIRS,
             (
@@ -201,7 +198,6 @@ def _pair_rows(
         .where(*where)
         .group_by(*keys)
     )
-    return _in_key_order(query, len(keys))
 
 
 def _token_values(arm: FromClause) -> tuple[ColumnElement[Any], ...]:
@@ -234,18 +230,30 @@ def rollup_statements(
     sign: int = 1,
     grains: Sequence[int] = GRAINS,
 ) -> tuple[Insert, Insert]:
-    """The two statements that add the exchanges ``where`` selects to the rollups (``sign``
-    -1: take them away; the pairs' first and last times are then left as they were)."""
+    """The two statements that add the exchanges ``where`` selects to the rollups of
+    ``grains`` (``sign`` -1: take them away; the pairs' first and last times are then left
+    as they were).
+
+    The rows are counted once, per period of the finest grain; each grain's periods add
+    those up, a few rows each instead of another pass over the exchanges.
+    """
+    fine_activity = _activity_rows(dialect, where, sign).subquery("fine")
+    fine_pairs = _pair_rows(dialect, where, sign).subquery("fine")
     activity = _upsert(dialect, ACTIVITY)
     activity_names = [c.name for c in ACTIVITY.columns]
-    activity = activity.from_select(activity_names, _activity_rows(dialect, where, sign, grains))
+    activity = activity.from_select(
+        activity_names,
+        _in_key_order(_activity_coarser(fine_activity, grains), len(ACTIVITY.primary_key)),
+    )
     activity = activity.on_conflict_do_update(
         index_elements=[c.name for c in ACTIVITY.primary_key],
         set_={"calls": ACTIVITY.c.calls + activity.excluded.calls},
     )
     pairs = _upsert(dialect, PAIRS)
     pair_names = [c.name for c in PAIRS.columns]
-    pairs = pairs.from_select(pair_names, _pair_rows(dialect, where, sign, grains))
+    pairs = pairs.from_select(
+        pair_names, _in_key_order(_pairs_coarser(fine_pairs, grains), len(PAIRS.primary_key))
+    )
     added = {name: PAIRS.c[name] + pairs.excluded[name] for name in ("pairs", "n", *PAIR_SUMS)}
     pairs = pairs.on_conflict_do_update(
         index_elements=[c.name for c in PAIRS.primary_key],
@@ -293,36 +301,39 @@ def rebuild_rollups(conn: Connection) -> None:
     for statement in rollup_statements(conn.dialect.name, [], grains=(finest,)):
         conn.execute(statement)
     for table, added in ((ACTIVITY, _activity_coarser), (PAIRS, _pairs_coarser)):
-        conn.execute(table.insert().from_select([c.name for c in table.columns], added(coarser)))
+        fine = select(table).where(table.c.grain_s == finest).subquery("fine")
+        rows = added(fine, coarser)
+        conn.execute(table.insert().from_select([c.name for c in table.columns], rows))
 
 
 _TIME = {"grain_s", "period"}  # the key columns that place a row in time
 
 
-def _from_finest(table: Table, grains: Sequence[int]) -> tuple[FromClause, list[Any]]:
-    """The finest grain's rows joined to each coarser grain, and the keys that place each
-    row in a coarser period (every grain is a whole number of the finest's periods)."""
+def _from_finest(
+    table: Table, fine: FromClause, grains: Sequence[int]
+) -> tuple[FromClause, list[Any]]:
+    """Rows of the finest grain (``fine``, with ``table``'s columns) joined to each grain,
+    and the keys that place each row in that grain's period (every grain is a whole
+    number of the finest's periods)."""
     g = _grains(grains)
-    joined = table.join(g, true())
-    period = table.c.period * GRAINS[0] // g.c.grain_s
-    keys = [g.c.grain_s, period, *(c for c in table.primary_key if c.name not in _TIME)]
+    joined = fine.join(g, true())
+    period = fine.c.period * GRAINS[0] // g.c.grain_s
+    keys = [
+        g.c.grain_s,
+        period,
+        *(fine.c[c.name] for c in table.primary_key if c.name not in _TIME),
+    ]
     return joined, keys
 
 
-def _activity_coarser(grains: Sequence[int]) -> Select[Any]:
-    joined, keys = _from_finest(ACTIVITY, grains)
-    values = (*keys, func.sum(ACTIVITY.c.calls))
-    return (
-        _named(ACTIVITY, values)
-        .select_from(joined)
-        .where(ACTIVITY.c.grain_s == GRAINS[0])
-        .group_by(*keys)
-    )
+def _activity_coarser(fine: FromClause, grains: Sequence[int]) -> Select[Any]:
+    joined, keys = _from_finest(ACTIVITY, fine, grains)
+    return _named(ACTIVITY, (*keys, func.sum(fine.c.calls))).select_from(joined).group_by(*keys)
 
 
-def _pairs_coarser(grains: Sequence[int]) -> Select[Any]:
-    joined, keys = _from_finest(PAIRS, grains)
-    r = PAIRS.c
+def _pairs_coarser(fine: FromClause, grains: Sequence[int]) -> Select[Any]:
+    joined, keys = _from_finest(PAIRS, fine, grains)
+    r = fine.c
     values = (
         *keys,
         func.sum(r.pairs),
@@ -331,7 +342,7 @@ def _pairs_coarser(grains: Sequence[int]) -> Select[Any]:
         func.sum(r.n),
         *(func.sum(r[name]) for name in PAIR_SUMS),
     )
-    return _named(PAIRS, values).select_from(joined).where(r.grain_s == GRAINS[0]).group_by(*keys)
+    return _named(PAIRS, values).select_from(joined).group_by(*keys)
 
 
 def grain_for(window: ExchangeWindow, bucket_s: int | None = None) -> int:

@@ -42,6 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.selectable import CompoundSelect, FromClause
 
 from core import Role
@@ -95,10 +96,13 @@ def _text(value: str) -> ColumnElement[str]:
     return literal_column(f"'{value}'", String)
 
 
-def _activity_rows(dialect: str, where: Sequence[ColumnElement[bool]], sign: int) -> CompoundSelect[Any]:
+def _activity_rows(
+    dialect: str, where: Sequence[ColumnElement[bool]], sign: int, ids: BindParameter[Any] | None
+) -> CompoundSelect[Any]:
     """Per period of the finest grain, the rows' arms counted (times ``sign``) as ACTIVITY
     holds them."""
     e, o, g = EXCHANGES, OBSERVATIONS.alias("o"), _grains(GRAINS[:1])
+    where = [*where, *_by_id(ids, e, o)]
     failed = failed_flag(o)
     common = (
         g.c.grain_s,
@@ -133,6 +137,15 @@ def _activity_rows(dialect: str, where: Sequence[ColumnElement[bool]], sign: int
     return union_all(latency, ttft)
 
 
+def _by_id(ids: BindParameter[Any] | None, e: FromClause, *arms: FromClause) -> list[Any]:
+    """The exchanges and arms of the ids bound to ``ids``, each table named by them: a
+    planner then starts from the ids whatever its statistics say, where one filter on the
+    exchanges alone let PostgreSQL, on a young table, scan every arm."""
+    if ids is None:
+        return []
+    return [e.c.id.in_(ids), *(arm.c.exchange_id.in_(ids) for arm in arms)]
+
+
 def _named(table: Table, values: Sequence[ColumnElement[Any]]) -> Select[Any]:
     """A select of ``values`` labelled as the table's columns, in its order."""
     return select(*(v.label(c.name) for v, c in zip(values, table.columns, strict=True)))
@@ -146,12 +159,15 @@ def _in_key_order(rows: Any, keys: int) -> Select[Any]:
     return select(*columns).order_by(*columns[:keys])
 
 
-def _pair_rows(dialect: str, where: Sequence[ColumnElement[bool]], sign: int) -> Select[Any]:
+def _pair_rows(
+    dialect: str, where: Sequence[ColumnElement[bool]], sign: int, ids: BindParameter[Any] | None
+) -> Select[Any]:
     """Per period of the finest grain and candidate, the pairs' token sums (times ``sign``)
     as PAIRS holds them. A pair is as ``storage.report_sql.pair_join`` has it: the candidate's arm
     (a shadow, or what served) and the primary's (what served, or its reverse shadow)."""
     e, g = EXCHANGES, _grains(GRAINS[:1])
     primary, shadow = OBSERVATIONS.alias("p"), OBSERVATIONS.alias("c")
+    where = [*where, *_by_id(ids, e, shadow, primary)]
     on_shadow = and_(
         shadow.c.exchange_id == e.c.id,
         _role(shadow).in_((Role.SHADOW.value, Role.SERVED.value)),
@@ -229,16 +245,17 @@ def rollup_statements(
     *,
     sign: int = 1,
     grains: Sequence[int] = GRAINS,
+    ids: BindParameter[Any] | None = None,
 ) -> tuple[Insert, Insert]:
-    """The two statements that add the exchanges ``where`` selects to the rollups of
-    ``grains`` (``sign`` -1: take them away; the pairs' first and last times are then left
-    as they were).
+    """The two statements that add the exchanges ``where`` selects, and whose ids are
+    bound to ``ids`` if given, to the rollups of ``grains`` (``sign`` -1: take them away;
+    the pairs' first and last times are then left as they were).
 
     The rows are counted once, per period of the finest grain; each grain's periods add
     those up, a few rows each instead of another pass over the exchanges.
     """
-    fine_activity = _activity_rows(dialect, where, sign).subquery("fine")
-    fine_pairs = _pair_rows(dialect, where, sign).subquery("fine")
+    fine_activity = _activity_rows(dialect, where, sign, ids).subquery("fine")
+    fine_pairs = _pair_rows(dialect, where, sign, ids).subquery("fine")
     activity = _upsert(dialect, ACTIVITY)
     activity_names = [c.name for c in ACTIVITY.columns]
     activity = activity.from_select(
@@ -270,7 +287,7 @@ def rollup_statements(
 def _adding_batch(dialect: str) -> tuple[Insert, Insert]:
     """The statements that add the exchanges whose ids are bound as ``ids``: built once,
     so each batch reuses their compiled form instead of building and keying them anew."""
-    return rollup_statements(dialect, [EXCHANGES.c.id.in_(bindparam("ids", expanding=True))])
+    return rollup_statements(dialect, [], ids=bindparam("ids", expanding=True))
 
 
 async def add_exchanges(conn: AsyncConnection, ids: Iterable[uuid.UUID]) -> None:

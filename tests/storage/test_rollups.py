@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from core import Route
 from migrations import ensure_schema
 from storage.database import Database
 from storage.purge import purge_exchange, purge_older_than
-from storage.report_sql import EXCHANGES
 from storage.rollups import (
     ACTIVITY,
     NO_BIN,
@@ -140,7 +139,9 @@ async def test_adding_a_batch_looks_its_arms_up_by_exchange_id(tmp_path: Path) -
         await store(db, traffic)
         ids = [e.id for e in traffic[:20]]
         async with db.engine.connect() as conn:
-            for statement in rollup_statements("sqlite", [EXCHANGES.c.id.in_(ids)]):
+            for statement in rollup_statements(
+                "sqlite", [], ids=bindparam("ids", ids, expanding=True)
+            ):
                 compiled = statement.compile(
                     dialect=conn.dialect, compile_kwargs={"literal_binds": True}
                 )

@@ -7,6 +7,7 @@ draws the page.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import math
@@ -233,6 +234,17 @@ def _cells(page: str, row_id: str) -> list[str]:
     ]
 
 
+async def _serving_version(client: aiohttp.ClientSession, url: str, version: int) -> None:
+    """Wait until the server serves with flag ``version`` (it follows the database)."""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    for _ in range(100):
+        async with client.get(url + "/admin/api/v1/rollout", headers=headers) as response:
+            if (await response.json())["version"] == version:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the server never served with flag version {version}")
+
+
 async def _get(client: aiohttp.ClientSession, url: str) -> tuple[int, str]:
     async with client.get(url, allow_redirects=False) as response:
         return response.status, await response.text()
@@ -244,8 +256,23 @@ async def _get(client: aiohttp.ClientSession, url: str) -> tuple[int, str]:
 async def test_the_overview_shows_the_seeded_figures(make_ui_rig: RigFactory) -> None:
     rig, expected = await seeded_rig(make_ui_rig)
     admin = await rig.admin()
+    await _serving_version(admin, rig.url, 1 + len(STEPS))
     status, page = await _get(admin, rig.url + "/ui/")
     assert status == 200, page
+
+    # The rollout now: the stage the last transition names, and the flags this server
+    # serves with (the default row's, on every route it covers).
+    assert re.search(r'<b id="stage">(.*?)</b>', page).group(1) == "25%"  # type: ignore[union-attr]
+    assert f"flag version {1 + len(STEPS)}." in page
+    routes = re.search(r'id="routes">.*?<tbody>(.*?)</tbody>', page, re.S)
+    assert routes is not None
+    rows = {
+        cells[0]: cells[1:]
+        for row in re.findall(r"<tr>(.*?)</tr>", routes.group(1), re.S)
+        for cells in [[html.unescape(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]]
+    }
+    assert rows["chat.completions"] == ["split", CANDIDATE, "25 %", "25 %", "no", "no"]
+    assert re.search(r"Next stage: <b>(.*?)</b>", page).group(1) == "50%"  # type: ignore[union-attr]
 
     assert _cells(page, "outcomes-judge")[1:4] == [str(n) for n in expected.judge]
     assert _cells(page, "outcomes-people")[1:5] == [str(n) for n in expected.people]

@@ -311,12 +311,12 @@ async def test_the_overview_shows_the_seeded_figures(make_ui_rig: RigFactory) ->
     async with admin.get(rig.url + "/admin/api/v1/rollout/report", headers=headers) as response:
         body = await response.json()
     assert body["status"] == "ready", body
-    shown = html.unescape(fragment)
+    worded = html.unescape(fragment)
     verdict = body["report"]["verdict"]
-    assert f"DECISION: {verdict['decision'].upper()}" in shown
+    assert f"DECISION: {verdict['decision'].upper()}" in worded
     for metric in verdict["metrics"]:
-        assert metric["reason"] in shown
-        assert f"<b>{metric['label'].upper()}</b>" in shown
+        assert metric["reason"] in worded
+        assert f"<b>{metric['label'].upper()}</b>" in worded
 
 
 # A self-hosted candidate: its model has no list price, its settings give its GPU cost.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from rollout.trips import RecentTrips
 from storage.database import Database
 from storage.leader_lock import AdvisoryLeader, FileLeader
 from storage.window_stamp import WindowStamp, window_stamp
+from understudy.lifeline import die_with_parent
 from understudy.plan_settings import stage_plan
 from understudy.reporting import NoData, ReportRequest, load_report_input
 from understudy.settings import Settings
@@ -67,7 +69,12 @@ class ReportWorker:
         if self._pool is None:
             # spawn, not fork: the serving process has threads and an event loop.
             spawn = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=spawn)
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=spawn,
+                initializer=die_with_parent,  # no orphan if serve is killed outright
+                initargs=(os.getpid(),),
+            )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, build_report, data, config)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -53,6 +54,18 @@ def stage_config(settings: Settings, stage: Stage) -> EvaluationConfig:
     return replace(config, metrics=metrics, min_samples=stage.min_units or config.min_samples)
 
 
+# The pool's locks are semaphores that multiprocessing's resource tracker, a process of
+# its own writing to our standard error, removes when serve is killed outright; it then
+# says so in a plain-text warning, a line in the middle of the JSON log. Its children
+# take their warning filters from these options.
+_TRACKER_WARNINGS = "ignore::UserWarning:multiprocessing.resource_tracker"
+
+
+def _quiet_resource_tracker() -> None:
+    if _TRACKER_WARNINGS not in sys.warnoptions:
+        sys.warnoptions.append(_TRACKER_WARNINGS)
+
+
 class ReportWorker:
     """Builds the controller's reports in a process of its own.
 
@@ -67,6 +80,7 @@ class ReportWorker:
         from evaluation.report import build_report
 
         if self._pool is None:
+            _quiet_resource_tracker()
             # spawn, not fork: the serving process has threads and an event loop.
             spawn = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(

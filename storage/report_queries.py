@@ -23,6 +23,7 @@ from storage.report_sql import (
     EXCHANGES,
     OBSERVATIONS,
     arm_columns,
+    arm_role,
     epoch_seconds,
     failed_flag,
     ordered,
@@ -156,7 +157,7 @@ async def load_shadow_columns(db: Database, window: ExchangeWindow) -> LoadedSha
 def _split_query(dialect: str, window: ExchangeWindow) -> Select[Any]:
     e = EXCHANGES
     served = OBSERVATIONS.alias("s")
-    on_served = and_(served.c.exchange_id == e.c.id, served.c.role.concat("") == Role.SERVED.value)
+    on_served = and_(served.c.exchange_id == e.c.id, arm_role(served) == Role.SERVED.value)
     failed = case(
         (served.c.exchange_id.is_(None), None),
         (or_(e.c.fallback, failed_flag(served) == 1), 1),

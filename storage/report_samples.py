@@ -19,6 +19,7 @@ from storage.report_sql import (
     EXCHANGES,
     JUDGMENTS,
     OBSERVATIONS,
+    arm_role,
     pair_join,
     raw_id,
     split_where,
@@ -157,7 +158,7 @@ async def sample_pairs(
     noise = OBSERVATIONS.alias("n")
     joined = joined.outerjoin(
         noise,
-        and_(noise.c.exchange_id == EXCHANGES.c.id, noise.c.role.concat("") == Role.NOISE.value),
+        and_(noise.c.exchange_id == EXCHANGES.c.id, arm_role(noise) == Role.NOISE.value),
     )
     columns = (
         raw_id(),

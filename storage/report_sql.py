@@ -79,9 +79,7 @@ def pair_join(candidate: str, *, outer: bool = False) -> tuple[FromClause, FromC
     e = EXCHANGES
     primary = OBSERVATIONS.alias("p")
     shadow = OBSERVATIONS.alias("c")
-    # `|| ''`: without statistics SQLite would look arms up through the role index
-    # (a million entries per value) instead of the primary key.
-    primary_role = primary.c.role.concat("")
+    primary_role = arm_role(primary)
     on_primary = and_(
         primary.c.exchange_id == e.c.id,
         or_(
@@ -91,11 +89,21 @@ def pair_join(candidate: str, *, outer: bool = False) -> tuple[FromClause, FromC
     )
     on_shadow = and_(
         shadow.c.exchange_id == e.c.id,
-        shadow.c.role.concat("").in_((Role.SHADOW.value, Role.SERVED.value)),
+        arm_role(shadow).in_((Role.SHADOW.value, Role.SERVED.value)),
         shadow.c.upstream == candidate,
     )
     joined = e.join(primary, on_primary, isouter=outer).join(shadow, on_shadow, isouter=outer)
     return joined, primary, shadow
+
+
+def arm_role(arm: FromClause) -> ColumnElement[str]:
+    """An arm's role, compared without the role index.
+
+    `|| ''`: without statistics SQLite would look arms up through the role index (a
+    million entries per value, a scan of every stored arm of that role) instead of by
+    their exchange, the primary key.
+    """
+    return arm.c.role.concat("")
 
 
 def took_part(candidate: str) -> ColumnElement[bool]:
@@ -107,7 +115,7 @@ def took_part(candidate: str) -> ColumnElement[bool]:
     # right, the look-up by primary key runs only for exchanges naming another.
     shadowed = exists().where(
         arm.c.exchange_id == EXCHANGES.c.id,
-        arm.c.role.concat("") == Role.SHADOW.value,
+        arm_role(arm) == Role.SHADOW.value,
         arm.c.upstream == candidate,
     )
     return or_(EXCHANGES.c.candidate.concat("") == candidate, shadowed)

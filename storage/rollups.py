@@ -47,7 +47,7 @@ from sqlalchemy.sql.selectable import CompoundSelect, FromClause
 
 from core import Role
 from storage.models import ActivityRollupRow, PairRollupRow
-from storage.report_sql import EXCHANGES, OBSERVATIONS, epoch_seconds, failed_flag
+from storage.report_sql import EXCHANGES, OBSERVATIONS, arm_role, epoch_seconds, failed_flag
 from storage.ui_bins import bin_expression, period_expression
 from storage.window import ExchangeWindow
 
@@ -82,12 +82,6 @@ def _grains(grains: Sequence[int]) -> FromClause:
     return union_all(*rows).subquery("g")
 
 
-def _role(arm: FromClause) -> ColumnElement[str]:
-    # `|| ''`: without statistics SQLite looks a batch's arms up through the role index,
-    # a scan of every stored arm of that role, instead of by the batch's exchange ids.
-    return arm.c.role.concat("")
-
-
 def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return case((condition, 1), else_=0)
 
@@ -113,7 +107,7 @@ def _activity_rows(
         o.c.role,
     )
     joined = e.join(o, o.c.exchange_id == e.c.id).join(g, true())
-    is_arm = _role(o).in_([r.value for r in ARM_ROLES])
+    is_arm = arm_role(o).in_([r.value for r in ARM_ROLES])
     # Failed calls get no latency bin: a timeout's latency is the timeout's.
     latency_bin = func.coalesce(
         case((failed == 0, bin_expression(dialect, o.c.latency_ms)), else_=None), NO_BIN
@@ -170,13 +164,13 @@ def _pair_rows(
     where = [*where, *_by_id(ids, e, shadow, primary)]
     on_shadow = and_(
         shadow.c.exchange_id == e.c.id,
-        _role(shadow).in_((Role.SHADOW.value, Role.SERVED.value)),
+        arm_role(shadow).in_((Role.SHADOW.value, Role.SERVED.value)),
     )
     on_primary = and_(
         primary.c.exchange_id == e.c.id,
         or_(
-            and_(_role(primary) == Role.SERVED.value, primary.c.upstream != shadow.c.upstream),
-            _role(primary) == Role.REVERSE_SHADOW.value,
+            and_(arm_role(primary) == Role.SERVED.value, primary.c.upstream != shadow.c.upstream),
+            arm_role(primary) == Role.REVERSE_SHADOW.value,
         ),
     )
     joined = e.join(shadow, on_shadow).join(primary, on_primary).join(g, true())

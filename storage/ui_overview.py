@@ -25,7 +25,7 @@ from sqlalchemy.sql.selectable import FromClause
 
 from core import Role
 from storage.database import Database
-from storage.report_sql import EXCHANGES, OBSERVATIONS, failed_flag
+from storage.report_sql import EXCHANGES, OBSERVATIONS, arm_role, failed_flag
 from storage.rollups import ACTIVITY, ARM_ROLES, NO_BIN, TTFT, grain_for, periods_of
 from storage.ui_bins import BIN_RATIO, bucket_start, period_expression, quantile_from_bins
 from storage.window import ExchangeWindow
@@ -196,10 +196,9 @@ def _arms_of(window: ExchangeWindow) -> tuple[FromClause, FromClause, list[Colum
     e = EXCHANGES
     o = OBSERVATIONS.alias("o")
     cand = window.named_candidate
-    # `|| ''`: without statistics SQLite would walk the role index; the primary key is
-    # the way in from an exchange. A split exchange the primary served names no
-    # candidate, so NULL belongs to the window too.
-    role = o.c.role.concat("")
+    # A split exchange the primary served names no candidate, so NULL belongs to the
+    # window too.
+    role = arm_role(o)
     roles = role.in_([r.value for r in ARM_ROLES])
     # A shadow of another candidate (one only watched beside the rollout's) is no arm here.
     ours = or_(role != Role.SHADOW.value, o.c.upstream == cand)

@@ -29,6 +29,7 @@ class UpstreamConfig:
     connect_timeout_s: float = 10.0
     stream_idle_timeout_s: float = 60.0  # longest silence inside a streamed answer
     max_concurrency: int = 64  # candidates and noise: concurrent calls; primary: its pool
+    idle_connection_timeout_s: float = 30.0  # an unused pooled connection is closed after this
     watch: WatchConfig = field(default_factory=WatchConfig)  # candidates only
     responses: str | None = None  # "native" or "translate"; None: by kind (proxy.responses)
     # Ollama only: how long the model stays loaded after a call, and `think` for requests

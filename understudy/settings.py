@@ -49,6 +49,8 @@ class PrimarySettings(BaseModel):
     # A stream that sends nothing for this long is cut and recorded as incomplete.
     stream_idle_timeout_s: float = Field(default=300.0, gt=0)
     max_connections: int = Field(default=512, ge=1)  # the served pool; noise has its own
+    # A pooled connection unused this long is closed.
+    idle_connection_timeout_s: float = Field(default=30.0, gt=0)
 
     _url = field_validator("base_url")(_check_base_url)
 
@@ -64,6 +66,10 @@ class CandidateSettings(BaseModel):
     timeout_s: float = Field(default=60.0, gt=0)
     stream_idle_timeout_s: float = Field(default=30.0, gt=0)
     max_concurrency: int = Field(default=64, ge=1)
+    # A pooled connection unused this long is closed: below the 5 s after which vLLM and
+    # llama.cpp's server close an idle connection themselves, so a call never picks one
+    # they are closing.
+    idle_connection_timeout_s: float = Field(default=4.0, gt=0)
     # Health probes this often (openai: GET /v1/models; vllm: /health and /v1/models; tgi
     # and llamacpp: /health; ollama: /api/tags), each mapped model checked where the
     # server lists them; unset: no probes. An unhealthy candidate gets no shadows and

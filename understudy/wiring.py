@@ -44,6 +44,7 @@ def upstream_set(settings: Settings) -> UpstreamSet:
             connect_timeout_s=primary.connect_timeout_s,
             stream_idle_timeout_s=primary.stream_idle_timeout_s,
             max_concurrency=primary.max_connections,
+            idle_connection_timeout_s=primary.idle_connection_timeout_s,
         ),
         [
             UpstreamConfig(
@@ -56,6 +57,7 @@ def upstream_set(settings: Settings) -> UpstreamSet:
                 connect_timeout_s=min(c.timeout_s, 5.0),
                 stream_idle_timeout_s=c.stream_idle_timeout_s,
                 max_concurrency=c.max_concurrency,
+                idle_connection_timeout_s=c.idle_connection_timeout_s,
                 watch=watch_config(c),
                 responses=c.responses.value if c.responses else None,
                 keep_alive=c.keep_alive,

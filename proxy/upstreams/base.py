@@ -14,6 +14,7 @@ from yarl import URL
 from core import ErrorKind, UpstreamError, UpstreamRequest, UpstreamResponse
 from proxy.config import UpstreamConfig
 from proxy.upstreams.load_metrics import ANY_NAMES, LoadNames, LoadReading, parse_load
+from proxy.upstreams.pool import RecentFirstConnector
 from proxy.upstreams.port import ForwardRequest, ProbeResult
 
 # Headers that describe one hop's connection or encoding, never relayed.
@@ -121,10 +122,10 @@ class HttpUpstream(abc.ABC):
     async def start(self) -> None:
         # Bounded for every upstream, the primary included: a flood of clients waits
         # for a connection instead of opening sockets without end.
-        connector = aiohttp.TCPConnector(
+        connector = RecentFirstConnector(
             limit=self.config.max_concurrency,
             ttl_dns_cache=300,
-            keepalive_timeout=30,
+            keepalive_timeout=self.config.idle_connection_timeout_s,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -139,7 +140,9 @@ class HttpUpstream(abc.ABC):
             auto_decompress=True,
         )
         self._probe_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=PROBE_CONNECTIONS, keepalive_timeout=30)
+            connector=aiohttp.TCPConnector(
+                limit=PROBE_CONNECTIONS, keepalive_timeout=self.config.idle_connection_timeout_s
+            )
         )
 
     async def close(self) -> None:

@@ -110,6 +110,7 @@ class FakeUpstream:
         self.stall_after_chunks = 1
         self.requests: list[RecordedRequest] = []
         self.cancelled: list[Cancellation] = []
+        self._transports: set[asyncio.BaseTransport] = set()
 
     # -- public helpers -------------------------------------------------
 
@@ -126,6 +127,12 @@ class FakeUpstream:
         app = web.Application(middlewares=[middleware])
         self._add_routes(app.router)
         return app
+
+    @property
+    def open_connections(self) -> int:
+        """Connections that carried a request and are still open."""
+        self._transports = {t for t in self._transports if not t.is_closing()}
+        return len(self._transports)
 
     def requests_to(self, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path]
@@ -170,6 +177,8 @@ class FakeUpstream:
     # -- middleware: record, authorise, inject faults ---------------------
 
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.transport is not None:
+            self._transports.add(request.transport)
         record = await self._record(request)
         try:
             refused = self._check_auth(request)

@@ -77,6 +77,41 @@ def open_files(pid: int) -> int:
     return total
 
 
+def _tcp_ports() -> dict[str, tuple[int, int]]:
+    """Every TCP socket on the machine: its inode -> (local port, remote port)."""
+    ports = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, remote = fields[1], fields[2]
+                ports[fields[9]] = (
+                    int(local.rsplit(":", 1)[1], 16),
+                    int(remote.rsplit(":", 1)[1], 16),
+                )
+    return ports
+
+
+def open_files_by_kind(pid: int, server_port: int) -> dict[str, int]:
+    """The process tree's descriptors: connections clients made to ``server_port``,
+    connections it made to other servers (its upstreams), and everything else."""
+    ports = _tcp_ports()
+    counts = {"clients": 0, "upstreams": 0, "other": 0}
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{member}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{member}/fd/{fd}")
+                    local, remote = ports.get(target.removeprefix("socket:[").rstrip("]"), (0, 0))
+                    if remote == 0:  # a file, a pipe, a listening or a local socket
+                        counts["other"] += 1
+                    elif local == server_port:
+                        counts["clients"] += 1
+                    else:
+                        counts["upstreams"] += 1
+    return counts
+
+
 @contextlib.contextmanager
 def process(
     cmd: list[str], port: int, env: dict[str, str] | None = None

@@ -18,7 +18,9 @@ def _ecdf(ax: Any, values: list[float], label: str) -> None:
     ax.step(ordered, np.arange(1, len(ordered) + 1) / len(ordered), where="post", label=label)
 
 
-def plot_distributions(rounds: list[dict[str, dict[str, Any]]], peers: tuple[str, ...], out: Path) -> None:
+def plot_distributions(
+    rounds: list[dict[str, dict[str, Any]]], peers: tuple[str, ...], out: Path
+) -> None:
     """Latency (non-streaming) and time to first token (streaming) CDFs, every round pooled."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     for ax, key, title in (
@@ -47,6 +49,14 @@ def plot_soak(outcome: dict[str, Any], out: Path) -> None:
     rss.set_ylabel("RSS (MB)")
     files = rss.twinx()
     files.plot(t, [s["open_files"] for s in samples], color="tab:orange", label="open files")
+    for kind, style in (("clients", ":"), ("upstreams", "--")):
+        files.plot(
+            t,
+            [s[f"open_files_{kind}"] for s in samples],
+            color="tab:orange",
+            linestyle=style,
+            label=f"of which from {kind}" if kind == "clients" else f"of which to {kind}",
+        )
     files.set_ylabel("open files")
     rss.set_title(f"soak at {outcome['rate']:g} req/s")
     fig.legend(loc="lower right")

@@ -1,8 +1,12 @@
 """The soak: Understudy shadowing and recording at a steady rate for minutes, watched for growth.
 
 Every 10 s it samples the server's resident memory and open files (its whole process
-tree). Growth is judged on the second half of the run, after warm-up: a leak keeps
-climbing there, a cache fills and stops.
+tree), the files split into connections the load generator made to it, connections it
+made to its upstreams, and the rest. Growth is judged on the second half of the run,
+after warm-up: a leak keeps climbing there, a cache fills and stops. The load
+generator's aiohttp pool reuses its oldest idle connection first, so it keeps every
+connection a burst made it open: growth there is the client's, which the server holds
+only as long as the client keeps the connection.
 """
 
 from __future__ import annotations
@@ -40,12 +44,15 @@ def soak(rate: float, seconds: float) -> dict[str, Any]:
             text=True,
         )
         started = time.monotonic()
+        port = int(url.rsplit(":", 1)[1])
         while generator.poll() is None:
+            kinds = peers.open_files_by_kind(pid, port)
             samples.append(
                 {
                     "t_s": time.monotonic() - started,
                     "rss_mb": peers.rss_bytes(pid) / 2**20,
-                    "open_files": float(peers.open_files(pid)),
+                    "open_files": float(sum(kinds.values())),
+                    **{f"open_files_{kind}": float(n) for kind, n in kinds.items()},
                     "cpu_s": peers.cpu_seconds(pid),
                 }
             )
@@ -57,6 +64,15 @@ def soak(rate: float, seconds: float) -> dict[str, Any]:
     times = [s["t_s"] for s in late]
     rss_growth = _slope_per_minute(times, [s["rss_mb"] for s in late])
     files_growth = _slope_per_minute(times, [s["open_files"] for s in late])
+    growth_by_kind = {
+        kind: _slope_per_minute(times, [s[f"open_files_{kind}"] for s in late])
+        for kind in ("clients", "upstreams", "other")
+    }
+    by_kind = ", ".join(
+        f"{kind} {samples[0][f'open_files_{kind}']:.0f} -> {samples[-1][f'open_files_{kind}']:.0f}"
+        f" ({growth_by_kind[kind]:+.2f} per minute)"
+        for kind in ("clients", "upstreams", "other")
+    )
     report = (
         f"soak: {rate:g} req/s for {seconds:g} s, {load['requests']} requests, "
         f"{load['errors']} errors, p50 {load['p50_ms']:.2f} ms, p99 {load['p99_ms']:.2f} ms\n"
@@ -64,7 +80,8 @@ def soak(rate: float, seconds: float) -> dict[str, Any]:
         f"{max(s['rss_mb'] for s in samples):.1f} MB at most; second half: "
         f"{rss_growth:+.2f} MB per minute\n"
         f"open files {samples[0]['open_files']:.0f} at start, {samples[-1]['open_files']:.0f} at "
-        f"the end; second half: {files_growth:+.2f} per minute"
+        f"the end; second half: {files_growth:+.2f} per minute\n"
+        f"  by kind, start -> end (second half): {by_kind}"
     )
     return {
         "rate": rate,
@@ -73,5 +90,6 @@ def soak(rate: float, seconds: float) -> dict[str, Any]:
         "samples": samples,
         "rss_mb_per_minute_second_half": rss_growth,
         "open_files_per_minute_second_half": files_growth,
+        "open_files_per_minute_second_half_by_kind": growth_by_kind,
         "report": report,
     }

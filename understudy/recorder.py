@@ -26,7 +26,7 @@ from understudy.logs import configure_logging
 from understudy.recording import writer_for
 from understudy.server import run, wait_for_stop_or_parent
 from understudy.settings import Settings
-from understudy.wiring import secret_redactor
+from understudy.upstream_keys import secret_redactor
 
 log = structlog.get_logger("understudy.recorder")
 

@@ -24,12 +24,12 @@ from rollout.trips import RecentTrips
 from storage.database import Database
 from storage.flags import FlagRecord
 from storage.recorder_link import RecorderLink
-from storage.redaction import SECRET_MARK, redact_secrets
 from storage.response_owners import ResponseOwnerRepository
 from understudy.admin_wiring import attach_admin
 from understudy.controller_wiring import ReportWorker, StageReports, build_controller
 from understudy.recording import Lifecycle, build_link, build_writer
 from understudy.settings import CandidateSettings, LimitAction, Settings
+from understudy.upstream_keys import secret_redactor
 
 
 def upstream_set(settings: Settings) -> UpstreamSet:
@@ -178,30 +178,6 @@ def build_rollout(
             await db.dispose()
 
     return flags, lifecycle
-
-
-# A configured key shorter than this is not masked by value: masking a word that short
-# would garble ordinary text, and such a key is no secret anyway.
-MIN_MASKED_KEY_CHARS = 8
-
-
-def secret_redactor(settings: Settings) -> Callable[[str], str]:
-    """What clients may see of an upstream's error: the log's and the database's secret
-    patterns, and first the configured upstream keys, whatever their shape."""
-    configured = [settings.primary.api_key, *(c.api_key for c in settings.candidates)]
-    keys = sorted(
-        {v for k in configured if k and len(v := k.get_secret_value()) >= MIN_MASKED_KEY_CHARS},
-        key=len,
-        reverse=True,  # a key that contains another is masked whole
-    )
-
-    def redact(text: str) -> str:
-        for key in keys:
-            if key in text:
-                text = text.replace(key, SECRET_MARK)
-        return redact_secrets(text)
-
-    return redact
 
 
 RECORDER_LINK = web.AppKey("recorder_link", RecorderLink)

@@ -15,7 +15,7 @@ from understudy.commands.common import settings_from_args
 from understudy.logs import configure_logging
 from understudy.proxy_process import serve_proxy
 from understudy.server import run, wait_for_stop_or_parent
-from understudy.wiring import secret_redactor
+from understudy.upstream_keys import secret_redactor
 from understudy.worker_metrics import WorkerSeat
 
 

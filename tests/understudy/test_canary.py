@@ -45,7 +45,7 @@ from tests.understudy.canary_traffic import (
     send_everything,
 )
 from understudy.settings import load_settings
-from understudy.wiring import secret_redactor
+from understudy.upstream_keys import secret_redactor
 
 PRIMARY_TIMEOUT_S = 3
 CANDIDATE_TIMEOUT_S = 2

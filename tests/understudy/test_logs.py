@@ -26,7 +26,7 @@ from understudy.logs import (
 )
 from understudy.server import run, start_site
 from understudy.settings import LogFormat, Settings
-from understudy.wiring import secret_redactor
+from understudy.upstream_keys import secret_redactor
 
 CANARY_KEY = "sk-canary-3b9e1f7a2c8d4e6f"
 CANARY_PROMPT = "canary prompt: the launch codes are 0000"

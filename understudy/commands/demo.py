@@ -54,7 +54,8 @@ from understudy.simulated import (
     OPENAI_PERSONA,
     SimulatedUpstream,
 )
-from understudy.wiring import build_app, rollout_store, secret_redactor
+from understudy.upstream_keys import secret_redactor
+from understudy.wiring import build_app, rollout_store
 
 ACTOR = "demo"
 CANDIDATE = "local-llama"

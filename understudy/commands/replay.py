@@ -271,7 +271,7 @@ async def _open_run(
 
 async def _replay(args: argparse.Namespace, settings: Settings, target: Target) -> int:
     # The proxy's wiring, for the log redactor: imported by a run only, so `list` starts fast.
-    from understudy.wiring import secret_redactor
+    from understudy.upstream_keys import secret_redactor
 
     async with await open_current(settings.database_url) as db:
         # Logs go to stderr with the progress line; one debug line per replayed exchange.

@@ -15,7 +15,7 @@ from understudy.commands.common import (
 from understudy.host import serve_host
 from understudy.logs import configure_logging
 from understudy.server import run
-from understudy.wiring import secret_redactor
+from understudy.upstream_keys import secret_redactor
 
 
 def worker_count(text: str) -> int:

@@ -2,6 +2,12 @@
 
 Prints one JSON object with latency and time-to-first-token percentiles and the
 achieved request rate. Run: python -m bench.load URL --open 200 --duration 10 [--stream]
+
+Its connections are pooled as the openai SDK pools them: an idle connection is reused
+before a new one is opened, the surplus a burst opened is left idle, and a connection
+idle for 5 s (the SDK's keep-alive expiry) is closed. aiohttp's own pool would reuse its
+oldest connection first and so keep, and have the server hold, every connection a
+burst ever opened.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ import aiohttp
 import numpy as np
 import uvloop
 
+from proxy.upstreams.pool import RecentFirstConnector
+
+KEEPALIVE_S = 5.0  # the openai SDK's (httpx's) keep-alive expiry
 BODY = {
     "model": "gpt-4o-mini",
     "messages": [{"role": "user", "content": "Say something short for the benchmark."}],
@@ -45,7 +54,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     payload = json.dumps({**BODY, "stream": args.stream}).encode()
     url = f"{args.url}/v1/chat/completions"
     results: list[tuple[float, float, bool]] = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    connector = RecentFirstConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
+    async with aiohttp.ClientSession(connector=connector) as session:
         for _ in range(50):  # warm up connections and code paths
             await one(session, url, payload, args.stream)
         started = time.perf_counter()

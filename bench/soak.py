@@ -3,10 +3,9 @@
 Every 10 s it samples the server's resident memory and open files (its whole process
 tree), the files split into connections the load generator made to it, connections it
 made to its upstreams, and the rest. Growth is judged on the second half of the run,
-after warm-up: a leak keeps climbing there, a cache fills and stops. The load
-generator's aiohttp pool reuses its oldest idle connection first, so it keeps every
-connection a burst made it open: growth there is the client's, which the server holds
-only as long as the client keeps the connection.
+after warm-up: a leak keeps climbing there, a cache fills and stops. The load generator
+pools its connections as the openai SDK does (bench/load.py), so connections from it
+stay open only while it needs them.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import tempfile
 import time
 from typing import Any
 
-import numpy as np
+from scipy.stats import theilslopes
 
 from bench import peers
 
@@ -25,10 +24,12 @@ SAMPLE_EVERY_S = 10.0
 
 
 def _slope_per_minute(times: list[float], values: list[float]) -> float:
+    """The trend, by Theil-Sen (the median of the pairwise slopes): a burst that is under
+    way at one sample, such as the last, does not pass for growth as it would in a
+    least-squares line."""
     if len(times) < 2:
         return 0.0
-    slope, _ = np.polyfit(times, values, 1)
-    return float(slope) * 60
+    return float(theilslopes(values, times).slope) * 60
 
 
 def soak(rate: float, seconds: float) -> dict[str, Any]:

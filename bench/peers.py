@@ -68,15 +68,6 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
-def open_files(pid: int) -> int:
-    """File descriptors the process tree holds open (sockets included)."""
-    total = 0
-    for member in process_tree(pid):
-        with contextlib.suppress(OSError):
-            total += len(os.listdir(f"/proc/{member}/fd"))
-    return total
-
-
 def _tcp_ports() -> dict[str, tuple[int, int]]:
     """Every TCP socket on the machine: its inode -> (local port, remote port)."""
     ports = {}

@@ -14,6 +14,7 @@ from core import Exchange
 from storage.models import ExchangeRow, ObservationRow
 from storage.rollups import add_exchanges
 from storage.rows import exchange_row, observation_rows
+from storage.shapes import power_of_two_chunks
 
 _EXCHANGES: Table = ExchangeRow.__table__  # type: ignore[assignment]
 _OBSERVATIONS: Table = ObservationRow.__table__  # type: ignore[assignment]
@@ -28,31 +29,30 @@ def insert_ignoring_duplicates(dialect: str, table: Table) -> Insert:
     raise ValueError(f"no idempotent insert for dialect {dialect!r}")
 
 
-# Exchanges per INSERT statement. Each statement has a fixed cost (about 0.1 ms, and a
-# hop to the database's thread); its parameters are built on the event loop, the
+# Most exchanges per INSERT statement. Each statement has a fixed cost (about 0.1 ms, and
+# a hop to the database's thread); its parameters are built on the event loop, the
 # recorder's (or a proxy's recording in-process), which 64 exchanges hold for a few ms.
+# Statements carry a power of two of them, so there are 7 shapes (see storage.shapes).
 STATEMENT_ROWS = 64
 
 
 async def insert_exchanges(conn: AsyncConnection, exchanges: Sequence[Exchange]) -> None:
     """Insert exchanges with their observations inside the caller's transaction, and add
     those that were new to the rollups the overview reads."""
-    inserted: list[uuid.UUID] = []
-    for start in range(0, len(exchanges), STATEMENT_ROWS):
-        inserted += await _insert_chunk(conn, exchanges[start : start + STATEMENT_ROWS])
-    await add_exchanges(conn, inserted)
-
-
-async def _insert_chunk(conn: AsyncConnection, exchanges: Sequence[Exchange]) -> list[uuid.UUID]:
-    """The ids that were new: an id already stored is skipped whole."""
-    if not exchanges:
-        return []
-    dialect = conn.dialect.name
     # The first copy of an id wins whole, within a batch as across batches.
     first: dict[uuid.UUID, Exchange] = {}
     for e in exchanges:
         first.setdefault(e.id, e)
-    unique = list(first.values())
+    inserted: list[uuid.UUID] = []
+    for chunk in power_of_two_chunks(list(first.values()), STATEMENT_ROWS):
+        inserted += await _insert_chunk(conn, chunk)
+    await add_exchanges(conn, inserted)
+
+
+async def _insert_chunk(conn: AsyncConnection, unique: Sequence[Exchange]) -> list[uuid.UUID]:
+    """The ids that were new, of exchanges with distinct ids: one already stored is
+    skipped whole."""
+    dialect = conn.dialect.name
     result = await conn.execute(
         insert_ignoring_duplicates(dialect, _EXCHANGES).returning(_EXCHANGES.c.id),
         [exchange_row(e) for e in unique],

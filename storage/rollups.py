@@ -48,6 +48,7 @@ from sqlalchemy.sql.selectable import CompoundSelect, FromClause
 from core import Role
 from storage.models import ActivityRollupRow, PairRollupRow
 from storage.report_sql import EXCHANGES, OBSERVATIONS, arm_role, epoch_seconds, failed_flag
+from storage.shapes import padded_to_power_of_two
 from storage.ui_bins import bin_expression, period_expression
 from storage.window import ExchangeWindow
 
@@ -277,6 +278,10 @@ def rollup_statements(
     return activity, pairs
 
 
+# Most ids one statement adds: the writer's batch, at its default size.
+ROLLUP_IDS = 256
+
+
 @functools.cache
 def _adding_batch(dialect: str) -> tuple[Insert, Insert]:
     """The statements that add the exchanges whose ids are bound as ``ids``: built once,
@@ -287,10 +292,11 @@ def _adding_batch(dialect: str) -> tuple[Insert, Insert]:
 async def add_exchanges(conn: AsyncConnection, ids: Iterable[uuid.UUID]) -> None:
     """Add the exchanges just inserted (by id) to the rollups, in the caller's transaction."""
     wanted = list(ids)
-    if not wanted:
-        return
-    for statement in _adding_batch(conn.dialect.name):
-        await conn.execute(statement, {"ids": wanted})
+    for start in range(0, len(wanted), ROLLUP_IDS):
+        # Padded, so that the IN lists come in few lengths (see storage.shapes).
+        padded = padded_to_power_of_two(wanted[start : start + ROLLUP_IDS])
+        for statement in _adding_batch(conn.dialect.name):
+            await conn.execute(statement, {"ids": padded})
 
 
 async def subtract_exchanges(conn: AsyncConnection, where: Sequence[ColumnElement[bool]]) -> None:

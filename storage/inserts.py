@@ -43,22 +43,25 @@ async def insert_exchanges(conn: AsyncConnection, exchanges: Sequence[Exchange])
     first: dict[uuid.UUID, Exchange] = {}
     for e in exchanges:
         first.setdefault(e.id, e)
-    inserted: list[uuid.UUID] = []
+    new: list[Exchange] = []
     for chunk in power_of_two_chunks(list(first.values()), STATEMENT_ROWS):
-        inserted += await _insert_chunk(conn, chunk)
-    await add_exchanges(conn, inserted)
+        new += await _insert_new(conn, chunk)
+    # One row per execution, whatever the count: their statement has a single shape,
+    # and grouping by STATEMENT_ROWS exchanges rather than by chunk saves statements.
+    observations = insert_ignoring_duplicates(conn.dialect.name, _OBSERVATIONS)
+    for start in range(0, len(new), STATEMENT_ROWS):
+        rows = [row for e in new[start : start + STATEMENT_ROWS] for row in observation_rows(e)]
+        if rows:
+            await conn.execute(observations, rows)
+    await add_exchanges(conn, [e.id for e in new])
 
 
-async def _insert_chunk(conn: AsyncConnection, unique: Sequence[Exchange]) -> list[uuid.UUID]:
-    """The ids that were new, of exchanges with distinct ids: one already stored is
-    skipped whole."""
-    dialect = conn.dialect.name
+async def _insert_new(conn: AsyncConnection, unique: Sequence[Exchange]) -> list[Exchange]:
+    """Insert exchanges with distinct ids, without their observations; those that were
+    new (one already stored is skipped whole)."""
     result = await conn.execute(
-        insert_ignoring_duplicates(dialect, _EXCHANGES).returning(_EXCHANGES.c.id),
+        insert_ignoring_duplicates(conn.dialect.name, _EXCHANGES).returning(_EXCHANGES.c.id),
         [exchange_row(e) for e in unique],
     )
     inserted = set(result.scalars().all())
-    obs = [row for e in unique if e.id in inserted for row in observation_rows(e)]
-    if obs:
-        await conn.execute(insert_ignoring_duplicates(dialect, _OBSERVATIONS), obs)
-    return [e.id for e in unique if e.id in inserted]
+    return [e for e in unique if e.id in inserted]

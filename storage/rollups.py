@@ -21,13 +21,16 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
     String,
     Table,
+    Uuid,
     and_,
+    any_,
     bindparam,
     case,
     delete,
@@ -48,7 +51,6 @@ from sqlalchemy.sql.selectable import CompoundSelect, FromClause
 from core import Role
 from storage.models import ActivityRollupRow, PairRollupRow
 from storage.report_sql import EXCHANGES, OBSERVATIONS, arm_role, epoch_seconds, failed_flag
-from storage.shapes import padded_to_power_of_two
 from storage.ui_bins import bin_expression, period_expression
 from storage.window import ExchangeWindow
 
@@ -97,7 +99,7 @@ def _activity_rows(
     """Per period of the finest grain, the rows' arms counted (times ``sign``) as ACTIVITY
     holds them."""
     e, o, g = EXCHANGES, OBSERVATIONS.alias("o"), _grains(GRAINS[:1])
-    where = [*where, *_by_id(ids, e, o)]
+    where = [*where, *_by_id(dialect, ids, e, o)]
     failed = failed_flag(o)
     common = (
         g.c.grain_s,
@@ -132,13 +134,27 @@ def _activity_rows(
     return union_all(latency, ttft)
 
 
-def _by_id(ids: BindParameter[Any] | None, e: FromClause, *arms: FromClause) -> list[Any]:
+def _by_id(
+    dialect: str, ids: BindParameter[Any] | None, e: FromClause, *arms: FromClause
+) -> list[Any]:
     """The exchanges and arms of the ids bound to ``ids``, each table named by them: a
     planner then starts from the ids whatever its statistics say, where one filter on the
     exchanges alone let PostgreSQL, on a young table, scan every arm."""
     if ids is None:
         return []
-    return [e.c.id.in_(ids), *(arm.c.exchange_id.in_(ids) for arm in arms)]
+    return [_among(dialect, e.c.id, ids), *(_among(dialect, a.c.exchange_id, ids) for a in arms)]
+
+
+def _among(dialect: str, column: ColumnElement[Any], ids: BindParameter[Any]) -> Any:
+    """``column`` is one of the ids bound to ``ids`` as one parameter, whatever their
+    number: a JSON array of the stored hex form on SQLite, a uuid[] on PostgreSQL.
+    An ``IN`` of one parameter per id would make a new SQL text for every batch size,
+    and bind each id again at every use, four times per statement."""
+    if dialect == "sqlite":
+        return column.in_(select(func.json_each(ids).table_valued("value").c.value))
+    if dialect == "postgresql":
+        return column == any_(ids)
+    raise ValueError(f"no rollups for dialect {dialect!r}")
 
 
 def _named(table: Table, values: Sequence[ColumnElement[Any]]) -> Select[Any]:
@@ -162,7 +178,7 @@ def _pair_rows(
     (a shadow, or what served) and the primary's (what served, or its reverse shadow)."""
     e, g = EXCHANGES, _grains(GRAINS[:1])
     primary, shadow = OBSERVATIONS.alias("p"), OBSERVATIONS.alias("c")
-    where = [*where, *_by_id(ids, e, shadow, primary)]
+    where = [*where, *_by_id(dialect, ids, e, shadow, primary)]
     on_shadow = and_(
         shadow.c.exchange_id == e.c.id,
         arm_role(shadow).in_((Role.SHADOW.value, Role.SERVED.value)),
@@ -278,25 +294,37 @@ def rollup_statements(
     return activity, pairs
 
 
-# Most ids one statement adds: the writer's batch, at its default size.
-ROLLUP_IDS = 256
+def id_set(dialect: str, ids: Sequence[uuid.UUID] | None = None) -> BindParameter[Any]:
+    """The parameter ``rollup_statements`` takes as ``ids``, holding ``ids`` if given;
+    else ``id_set_value`` fills it at execution."""
+    value = None if ids is None else id_set_value(dialect, ids)
+    if dialect == "postgresql":
+        return bindparam("ids", value, type_=postgresql.ARRAY(Uuid()))
+    return bindparam("ids", value, type_=String())
+
+
+def id_set_value(dialect: str, ids: Sequence[uuid.UUID]) -> Any:
+    """The value of ``id_set``'s parameter for ``ids``."""
+    if dialect == "postgresql":
+        return list(ids)
+    return orjson.dumps([i.hex for i in ids]).decode()  # how the Uuid type stores them
 
 
 @functools.cache
 def _adding_batch(dialect: str) -> tuple[Insert, Insert]:
     """The statements that add the exchanges whose ids are bound as ``ids``: built once,
     so each batch reuses their compiled form instead of building and keying them anew."""
-    return rollup_statements(dialect, [], ids=bindparam("ids", expanding=True))
+    return rollup_statements(dialect, [], ids=id_set(dialect))
 
 
 async def add_exchanges(conn: AsyncConnection, ids: Iterable[uuid.UUID]) -> None:
     """Add the exchanges just inserted (by id) to the rollups, in the caller's transaction."""
     wanted = list(ids)
-    for start in range(0, len(wanted), ROLLUP_IDS):
-        # Padded, so that the IN lists come in few lengths (see storage.shapes).
-        padded = padded_to_power_of_two(wanted[start : start + ROLLUP_IDS])
-        for statement in _adding_batch(conn.dialect.name):
-            await conn.execute(statement, {"ids": padded})
+    if not wanted:
+        return
+    dialect = conn.dialect.name
+    for statement in _adding_batch(dialect):
+        await conn.execute(statement, {"ids": id_set_value(dialect, wanted)})
 
 
 async def subtract_exchanges(conn: AsyncConnection, where: Sequence[ColumnElement[bool]]) -> None:

@@ -1,12 +1,12 @@
 """Few statement shapes for batches of any size.
 
-A multi-row ``INSERT ... VALUES (...), (...)`` and an ``IN (...)`` of bound ids have
-SQL text that depends on how many rows or ids they carry. The database driver keeps a
-prepared statement per distinct text (sqlite3 128 per connection, asyncpg 100), so a
-writer whose batches come in every size from 1 to 256 prepares statements again and
-again, and the caches fill with hundreds of near-copies (about 9 MB in the recorder
-before this). Sizes that are powers of two keep it to a handful of shapes, each
-prepared once.
+A multi-row ``INSERT ... VALUES (...), (...)`` has SQL text that depends on how many
+rows it carries. The database driver keeps a prepared statement per distinct text
+(sqlite3 128 per connection, asyncpg 100), so a writer whose batches come in every size
+from 1 to 256 prepares statements again and again, and the caches fill with near-copies
+(about 9 MB in the recorder before this, with the rollups' ``IN`` lists, which now bind
+their ids as one parameter). Chunks whose sizes are powers of two keep it to a handful
+of shapes, each prepared once.
 """
 
 from __future__ import annotations
@@ -27,12 +27,3 @@ def power_of_two_chunks(items: Sequence[T], most: int) -> Iterator[Sequence[T]]:
         size = min(most, 1 << ((len(items) - start).bit_length() - 1))
         yield items[start : start + size]
         start += size
-
-
-def padded_to_power_of_two(items: Sequence[T]) -> list[T]:
-    """``items`` with its last one repeated up to the next power of two in length:
-    for a set membership test (``IN``), where a repeat changes nothing."""
-    padded = list(items)
-    if padded:
-        padded += [padded[-1]] * ((1 << (len(padded) - 1).bit_length()) - len(padded))
-    return padded

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 
 from core import Route
 from migrations import ensure_schema
@@ -22,6 +22,7 @@ from storage.rollups import (
     NO_BIN,
     PAIRS,
     grain_for,
+    id_set,
     rebuild_rollups,
     rollup_statements,
 )
@@ -137,11 +138,9 @@ async def test_adding_a_batch_looks_its_arms_up_by_exchange_id(tmp_path: Path) -
     try:
         traffic = build_traffic(200, seed=5)
         await store(db, traffic)
-        ids = [e.id for e in traffic[:20]]
+        ids = id_set("sqlite", [e.id for e in traffic[:20]])
         async with db.engine.connect() as conn:
-            for statement in rollup_statements(
-                "sqlite", [], ids=bindparam("ids", ids, expanding=True)
-            ):
+            for statement in rollup_statements("sqlite", [], ids=ids):
                 compiled = statement.compile(
                     dialect=conn.dialect, compile_kwargs={"literal_binds": True}
                 )
